@@ -1,0 +1,76 @@
+"""``agent-phone-platform``: the contact-center platform the phones talk to."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from agent_phone.cloud.config import ConfigError, demo_config, hash_password, load_config
+from agent_phone.cloud.server import Platform
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="agent-phone-platform",
+        description="Run the contact-center platform: agents, queues, routing, media edge.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port; 0 takes a free one (default 8765)")
+    p.add_argument("--config", type=Path, help="TOML configuration (default: the built-in demo)")
+    p.add_argument(
+        "--hash-password",
+        action="store_true",
+        help="read a password from stdin (or prompt) and print its hash for the config",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    return p
+
+
+async def _serve(platform: Platform, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await platform.start(host, port)
+    try:
+        await stop.wait()
+    finally:
+        await platform.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.hash_password:
+        password = (
+            sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
+        )
+        print(hash_password(password))
+        return 0
+    try:
+        config = load_config(args.config) if args.config else demo_config()
+    except ConfigError as exc:
+        print(f"agent-phone-platform: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(Platform(config), args.host, args.port))
+    except OSError as exc:
+        print(
+            f"agent-phone-platform: cannot listen on {args.host}:{args.port}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

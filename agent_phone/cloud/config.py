@@ -1,0 +1,159 @@
+"""The platform's configuration: agents, queues and timeouts, from TOML.
+
+With no file the platform runs the built-in demo (``demo_config``). The file
+format is documented in docs/administration.md; an example:
+
+    [platform]
+    persistent_timeout_s = 600    # R7, for everyone
+    alert_timeout_s = 12          # R12
+    ice_addresses = ["127.0.0.1"] # where media may flow
+
+    [agents.alice]
+    password_hash = "$argon2id$v=19$..."   # agent-phone-platform --hash-password
+    permissions = ["routing:conversation:acceptOffQueue"]
+    persistent_timeout_s = 300             # per-agent override (optional)
+
+    [queues.support]
+    members = ["alice", "bob"]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import argon2
+
+ACCEPT_OFF_QUEUE = "routing:conversation:acceptOffQueue"
+KNOWN_PERMISSIONS = frozenset({ACCEPT_OFF_QUEUE})
+
+DEFAULT_PERSISTENT_TIMEOUT_S = 600.0
+DEFAULT_ALERT_TIMEOUT_S = 12.0
+
+
+class ConfigError(ValueError):
+    """The configuration file is unusable; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    name: str
+    password_hash: str
+    permissions: frozenset[str] = frozenset()
+    #: Overrides the platform's timeout for this agent (R7).
+    persistent_timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    name: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    agents: dict[str, AgentConfig]
+    queues: dict[str, QueueConfig]
+    persistent_timeout_s: float = DEFAULT_PERSISTENT_TIMEOUT_S
+    alert_timeout_s: float = DEFAULT_ALERT_TIMEOUT_S
+    #: How long setting up a media connection may take before it is abandoned.
+    connect_timeout_s: float = 10.0
+    ice_addresses: tuple[str, ...] = ("127.0.0.1",)
+    source: str = "built-in demo"
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def queues_of(self, agent: str) -> list[str]:
+        return [q.name for q in self.queues.values() if agent in q.members]
+
+    def persistent_timeout_for(self, agent: str) -> float:
+        override = self.agents[agent].persistent_timeout_s
+        return self.persistent_timeout_s if override is None else override
+
+
+_hasher = argon2.PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Slow on purpose (argon2id); call it off the event loop."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+        return False
+
+
+@cache
+def _demo_hash() -> str:
+    return hash_password("demo")
+
+
+def dummy_hash() -> str:
+    """Checked against for unknown users, so they take as long as known ones."""
+    return _demo_hash()
+
+
+def demo_config(**overrides: object) -> PlatformConfig:
+    """Queue ``support``; agents alice, bob and carol, password ``demo``."""
+    h = _demo_hash()
+    agents = {
+        "alice": AgentConfig("alice", h, frozenset({ACCEPT_OFF_QUEUE})),
+        "bob": AgentConfig("bob", h),
+        "carol": AgentConfig("carol", h),
+    }
+    queues = {"support": QueueConfig("support", ("alice", "bob", "carol"))}
+    return PlatformConfig(agents=agents, queues=queues, **overrides)  # type: ignore[arg-type]
+
+
+def _number(table: dict[str, object], key: str, where: str, default: float | None) -> float | None:
+    value = table.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{where}.{key} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def load_config(path: Path) -> PlatformConfig:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    platform = data.get("platform", {})
+    agents: dict[str, AgentConfig] = {}
+    for name, table in data.get("agents", {}).items():
+        where = f"agents.{name}"
+        password_hash = table.get("password_hash")
+        if not isinstance(password_hash, str) or not password_hash.startswith("$argon2"):
+            raise ConfigError(f"{where}.password_hash must be an argon2 hash")
+        permissions = frozenset(table.get("permissions", []))
+        if unknown := permissions - KNOWN_PERMISSIONS:
+            raise ConfigError(f"{where}.permissions: unknown {sorted(unknown)}")
+        timeout = _number(table, "persistent_timeout_s", where, None)
+        agents[name] = AgentConfig(name, password_hash, permissions, timeout)
+    queues: dict[str, QueueConfig] = {}
+    for name, table in data.get("queues", {}).items():
+        members = tuple(table.get("members", []))
+        if missing := [m for m in members if m not in agents]:
+            raise ConfigError(f"queues.{name}.members: no such agent {missing}")
+        queues[name] = QueueConfig(name, members)
+    ice = tuple(platform.get("ice_addresses", ["127.0.0.1"]))
+    return PlatformConfig(
+        agents=agents,
+        queues=queues,
+        persistent_timeout_s=_number(
+            platform, "persistent_timeout_s", "platform", DEFAULT_PERSISTENT_TIMEOUT_S
+        )
+        or DEFAULT_PERSISTENT_TIMEOUT_S,
+        alert_timeout_s=_number(platform, "alert_timeout_s", "platform", DEFAULT_ALERT_TIMEOUT_S)
+        or DEFAULT_ALERT_TIMEOUT_S,
+        connect_timeout_s=_number(platform, "connect_timeout_s", "platform", 10.0) or 10.0,
+        ice_addresses=ice,
+        source=str(path),
+    )

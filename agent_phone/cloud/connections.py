@@ -1,0 +1,296 @@
+"""The persistent-connection manager: the one place that decides whether an
+agent's media connection is set up, kept or closed.
+
+Rules (docs/persistent-connection.md, shared/DESIGN.md R1-R11):
+
+- a call for an agent with no connection sets one up first (R1, R8);
+- after a call the connection is kept when the agent's "Maintain a persistent
+  connection" is on (R2, R6), and closed otherwise;
+- with ``routing:conversation:acceptOffQueue`` it is set up at sign-in (R5);
+- a kept connection with no call is closed after the timeout (R7);
+- the agent may end it (R9) or turn the setting off (R10): during a call that
+  takes effect when the call ends, never in the middle of it;
+- sign-out and a second phone signing in close it (R11, R13);
+- a connection whose far end stopped answering is closed within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from agent_phone.cloud.config import ACCEPT_OFF_QUEUE, PlatformConfig
+from agent_phone.cloud.events import EventLog
+from agent_phone.cloud.media_edge import AgentLink, LinkError, LinkState
+from agent_phone.protocol import ConnectionAnswer, ConnectionOffer, ConnectionState
+from agent_phone.tasks import TaskSet
+
+if TYPE_CHECKING:
+    from agent_phone.cloud.sessions import AgentSession
+
+logger = logging.getLogger(__name__)
+
+LinkLost = Callable[["AgentSession", AgentLink, str], None]
+
+
+class RequestError(Exception):
+    """A request that cannot be honoured; becomes an ``error`` message."""
+
+    def __init__(self, code: str, message: str, call_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.call_id = call_id
+
+
+class ConnectionManager:
+    def __init__(self, config: PlatformConfig, events: EventLog) -> None:
+        self.config = config
+        self._events = events
+        self._links: dict[str, AgentLink] = {}
+        self._sessions: dict[str, AgentSession] = {}
+        self._setups: dict[str, asyncio.Task[AgentLink]] = {}
+        self._answers: dict[str, asyncio.Future[str]] = {}
+        self._in_call: set[str] = set()
+        self._close_after_call: set[str] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._expires_at: dict[str, float] = {}
+        self._tasks = TaskSet("connections")
+        #: Told when a link dies under a call, so the router can save the call.
+        self.on_link_lost: LinkLost = lambda session, link, reason: None
+
+    # --- queries -------------------------------------------------------------
+
+    def active_link(self, agent: str) -> AgentLink | None:
+        link = self._links.get(agent)
+        return link if link is not None and link.state is LinkState.ACTIVE else None
+
+    def link(self, agent: str) -> AgentLink | None:
+        return self._links.get(agent)
+
+    def timeout_for(self, agent: str) -> float:
+        return self.config.persistent_timeout_for(agent)
+
+    # --- setting up (R1, R5, R8) ----------------------------------------------
+
+    async def establish(self, session: AgentSession, reason: str) -> AgentLink:
+        """The agent's active connection, set up first when there is none."""
+        if (link := self.active_link(session.name)) is not None:
+            return link
+        setup = self._setups.get(session.name)
+        if setup is None:
+            setup = asyncio.get_running_loop().create_task(self._set_up(session, reason))
+            self._setups[session.name] = setup
+            setup.add_done_callback(lambda _t: self._setups.pop(session.name, None))
+        return await asyncio.shield(setup)
+
+    async def _set_up(self, session: AgentSession, reason: str) -> AgentLink:
+        old = self._links.get(session.name)
+        if old is not None:
+            await self._close(session.name, "replaced")
+        link = AgentLink(session.name, self._on_dead)
+        self._links[session.name] = link
+        started = time.monotonic()
+        self._events.emit(
+            "connection_offered", agent=session.name, connection_id=link.id, reason=reason
+        )
+        self._send_state(session, link, "connecting", reason)
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._answers[link.id] = answer
+        try:
+            sdp = await link.create_offer()
+            session.send(ConnectionOffer(connection_id=link.id, sdp=sdp, reason=reason))
+            timeout = self.config.connect_timeout_s
+            answer_sdp = await asyncio.wait_for(answer, timeout)
+            await link.accept_answer(answer_sdp, timeout - (time.monotonic() - started))
+        except (TimeoutError, LinkError, ValueError) as exc:
+            why = str(exc) or "no answer from the phone"
+            logger.warning("%s: set-up failed: %s", link.id, why)
+            await self._close(session.name, "setup_failed", link)
+            raise LinkError(why) from None
+        except BaseException:
+            await self._close(session.name, "setup_cancelled", link)
+            raise
+        finally:
+            self._answers.pop(link.id, None)
+        if link.state is not LinkState.ACTIVE:
+            raise LinkError(f"connection closed during set-up ({link.id})")
+        self._events.emit(
+            "connection_established",
+            agent=session.name,
+            connection_id=link.id,
+            setup_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        self._send_state(session, link, "active", reason)
+        if session.name not in self._in_call:
+            # Set up ahead of any call (R5) or for a call already gone.
+            await self._after_call(session, link, reason)
+        return link
+
+    def accept_answer(self, session: AgentSession, message: ConnectionAnswer) -> None:
+        link = self._links.get(session.name)
+        future = self._answers.get(message.connection_id)
+        if link is None or link.id != message.connection_id or future is None:
+            raise RequestError(
+                "unknown_connection", f"no connection {message.connection_id!r} awaits an answer"
+            )
+        if not future.done():
+            future.set_result(message.sdp)
+
+    # --- calls on a connection -------------------------------------------------
+
+    def begin_call(self, session: AgentSession) -> None:
+        """A call is being routed to the agent: its connection is busy from now."""
+        self._in_call.add(session.name)
+        self._cancel_timer(session.name)
+
+    def call_delivered(self, session: AgentSession, link: AgentLink) -> None:
+        self._send_state(session, link, "active", "call")
+
+    async def call_finished(self, session: AgentSession) -> None:
+        """A call on the agent's connection ended: keep it or close it (R2)."""
+        self._in_call.discard(session.name)
+        link = self._links.get(session.name)
+        if link is not None and link.state is LinkState.ACTIVE:
+            await self._after_call(session, link, "call_ended")
+
+    async def _after_call(self, session: AgentSession, link: AgentLink, reason: str) -> None:
+        if not session.signed_in:
+            await self._close(session.name, "signed_out", link)
+        elif session.name in self._close_after_call:
+            self._close_after_call.discard(session.name)
+            await self._close(session.name, "stopped_by_agent", link)
+        elif not session.persistent:
+            await self._close(session.name, "persistent_off", link)
+        else:
+            self._keep(session, link, reason)
+
+    def _keep(self, session: AgentSession, link: AgentLink, reason: str) -> None:
+        timeout = self.timeout_for(session.name)
+        self._cancel_timer(session.name)
+        loop = asyncio.get_running_loop()
+        self._timers[session.name] = loop.call_later(timeout, self._timed_out, session, link)
+        self._expires_at[session.name] = time.time() + timeout
+        self._events.emit(
+            "connection_kept",
+            agent=session.name,
+            connection_id=link.id,
+            expires_at=self._expires_at[session.name],
+        )
+        self._send_state(session, link, "active", reason)
+
+    def _timed_out(self, session: AgentSession, link: AgentLink) -> None:
+        self._timers.pop(session.name, None)
+        if self._links.get(session.name) is link and session.name not in self._in_call:
+            self._tasks.spawn(self._close(session.name, "timeout", link), "timeout")
+
+    def _cancel_timer(self, agent: str) -> None:
+        self._expires_at.pop(agent, None)
+        if (timer := self._timers.pop(agent, None)) is not None:
+            timer.cancel()
+
+    # --- the agent's requests (R9, R10) and other ends (R5, R11, R13) -------------
+
+    async def signed_in(self, session: AgentSession) -> None:
+        self._sessions[session.name] = session
+        if session.persistent and ACCEPT_OFF_QUEUE in session.permissions:
+            self._tasks.spawn(self._establish_quietly(session, "sign_in"), "sign-in")
+
+    async def _establish_quietly(self, session: AgentSession, reason: str) -> None:
+        try:
+            await self.establish(session, reason)
+        except LinkError as exc:
+            logger.warning("%s: connection at %s failed: %s", session.name, reason, exc)
+
+    async def set_persistent(self, session: AgentSession, on: bool) -> None:
+        session.persistent = on
+        link = self._links.get(session.name)
+        if on:
+            self._close_after_call.discard(session.name)
+            if link is None and ACCEPT_OFF_QUEUE in session.permissions:
+                self._tasks.spawn(self._establish_quietly(session, "sign_in"), "setting")
+            elif link is not None and link.state is LinkState.ACTIVE:
+                if session.name in self._in_call:
+                    self._send_state(session, link, "active", "setting_on")
+                else:
+                    self._keep(session, link, "setting_on")
+        elif link is not None:
+            if session.name in self._in_call:
+                self._send_state(session, link, "active", "closing_after_call")
+            else:
+                await self._close(session.name, "persistent_off", link)
+
+    async def end_connection(self, session: AgentSession) -> None:
+        """R9: end the connection now, or when the current call ends."""
+        link = self._links.get(session.name)
+        if link is None:
+            self._send_closed(session, "none", "no_connection")
+        elif session.name in self._in_call:
+            self._close_after_call.add(session.name)
+            self._send_state(session, link, "active", "closing_after_call")
+        else:
+            await self._close(session.name, "stopped_by_agent", link)
+
+    async def signed_out(self, session: AgentSession, reason: str) -> None:
+        if self._sessions.get(session.name) is session:
+            del self._sessions[session.name]
+        self._in_call.discard(session.name)
+        self._close_after_call.discard(session.name)
+        if (setup := self._setups.get(session.name)) is not None:
+            setup.cancel()
+        await self._close(session.name, reason)
+
+    # --- closing ---------------------------------------------------------------
+
+    def _on_dead(self, link: AgentLink, reason: str) -> None:
+        if self._links.get(link.agent) is not link:
+            return
+        session = self._sessions.get(link.agent)
+        if session is not None and link.agent in self._in_call:
+            self.on_link_lost(session, link, reason)
+        self._in_call.discard(link.agent)
+        self._tasks.spawn(self._close(link.agent, reason, link), "dead")
+
+    async def _close(self, agent: str, reason: str, link: AgentLink | None = None) -> None:
+        current = self._links.get(agent)
+        if link is None:
+            link = current
+        if link is None:
+            return
+        if current is link:
+            del self._links[agent]
+            self._cancel_timer(agent)
+        if link.state is LinkState.CLOSED:
+            return
+        # Tell the phone first, so it hears why before its WebRTC stack
+        # sees the connection go.
+        if (session := self._sessions.get(agent)) is not None:
+            self._send_closed(session, link.id, reason)
+        await link.close()
+        self._events.emit("connection_closed", agent=agent, connection_id=link.id, reason=reason)
+
+    def _send_state(self, session: AgentSession, link: AgentLink, state: str, reason: str) -> None:
+        name = session.name
+        session.send(
+            ConnectionState(
+                connection_id=link.id,
+                state=state,
+                reason=reason,
+                kept=session.persistent and name not in self._close_after_call,
+                in_call=name in self._in_call,
+                expires_at=self._expires_at.get(name),
+            )
+        )
+
+    def _send_closed(self, session: AgentSession, connection_id: str, reason: str) -> None:
+        session.send(ConnectionState(connection_id=connection_id, state="closed", reason=reason))
+
+    async def close(self) -> None:
+        for setup in list(self._setups.values()):
+            setup.cancel()
+        for agent in list(self._links):
+            await self._close(agent, "shutdown")
+        await self._tasks.close()

@@ -1,0 +1,197 @@
+"""The platform's media edge: WebRTC legs to agents and to customers.
+
+An ``AgentLink`` is the connection to one agent's phone (the thing the
+persistent connection keeps); a ``CustomerLeg`` is one customer's call. A call
+is carried by bridging a customer leg onto an agent link: the customer's audio
+feeds the link's outbound track and the agent's audio feeds the leg's.
+Between calls a link's sender has no track, so it sends no audio at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import secrets
+import time
+from collections.abc import Callable
+
+import numpy as np
+from aiortc import RTCRtpSender, RTCSessionDescription
+
+from agent_phone.media.fifo import AudioFifo
+from agent_phone.media.liveness import Heartbeat, create_liveness_channel
+from agent_phone.media.peer import new_peer_connection, tune_audio_receivers
+from agent_phone.media.tracks import OutboundAudioTrack, receive_audio
+from agent_phone.tasks import TaskSet
+
+logger = logging.getLogger(__name__)
+
+
+class LinkState(enum.Enum):
+    NEW = "new"
+    CONNECTING = "connecting"
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class LinkError(Exception):
+    pass
+
+
+def _audio_sender(pc_senders: list[RTCRtpSender]) -> RTCRtpSender:
+    for sender in pc_senders:
+        if sender.kind == "audio":
+            return sender
+    raise LinkError("no audio sender")
+
+
+class CustomerLeg:
+    """The WebRTC leg to one customer; answers the caller's offer."""
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self.pc = new_peer_connection()
+        #: Customer audio, waiting for the agent's track to read it.
+        self.from_customer = AudioFifo()
+        #: Agent audio, read by the track to the customer.
+        self.to_customer = AudioFifo()
+        self._track = OutboundAudioTrack(self.to_customer)
+        self._tasks = TaskSet(f"leg-{call_id}")
+        self._closed = False
+        self._connected = asyncio.Event()
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    def _on_state(self) -> None:
+        if self.pc.connectionState == "connected":
+            self._connected.set()
+
+    async def wait_connected(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            raise LinkError(f"the customer's media did not connect within {timeout:g} s") from None
+
+    def _on_track(self, track: object) -> None:
+        self._tasks.spawn(receive_audio(track, self.from_customer.write), "receive")  # type: ignore[arg-type]
+
+    async def answer(self, offer_sdp: str) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        tune_audio_receivers(self.pc)
+        self.pc.addTrack(self._track)
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription.sdp
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._tasks.close()
+        await self.pc.close()
+        self._track.stop()
+
+
+class AgentLink:
+    """The platform's side of one media connection to an agent's phone.
+
+    The platform offers and the phone answers (R1). A heartbeat over a data
+    channel notices a dead phone within seconds (``on_dead``).
+    """
+
+    def __init__(self, agent: str, on_dead: Callable[[AgentLink, str], None]) -> None:
+        self.id = "conn-" + secrets.token_hex(6)
+        self.agent = agent
+        self.state = LinkState.NEW
+        self.created_at = time.monotonic()
+        self.calls_carried = 0
+        self.pc = new_peer_connection()
+        self._on_dead = on_dead
+        self._transceiver = self.pc.addTransceiver("audio", direction="sendrecv")
+        tune_audio_receivers(self.pc)
+        self._track = OutboundAudioTrack()
+        self._deliver: Callable[[np.ndarray], None] | None = None
+        self._tasks = TaskSet(self.id)
+        self._connected = asyncio.Event()
+        channel = create_liveness_channel(self.pc)
+        self._heartbeat = Heartbeat(channel, lambda: self._dead("heartbeat_lost"))
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    def __repr__(self) -> str:
+        return f"<AgentLink {self.id} {self.agent} {self.state.value}>"
+
+    @property
+    def in_call(self) -> bool:
+        return self._deliver is not None
+
+    def _set_state(self, state: LinkState) -> None:
+        if state != self.state:
+            logger.info("%s %s: %s -> %s", self.id, self.agent, self.state.value, state.value)
+            self.state = state
+
+    def _on_track(self, track: object) -> None:
+        self._tasks.spawn(receive_audio(track, self._from_agent), "receive")  # type: ignore[arg-type]
+
+    def _from_agent(self, samples: np.ndarray) -> None:
+        if self._deliver is not None:
+            self._deliver(samples)
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected":
+            self._connected.set()
+        elif state in ("failed", "closed") and self.state is not LinkState.CLOSED:
+            self._dead(f"ice_{state}")
+
+    def _dead(self, reason: str) -> None:
+        if self.state is not LinkState.CLOSED:
+            self._on_dead(self, reason)
+
+    async def create_offer(self) -> str:
+        self._set_state(LinkState.CONNECTING)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def accept_answer(self, sdp: str, timeout: float) -> None:
+        """Apply the phone's answer and wait until media can flow."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            raise LinkError(f"connection not established within {timeout:g} s") from None
+        self._set_state(LinkState.ACTIVE)
+        self._heartbeat.start()
+
+    @property
+    def dtls_transport(self) -> str:
+        """The DTLS transport's identity and state: the same for every call on
+        this connection, since no call renegotiates it (R3)."""
+        transport = self._transceiver.sender.transport
+        return f"{id(transport):x}/{transport.state}"
+
+    def attach(self, leg: CustomerLeg) -> None:
+        """Bridge a customer leg onto this connection: audio flows both ways."""
+        leg.from_customer.clear()
+        self._track.source = leg.from_customer
+        self._deliver = leg.to_customer.write
+        self._transceiver.sender.replaceTrack(self._track)
+        self.calls_carried += 1
+
+    async def detach(self) -> None:
+        """End the bridge; the link sends nothing again until the next call."""
+        self._deliver = None
+        if self._transceiver.sender.track is not None:
+            await self._track.flush()
+            self._transceiver.sender.replaceTrack(None)
+
+    async def close(self) -> None:
+        if self.state is LinkState.CLOSED:
+            return
+        self._set_state(LinkState.CLOSED)
+        self._deliver = None
+        self._heartbeat.stop()
+        self._transceiver.sender.replaceTrack(None)
+        await self._tasks.close()
+        await self.pc.close()
+        self._track.stop()

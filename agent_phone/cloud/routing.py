@@ -1,0 +1,386 @@
+"""Queues and routing: every customer call waits in a queue until an agent
+takes it, and is never dropped because an agent did not (R12).
+
+A call is routed to the on-queue member who has been idle longest. Routing an
+agent with no connection first sets one up (R1) through the connection
+manager; the call is then offered over it. Declined, unanswered and
+undeliverable calls go back to the head of their queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from agent_phone.cloud.config import PlatformConfig
+from agent_phone.cloud.connections import ConnectionManager, RequestError
+from agent_phone.cloud.events import EventLog
+from agent_phone.cloud.media_edge import AgentLink, CustomerLeg, LinkError
+from agent_phone.protocol import (
+    CallConnected,
+    CallEnded,
+    CallOffered,
+    Message,
+    PresenceChanged,
+    QueuePosition,
+)
+from agent_phone.tasks import TaskSet
+
+if TYPE_CHECKING:
+    from agent_phone.cloud.sessions import AgentSession
+
+logger = logging.getLogger(__name__)
+
+
+class CallState(enum.Enum):
+    QUEUED = "queued"
+    ROUTING = "routing"  # an agent is chosen; their connection may be setting up
+    ALERTING = "alerting"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+@dataclass(eq=False)
+class Call:
+    queue: str
+    caller: str
+    leg: CustomerLeg
+    #: Sends a message to the customer's trunk (no-op once it is gone).
+    notify_customer: Callable[[Message], None]
+    id: str = field(default_factory=lambda: "call-" + secrets.token_hex(6))
+    state: CallState = CallState.QUEUED
+    agent: AgentSession | None = None
+    link: AgentLink | None = None
+    attempt: int = 0
+    enqueued_at: float = field(default_factory=time.monotonic)
+    routed_at: float = 0.0
+    answered_at: float = 0.0
+    position: int = 0
+    #: Agents who declined it, and until when they are skipped for it.
+    declined_by: dict[str, float] = field(default_factory=dict)
+    alert_timer: asyncio.TimerHandle | None = None
+
+
+class Router:
+    def __init__(
+        self,
+        config: PlatformConfig,
+        events: EventLog,
+        connections: ConnectionManager,
+        agents: Callable[[], list[AgentSession]],
+    ) -> None:
+        self._config = config
+        self._events = events
+        self._connections = connections
+        self._agents = agents
+        self._queues: dict[str, deque[Call]] = {name: deque() for name in config.queues}
+        self.calls: dict[str, Call] = {}
+        self._tasks = TaskSet("router")
+        self._dispatch_pending = False
+        connections.on_link_lost = self._link_lost
+
+    # --- queues ----------------------------------------------------------------
+
+    def has_queue(self, name: str) -> bool:
+        return name in self._queues
+
+    def enqueue(self, call: Call) -> None:
+        self.calls[call.id] = call
+        self._queues[call.queue].append(call)
+        self._update_positions(call.queue)
+        self._events.emit(
+            "call_queued",
+            call_id=call.id,
+            queue=call.queue,
+            caller=call.caller,
+            position=call.position,
+        )
+        self.dispatch()
+
+    def _requeue(self, call: Call, reason: str) -> None:
+        """Back to the head of its queue: it has waited longest."""
+        agent = call.agent.name if call.agent else None
+        call.state = CallState.QUEUED
+        call.agent = None
+        call.link = None
+        call.attempt += 1
+        self._cancel_alert(call)
+        self._queues[call.queue].appendleft(call)
+        self._update_positions(call.queue)
+        self._events.emit(
+            "call_requeued", call_id=call.id, agent=agent, reason=reason, position=call.position
+        )
+
+    def _update_positions(self, queue: str) -> None:
+        for index, call in enumerate(self._queues[queue], start=1):
+            if call.position != index:
+                call.position = index
+                call.notify_customer(QueuePosition(call_id=call.id, position=index))
+
+    # --- routing ---------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        """Route what can be routed, soon (coalesced, never re-entrant)."""
+        if not self._dispatch_pending:
+            self._dispatch_pending = True
+            asyncio.get_running_loop().call_soon(self._dispatch_now)
+
+    def _dispatch_now(self) -> None:
+        self._dispatch_pending = False
+        # Oldest waiting call first, across queues.
+        heads = sorted((q for q in self._queues.values() if q), key=lambda q: q[0].enqueued_at)
+        for queue in heads:
+            while queue:
+                call = queue[0]
+                agent = self._pick_agent(call)
+                if agent is None:
+                    break
+                queue.popleft()
+                self._update_positions(call.queue)
+                self._start_delivery(call, agent)
+
+    def _pick_agent(self, call: Call) -> AgentSession | None:
+        now = time.monotonic()
+        members = self._config.queues[call.queue].members
+        candidates = [
+            a
+            for a in self._agents()
+            if a.available and a.name in members and call.declined_by.get(a.name, 0.0) <= now
+        ]
+        return min(candidates, key=lambda a: a.idle_since, default=None)
+
+    def _start_delivery(self, call: Call, agent: AgentSession) -> None:
+        call.state = CallState.ROUTING
+        call.agent = agent
+        call.routed_at = time.monotonic()
+        agent.call = call
+        self._connections.begin_call(agent)
+        self._events.emit(
+            "call_routed",
+            call_id=call.id,
+            agent=agent.name,
+            queue=call.queue,
+            wait_s=round(call.routed_at - call.enqueued_at, 3),
+        )
+        self._tasks.spawn(self._deliver(call, agent, call.attempt), f"deliver-{call.id}")
+
+    async def _deliver(self, call: Call, agent: AgentSession, attempt: int) -> None:
+        existing = self._connections.active_link(agent.name)
+        try:
+            link = await self._connections.establish(agent, "call")
+        except LinkError as exc:
+            await self._release(agent, call)
+            if call.attempt == attempt and call.state is CallState.ROUTING:
+                self._requeue(call, "connection_failed")
+                self._set_not_responding(agent, "connection_failed")
+                logger.warning("%s: could not reach %s: %s", call.id, agent.name, exc)
+            self.dispatch()
+            return
+        if call.attempt != attempt or call.state is not CallState.ROUTING or agent.call is not call:
+            # Cancelled by the customer, or the agent left, while connecting:
+            # the connection is kept or closed like after any call.
+            await self._release(agent, call)
+            self.dispatch()
+            return
+        over = existing is not None and existing is link
+        delivery_ms = round((time.monotonic() - call.routed_at) * 1000, 2)
+        call.link = link
+        call.state = CallState.ALERTING
+        self._connections.call_delivered(agent, link)
+        agent.send(
+            CallOffered(
+                call_id=call.id,
+                caller=call.caller,
+                queue=call.queue,
+                connection_id=link.id,
+                over_persistent_connection=over,
+                alert_timeout_s=self._config.alert_timeout_s,
+                delivery_ms=delivery_ms,
+            )
+        )
+        self._events.emit(
+            "call_delivered",
+            call_id=call.id,
+            agent=agent.name,
+            connection_id=link.id,
+            over_persistent_connection=over,
+            delivery_ms=delivery_ms,
+            dtls_transport=link.dtls_transport,
+        )
+        call.alert_timer = asyncio.get_running_loop().call_later(
+            self._config.alert_timeout_s, self._alert_timed_out, call, attempt
+        )
+
+    # --- the agent's answers ---------------------------------------------------
+
+    def _own_call(self, agent: AgentSession, call_id: str) -> Call:
+        call = self.calls.get(call_id)
+        if call is None or call.state is CallState.ENDED:
+            raise RequestError("unknown_call", f"there is no call {call_id!r}", call_id)
+        if call.agent is not agent:
+            raise RequestError("not_your_call", f"call {call_id!r} is not offered to you", call_id)
+        return call
+
+    def answer(self, agent: AgentSession, call_id: str) -> None:
+        call = self._own_call(agent, call_id)
+        if call.state is not CallState.ALERTING:
+            raise RequestError(
+                "wrong_state", f"call {call_id!r} is {call.state.value}, not alerting", call_id
+            )
+        assert call.link is not None
+        self._cancel_alert(call)
+        call.state = CallState.CONNECTED
+        call.answered_at = time.monotonic()
+        call.link.attach(call.leg)
+        agent.send(CallConnected(call_id=call.id, agent=agent.name))
+        call.notify_customer(CallConnected(call_id=call.id, agent=agent.name))
+        self._events.emit(
+            "call_answered",
+            call_id=call.id,
+            agent=agent.name,
+            answer_ms=round((call.answered_at - call.routed_at) * 1000, 2),
+        )
+
+    async def decline(self, agent: AgentSession, call_id: str) -> None:
+        call = self._own_call(agent, call_id)
+        if call.state is not CallState.ALERTING:
+            raise RequestError(
+                "wrong_state", f"call {call_id!r} is {call.state.value}, not alerting", call_id
+            )
+        # Skipped for this call while other agents may take it; offered to
+        # them again only after an alert timeout.
+        call.declined_by[agent.name] = time.monotonic() + self._config.alert_timeout_s
+        await self._take_back(call, agent, "declined")
+        self.dispatch()
+        # When nobody else can take it, try again once the decline expires.
+        asyncio.get_running_loop().call_later(self._config.alert_timeout_s, self.dispatch)
+
+    def _alert_timed_out(self, call: Call, attempt: int) -> None:
+        call.alert_timer = None
+        if call.attempt != attempt or call.state is not CallState.ALERTING or call.agent is None:
+            return
+        agent = call.agent
+        self._set_not_responding(agent, "not_responding")
+        self._tasks.spawn(self._take_back(call, agent, "alert_timeout"), "alert-timeout")
+        self.dispatch()
+
+    async def _take_back(self, call: Call, agent: AgentSession, reason: str) -> None:
+        """An offered call goes back to its queue; the agent's leg of it ends."""
+        self._requeue(call, reason)
+        agent.send(CallEnded(call_id=call.id, reason=reason))
+        await self._release(agent, call)
+        self.dispatch()
+
+    async def _release(self, agent: AgentSession, call: Call) -> None:
+        """The agent's part in ``call`` is over. They stay busy until their
+        connection is kept or closed, so no new call is routed onto a
+        connection that is being torn down."""
+        try:
+            await self._connections.call_finished(agent)
+        finally:
+            if agent.call is call:
+                agent.call = None
+                agent.idle_since = time.monotonic()
+
+    def _set_not_responding(self, agent: AgentSession, reason: str) -> None:
+        if agent.on_queue:
+            agent.on_queue = False
+            agent.send(PresenceChanged(on_queue=False, reason=reason))
+            self._events.emit("presence", agent=agent.name, on_queue=False, reason=reason)
+
+    # --- ending calls ----------------------------------------------------------
+
+    async def agent_hangup(self, agent: AgentSession, call_id: str, requeue: bool = False) -> None:
+        call = self._own_call(agent, call_id)
+        if call.state is not CallState.CONNECTED:
+            raise RequestError(
+                "wrong_state",
+                f"call {call_id!r} is {call.state.value}; decline a call that is alerting",
+                call_id,
+            )
+        if requeue:
+            # The agent's phone cannot carry it: the customer waits for the
+            # next agent, and this one takes no calls until back on queue.
+            self._set_not_responding(agent, "phone_failure")
+            if call.link is not None:
+                await call.link.detach()
+            await self._take_back(call, agent, "phone_failure")
+            return
+        await self.end_call(call, "agent_hangup")
+
+    async def customer_hangup(self, call: Call) -> None:
+        await self.end_call(call, "customer_hangup")
+
+    async def end_call(self, call: Call, reason: str) -> None:
+        if call.state is CallState.ENDED:
+            return
+        previous = call.state
+        call.state = CallState.ENDED
+        self._cancel_alert(call)
+        queue = self._queues[call.queue]
+        if call in queue:
+            queue.remove(call)
+            self._update_positions(call.queue)
+        agent = call.agent
+        # A call still routing is released by its delivery task.
+        if agent is not None and agent.call is call:
+            if previous in (CallState.ALERTING, CallState.CONNECTED):
+                agent.send(CallEnded(call_id=call.id, reason=reason))
+                if previous is CallState.CONNECTED and call.link is not None:
+                    await call.link.detach()
+                await self._release(agent, call)
+        call.notify_customer(CallEnded(call_id=call.id, reason=reason))
+        await call.leg.close()
+        self.calls.pop(call.id, None)
+        talk_s = time.monotonic() - call.answered_at if call.answered_at else 0.0
+        self._events.emit(
+            "call_ended",
+            call_id=call.id,
+            reason=reason,
+            agent=agent.name if agent else None,
+            talk_s=round(talk_s, 3),
+        )
+        self.dispatch()
+
+    async def agent_gone(self, agent: AgentSession, reason: str) -> None:
+        """The agent signed out or their phone vanished: save their call."""
+        call = agent.call
+        if call is None:
+            return
+        agent.call = None
+        if call.state is CallState.CONNECTED and call.link is not None:
+            await call.link.detach()
+        if call.state in (CallState.ROUTING, CallState.ALERTING, CallState.CONNECTED):
+            self._requeue(call, reason)
+            self.dispatch()
+
+    def _link_lost(self, agent: AgentSession, link: AgentLink, reason: str) -> None:
+        call = agent.call
+        if call is not None and call.link is link and call.state is not CallState.ENDED:
+            agent.call = None
+            agent.send(CallEnded(call_id=call.id, reason="connection_lost"))
+            # The phone stopped answering mid-delivery: don't route the
+            # customer straight back to it.
+            self._set_not_responding(agent, "connection_lost")
+            self._requeue(call, "connection_lost")
+            self.dispatch()
+
+    def _cancel_alert(self, call: Call) -> None:
+        if call.alert_timer is not None:
+            call.alert_timer.cancel()
+            call.alert_timer = None
+
+    def queued(self, queue: str) -> list[Call]:
+        return list(self._queues[queue])
+
+    async def close(self) -> None:
+        for call in list(self.calls.values()):
+            await self.end_call(call, "shutdown")
+        await self._tasks.close()

@@ -1,0 +1,194 @@
+"""The platform's network face: one WebSocket endpoint for phones and trunks.
+
+The first message decides who the peer is: ``sign_in`` makes it an agent's
+phone, ``place_call`` a customer's trunk. Each message is validated by the
+protocol codec; anything refused is answered with an ``error`` message and
+the connection stays open (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from agent_phone.cloud.config import PlatformConfig
+from agent_phone.cloud.connections import ConnectionManager, RequestError
+from agent_phone.cloud.events import EventLog
+from agent_phone.cloud.routing import Router
+from agent_phone.cloud.sessions import AgentSession, CallerSession, error_for
+from agent_phone.media.ice import restrict_ice_addresses
+from agent_phone.protocol import (
+    MAX_MESSAGE_BYTES,
+    Error,
+    Message,
+    ProtocolError,
+    decode_from_agent,
+    decode_from_caller,
+    encode,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Beyond this aiohttp closes the socket (code 1009); between the protocol's
+#: limit and this, the message is refused with an error and the socket stays.
+_TRANSPORT_MAX_BYTES = 16 * MAX_MESSAGE_BYTES
+_peek = msgspec.json.Decoder(dict[str, Any])
+
+
+def _first_type(data: str) -> str | None:
+    try:
+        kind = _peek.decode(data).get("type")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+class Outbox:
+    """Messages to one peer, sent in order by one owned writer task.
+
+    Routing code sends without awaiting; a peer that stops reading is cut off
+    once ``limit`` messages wait, rather than growing memory without bound.
+    """
+
+    def __init__(self, ws: web.WebSocketResponse, limit: int = 1000) -> None:
+        self._ws = ws
+        self._queue: asyncio.Queue[str] = asyncio.Queue(limit)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox")
+
+    def put(self, text: str) -> None:
+        if self._ws.closed:
+            return
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            logger.warning("peer is not reading its messages: closing")
+            self._task.cancel()
+            asyncio.get_running_loop().create_task(self._ws.close(code=1008))
+
+    async def _run(self) -> None:
+        while True:
+            text = await self._queue.get()
+            try:
+                await self._ws.send_str(text)
+            except ConnectionError:
+                return
+            finally:
+                self._queue.task_done()
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def flush_and_close(self, timeout: float = 2.0) -> None:
+        """Send what is queued (a ``signed_out`` saying why), then close."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            pass
+        await self._ws.close()
+
+
+class Platform:
+    """Builds the platform's parts and serves them."""
+
+    def __init__(self, config: PlatformConfig, events: EventLog | None = None) -> None:
+        self.config = config
+        self.events = events or EventLog()
+        self.agents: dict[str, AgentSession] = {}
+        self.connections = ConnectionManager(config, self.events)
+        self.router = Router(
+            config, self.events, self.connections, lambda: list(self.agents.values())
+        )
+        self._runner: web.AppRunner | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
+        self.url = ""
+        restrict_ice_addresses(config.ice_addresses)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        app = web.Application()
+        app.router.add_get("/ws", self._websocket)
+        app.router.add_get("/health", self._health)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        bound = server.sockets[0].getsockname()  # type: ignore[attr-defined]
+        self.url = f"ws://{host}:{bound[1]}/ws"
+        self.events.emit(
+            "ready",
+            url=self.url,
+            config=self.config.source,
+            queues=sorted(self.config.queues),
+            agents=sorted(self.config.agents),
+            persistent_timeout_s=self.config.persistent_timeout_s,
+            alert_timeout_s=self.config.alert_timeout_s,
+        )
+        return self.url
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "agents": len(self.agents)})
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=_TRANSPORT_MAX_BYTES, heartbeat=5.0)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+
+        outbox = Outbox(ws)
+
+        def send(message: Message) -> None:
+            outbox.put(encode(message))
+
+        session: AgentSession | CallerSession | None = None
+        try:
+            async for frame in ws:
+                if frame.type is not WSMsgType.TEXT:
+                    if frame.type is WSMsgType.BINARY:
+                        send(Error(code="malformed", message="binary frames are not accepted"))
+                    continue
+                data: str = frame.data
+                if session is None:
+                    kind = _first_type(data) if len(data) <= MAX_MESSAGE_BYTES else None
+                    if kind == "place_call":
+                        session = CallerSession(self, send)
+                    elif kind == "sign_in":
+                        session = AgentSession(self, send, outbox.flush_and_close)
+                decode = (
+                    decode_from_caller if isinstance(session, CallerSession) else decode_from_agent
+                )
+                kind = None
+                try:
+                    message = decode(data)
+                    kind = type(message).__struct_config__.tag
+                    if session is None:
+                        raise RequestError("not_signed_in", "sign in (or place a call) first")
+                    await session.handle(message)
+                except ProtocolError as exc:
+                    self.events.emit("protocol_error", code=exc.code, message=exc.message)
+                    send(Error(code=exc.code, message=exc.message, in_reply_to=exc.in_reply_to))
+                except RequestError as exc:
+                    send(error_for(exc, kind))
+        finally:
+            self._sockets.discard(ws)
+            await outbox.close()
+            if isinstance(session, AgentSession):
+                await session.sign_out("connection_lost")
+            elif isinstance(session, CallerSession):
+                await session.gone()
+        return ws
+
+    async def close(self) -> None:
+        for session in list(self.agents.values()):
+            await session.sign_out("shutdown")
+        await self.router.close()
+        await self.connections.close()
+        for ws in list(self._sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

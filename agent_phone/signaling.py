@@ -1,0 +1,74 @@
+"""The WebSocket client that the phone and the caller use to reach the platform.
+
+The codec (``agent_phone.protocol``) says what a message is; this moves
+messages over a WebSocket and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+import aiohttp
+
+from agent_phone.protocol import MAX_MESSAGE_BYTES, Message, ProtocolError, encode
+
+logger = logging.getLogger(__name__)
+
+
+class SignalingError(Exception):
+    """The platform cannot be reached or the connection broke."""
+
+
+class SignalingClient:
+    def __init__(self, url: str, decode: Callable[[str], Any]) -> None:
+        self.url = url
+        self._decode = decode
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def connect(self, timeout: float = 10.0) -> None:
+        self._session = aiohttp.ClientSession()
+        try:
+            self._ws = await self._session.ws_connect(
+                self.url,
+                heartbeat=5.0,
+                max_msg_size=4 * MAX_MESSAGE_BYTES,
+                timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            await self.close()
+            raise SignalingError(f"cannot reach the platform at {self.url}: {exc}") from None
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None and not self._ws.closed
+
+    async def send(self, message: Message) -> None:
+        if self._ws is None or self._ws.closed:
+            raise SignalingError("not connected to the platform")
+        try:
+            await self._ws.send_str(encode(message))
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            raise SignalingError(f"lost the platform: {exc}") from None
+
+    async def messages(self) -> AsyncGenerator[Message, None]:
+        """Validated messages until the socket closes; invalid ones are logged."""
+        assert self._ws is not None
+        async for frame in self._ws:
+            if frame.type is aiohttp.WSMsgType.TEXT:
+                try:
+                    yield self._decode(frame.data)
+                except ProtocolError as exc:
+                    logger.warning("ignored a message from the platform: %s", exc.message)
+            elif frame.type is aiohttp.WSMsgType.ERROR:
+                break
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+            self._ws = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
