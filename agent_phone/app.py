@@ -1,0 +1,114 @@
+"""``agent-phone``: the agent's phone (window, headless or demo)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from agent_phone import __version__
+from agent_phone.media.ice import restrict_ice_addresses
+from agent_phone.phone.settings import PhoneSettings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="agent-phone", description="A softphone for contact-center agents."
+    )
+    p.add_argument("--version", action="version", version=f"agent-phone {__version__}")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--headless", action="store_true", help="no window: JSON events out, JSON commands in"
+    )
+    mode.add_argument(
+        "--demo",
+        action="store_true",
+        help="start a local platform and callers and take their calls",
+    )
+    p.add_argument("--platform", help="the platform's URL, e.g. ws://127.0.0.1:8765/ws")
+    p.add_argument("--user", help="agent name")
+    p.add_argument("--password", help="password (or the AGENT_PHONE_PASSWORD environment variable)")
+    p.add_argument("--on-queue", action="store_true", help="go on queue after signing in")
+    p.add_argument("--auto-answer", action="store_true", help="connect offered calls at once")
+    p.add_argument(
+        "--persistent",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="maintain a persistent connection (default: on)",
+    )
+    mic = p.add_mutually_exclusive_group()
+    mic.add_argument("--mic", metavar="DEVICE", help="microphone: name (part of it) or index")
+    mic.add_argument(
+        "--mic-file", type=Path, metavar="WAV", help="loop a WAV file as the microphone"
+    )
+    speaker = p.add_mutually_exclusive_group()
+    speaker.add_argument("--speaker", metavar="DEVICE", help="speaker: name (part of it) or index")
+    speaker.add_argument(
+        "--speaker-file", type=Path, metavar="WAV", help="write call audio to a WAV file"
+    )
+    p.add_argument(
+        "--ice-address",
+        action="append",
+        metavar="ADDR",
+        help="address media may use (repeatable; default 127.0.0.1)",
+    )
+    p.add_argument("--demo-calls", type=int, default=9, metavar="N", help=argparse.SUPPRESS)
+    p.add_argument("--demo-timeout", type=float, default=8.0, metavar="S", help=argparse.SUPPRESS)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> PhoneSettings:
+    password = args.password or os.environ.get("AGENT_PHONE_PASSWORD")
+    missing = [n for n, v in (("--platform", args.platform), ("--user", args.user)) if not v]
+    if not password:
+        missing.append("--password (or AGENT_PHONE_PASSWORD)")
+    if missing:
+        parser.error("missing " + ", ".join(missing))
+    if args.mic_file is not None and not args.mic_file.is_file():
+        parser.error(f"--mic-file: no such file: {args.mic_file}")
+    return PhoneSettings(
+        platform=args.platform,
+        user=args.user,
+        password=password,
+        on_queue=args.on_queue,
+        auto_answer=args.auto_answer,
+        persistent=args.persistent,
+        mic_device=args.mic,
+        speaker_device=args.speaker,
+        mic_file=args.mic_file,
+        speaker_file=args.speaker_file,
+        ice_addresses=tuple(args.ice_address or ["127.0.0.1"]),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.demo:
+        from agent_phone.demo import run_demo
+
+        return asyncio.run(run_demo(args))
+    settings = settings_from_args(args, parser)
+    restrict_ice_addresses(settings.ice_addresses)
+    if args.headless:
+        from agent_phone.headless import run_headless
+
+        return asyncio.run(run_headless(settings))
+    print(
+        "agent-phone: the desktop window is not built yet; use --headless or --demo",
+        file=sys.stderr,
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

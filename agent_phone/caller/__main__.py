@@ -1,0 +1,91 @@
+"""``agent-phone-caller``: place one customer call with real audio.
+
+Prints one JSON summary line and exits 0 when the call was answered, 1 when
+it was not, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from agent_phone.caller.client import CallPlan, place_call
+from agent_phone.media.audio import AudioSink, AudioSource
+from agent_phone.media.ice import restrict_ice_addresses
+from agent_phone.media.wav import ToneSource, WavFileSink, WavLoopSource
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="agent-phone-caller",
+        description="Place one customer call into a queue, with real audio.",
+    )
+    p.add_argument("--platform", required=True, help="the platform's URL (ws://host:port/ws)")
+    p.add_argument("--queue", required=True, help="queue to call into")
+    sound = p.add_mutually_exclusive_group()
+    sound.add_argument("--tone", type=float, metavar="HZ", help="send a sine tone (default 440)")
+    sound.add_argument("--play", type=Path, metavar="WAV", help="send a WAV file, looped")
+    p.add_argument("--record", type=Path, metavar="WAV", help="write what the customer hears")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="talk this long after the answer, then hang up (0: until the agent hangs up)",
+    )
+    p.add_argument("--wait", type=float, default=60.0, metavar="S", help="give up after waiting")
+    p.add_argument("--caller", default="customer", help="caller name shown to the agent")
+    p.add_argument(
+        "--ice-address",
+        action="append",
+        metavar="ADDR",
+        help="address to send media from (repeatable; default 127.0.0.1)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+async def _run(args: argparse.Namespace) -> int:
+    source: AudioSource = WavLoopSource(args.play) if args.play else ToneSource(args.tone or 440.0)
+    sink: AudioSink | None = WavFileSink(args.record) if args.record else None
+    plan = CallPlan(
+        platform=args.platform,
+        queue=args.queue,
+        caller=args.caller,
+        duration_s=args.duration or None,
+        wait_s=args.wait,
+    )
+    hangup = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, hangup.set)
+    result = await place_call(plan, source, sink, hangup)
+    print(json.dumps(result.as_dict()), flush=True)
+    return 0 if result.answered else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.play is not None and not args.play.is_file():
+        print(f"agent-phone-caller: no such file: {args.play}", file=sys.stderr)
+        return 2
+    restrict_ice_addresses(args.ice_address or ["127.0.0.1"])
+    try:
+        return asyncio.run(_run(args))
+    except ValueError as exc:
+        print(f"agent-phone-caller: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

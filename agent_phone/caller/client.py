@@ -1,0 +1,177 @@
+"""Placing one customer call into a queue, with real audio both ways.
+
+Used by ``agent-phone-caller``, the demo, the tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import asdict, dataclass, field
+
+from aiortc import RTCSessionDescription
+
+from agent_phone.media.audio import AudioSink, AudioSource
+from agent_phone.media.peer import new_peer_connection, tune_audio_receivers
+from agent_phone.media.tracks import OutboundAudioTrack, receive_audio
+from agent_phone.protocol import (
+    PROTOCOL_VERSION,
+    CallAccepted,
+    CallConnected,
+    CallEnded,
+    CallerHangup,
+    Error,
+    Message,
+    PlaceCall,
+    QueuePosition,
+    decode_to_caller,
+)
+from agent_phone.signaling import SignalingClient, SignalingError
+from agent_phone.tasks import TaskSet
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CallResult:
+    """What the customer experienced; printed as the caller's JSON summary."""
+
+    answered: bool = False
+    agent: str | None = None
+    call_id: str | None = None
+    wait_s: float = 0.0
+    talk_s: float = 0.0
+    #: ``agent``, ``customer``, ``platform`` or ``error``.
+    ended_by: str = "customer"
+    reason: str | None = None
+    error: str | None = None
+    positions: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    platform: str
+    queue: str
+    caller: str = "customer"
+    #: Talk this long after the answer, then hang up (None: until the agent does).
+    duration_s: float | None = 5.0
+    #: Give up after waiting this long for an agent.
+    wait_s: float = 60.0
+
+
+async def place_call(
+    plan: CallPlan,
+    source: AudioSource,
+    sink: AudioSink | None = None,
+    hangup: asyncio.Event | None = None,
+) -> CallResult:
+    """Place the call and return when it is over; never raises for call failures.
+
+    ``hangup``, when set by the owner, ends the call from the customer's side.
+    """
+    result = CallResult()
+    signaling = SignalingClient(plan.platform, decode_to_caller)
+    pc = new_peer_connection()
+    track = OutboundAudioTrack(source)
+    tasks = TaskSet("caller")
+    received = 0
+
+    def hear(samples: object) -> None:
+        nonlocal received
+        received += 1
+        if sink is not None:
+            sink.write(samples)  # type: ignore[arg-type]
+
+    @pc.on("track")
+    def _on_track(remote: object) -> None:
+        tasks.spawn(receive_audio(remote, hear), "receive")  # type: ignore[arg-type]
+
+    started = time.monotonic()
+    answered_at = 0.0
+    messages: AsyncGenerator[Message, None] | None = None
+    try:
+        await source.start()
+        if sink is not None:
+            await sink.start()
+        await signaling.connect()
+        pc.addTrack(track)
+        tune_audio_receivers(pc)
+        await pc.setLocalDescription(await pc.createOffer())
+        await signaling.send(
+            PlaceCall(
+                version=PROTOCOL_VERSION,
+                queue=plan.queue,
+                caller=plan.caller,
+                sdp=pc.localDescription.sdp,
+            )
+        )
+        user_hangup = hangup or asyncio.Event()
+        messages = signaling.messages()
+        deadline = started + plan.wait_s
+        while True:
+            if answered_at and plan.duration_s is not None:
+                deadline = answered_at + plan.duration_s
+            timeout = max(0.0, deadline - time.monotonic())
+            next_message = asyncio.ensure_future(anext(messages, None))
+            stop = asyncio.ensure_future(user_hangup.wait())
+            done, _ = await asyncio.wait(
+                {next_message, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            stop.cancel()
+            if next_message not in done:
+                next_message.cancel()
+                await asyncio.gather(next_message, return_exceptions=True)
+                # Waited or talked long enough, or told to hang up.
+                if result.call_id is not None:
+                    await signaling.send(CallerHangup(call_id=result.call_id))
+                result.ended_by = "customer"
+                result.reason = "customer_hangup" if answered_at else "abandoned"
+                break
+            message = next_message.result()
+            match message:
+                case None:
+                    result.ended_by = "error"
+                    result.error = "the platform closed the connection"
+                    break
+                case CallAccepted():
+                    result.call_id = message.call_id
+                    await pc.setRemoteDescription(RTCSessionDescription(message.sdp, "answer"))
+                case QueuePosition(position=position):
+                    result.positions.append(position)
+                case CallConnected(agent=agent):
+                    answered_at = time.monotonic()
+                    result.answered = True
+                    result.agent = agent
+                    result.wait_s = round(answered_at - started, 3)
+                case CallEnded(reason=reason):
+                    result.reason = reason
+                    result.ended_by = "agent" if reason == "agent_hangup" else "platform"
+                    break
+                case Error():
+                    result.ended_by = "error"
+                    result.error = f"{message.code}: {message.message}"
+                    break
+    except SignalingError as exc:
+        result.ended_by = "error"
+        result.error = str(exc)
+    finally:
+        if answered_at:
+            result.talk_s = round(time.monotonic() - answered_at, 3)
+        elif not result.wait_s:
+            result.wait_s = round(time.monotonic() - started, 3)
+        if messages is not None:
+            await messages.aclose()
+        await tasks.close()
+        await signaling.close()
+        await pc.close()
+        track.stop()
+        await source.stop()
+        if sink is not None:
+            await sink.stop()
+    logger.info("call %s: %s", result.call_id, result)
+    return result

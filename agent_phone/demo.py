@@ -1,0 +1,144 @@
+"""``agent-phone --demo``: see calls arrive with nothing set up.
+
+Starts a local platform (built-in demo configuration, a short persistent-
+connection timeout) and a caller that places a call every few seconds with a
+recorded voice, and signs agent ``alice`` in with auto answer. It shows the
+first call setting up the connection, the next ones arriving over it at
+once, the connection timing out during a pause, and the call after that
+setting it up again. Everything stays on 127.0.0.1; the demo ends by itself
+after ``--demo-calls`` calls (or on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from agent_phone.caller.client import CallPlan, place_call
+from agent_phone.cloud.config import demo_config
+from agent_phone.cloud.events import EventLog
+from agent_phone.cloud.server import Platform
+from agent_phone.media.ice import restrict_ice_addresses
+from agent_phone.media.wav import WavLoopSource
+from agent_phone.phone import events
+from agent_phone.phone.audio_io import CallAudio, call_audio
+from agent_phone.phone.engine import PhoneEngine, SignInError
+from agent_phone.phone.settings import PhoneSettings
+from agent_phone.resources import resource
+
+logger = logging.getLogger(__name__)
+
+#: Calls arrive this far apart, with one long pause that outlasts the timeout.
+GAP_S = 3.0
+TALK_S = 4.0
+
+
+def _say(text: str) -> None:
+    print(time.strftime("%H:%M:%S ") + text, flush=True)
+
+
+def describe(event: events.PhoneEvent) -> str | None:
+    """One line for a person, or None for events not worth a line."""
+    match event:
+        case events.SignedIn(agent=agent, queues=queues):
+            return f"signed in as {agent} (queues: {', '.join(queues)})"
+        case events.Presence(on_queue=on):
+            return "on queue: waiting for calls" if on else "off queue"
+        case events.Connection(state=state, reason=reason, expires_at=expires_at):
+            icon = {
+                "active": "[green]",
+                "connecting": "[....]",
+                "inactive": "[ -- ]",
+                "off": "[off ]",
+            }
+            extra = f", closes in {expires_at - time.time():.0f} s if idle" if expires_at else ""
+            return f"persistent connection {icon.get(state, '')} {state} ({reason}{extra})"
+        case events.Alerting(caller=caller, over_persistent_connection=over, delivery_ms=ms):
+            how = "over the kept connection" if over else "on a new connection"
+            return f"incoming call from {caller}, {how}, delivered in {ms:.1f} ms"
+        case events.Answered(auto=auto):
+            return "answered" + (" automatically" if auto else "")
+        case events.Ended(reason=reason, duration_s=d):
+            return f"call ended ({reason}) after {d:.1f} s"
+        case events.Error(message=message):
+            return f"error: {message}"
+    return None
+
+
+def _demo_audio() -> tuple[CallAudio, str]:
+    """The default sound devices when there are any; otherwise files."""
+    from agent_phone.phone.devices import AudioDeviceError, list_devices
+
+    try:
+        devices = list_devices()
+    except AudioDeviceError:
+        devices = []
+    has_in = any(d.is_default_input for d in devices)
+    has_out = any(d.is_default_output for d in devices)
+    if has_in and has_out:
+        return call_audio(), "your default microphone and speaker"
+    out = Path(_tempdir()) / "agent-phone-demo-heard.wav"
+    audio = call_audio(mic_file=resource("sounds", "agent.wav"), speaker_file=out)
+    return (
+        audio,
+        f"no sound card found: the agent speaks a recording, and what they hear goes to {out}",
+    )
+
+
+def _tempdir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+async def _callers(url: str, calls: int, pause_s: float, stop: asyncio.Event) -> None:
+    voice = resource("sounds", "customer.wav")
+    for n in range(1, calls + 1):
+        plan = CallPlan(platform=url, queue="support", caller=f"Customer {n}", duration_s=TALK_S)
+        result = await place_call(plan, WavLoopSource(voice))
+        if not result.answered:
+            _say(f"Customer {n}'s call was not answered: {result.error or result.reason}")
+        gap = pause_s if n % 4 == 0 else GAP_S
+        if n % 4 == 0 and n < calls:
+            _say(f"(a pause of {gap:.0f} s: longer than the timeout, so the connection will close)")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), gap)
+        if stop.is_set():
+            return
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    calls = getattr(args, "demo_calls", None) or 9
+    timeout_s = getattr(args, "demo_timeout", None) or 8.0
+    restrict_ice_addresses(["127.0.0.1"])
+    platform = Platform(demo_config(persistent_timeout_s=timeout_s), EventLog(out=None))
+    url = await platform.start("127.0.0.1", 0)
+    _say(f"local platform at {url} (persistent-connection timeout {timeout_s:g} s)")
+    audio, where = _demo_audio()
+    _say(f"audio: {where}")
+    settings = PhoneSettings(
+        platform=url, user="alice", password="demo", on_queue=True, auto_answer=True
+    )
+    engine = PhoneEngine(settings, audio)
+    engine.subscribe(lambda e: (line := describe(e)) and _say(line))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await engine.start()
+        await _callers(url, calls, timeout_s + 4.0, stop)
+        _say("demo finished")
+        return 0
+    except SignInError as exc:
+        print(f"agent-phone: demo sign-in failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.close()
+        await platform.close()

@@ -1,0 +1,75 @@
+"""The microphone and speaker a call uses, opened only while there is a call.
+
+Devices (PortAudio through sounddevice) are opened when a call is answered
+and closed when it ends, so the microphone is live only during a call. For
+automation, a WAV file can stand in for either (``--mic-file``,
+``--speaker-file``, as baresip's aufile does); a speaker file collects every
+call of the session and is written when the phone closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+
+from agent_phone.media.audio import AudioSink, AudioSource
+from agent_phone.media.wav import WavFileSink, WavLoopSource
+from agent_phone.phone.devices import MicrophoneSource, SpeakerSink
+
+
+class CallAudio:
+    def __init__(
+        self,
+        mic: AudioSource,
+        speaker: AudioSink,
+        mic_per_call: bool = True,
+        speaker_per_call: bool = True,
+    ) -> None:
+        self.mic = mic
+        self.speaker = speaker
+        self._mic_per_call = mic_per_call
+        self._speaker_per_call = speaker_per_call
+        self.in_call = False
+
+    def write(self, samples: np.ndarray) -> None:
+        """Received call audio; dropped when no call is up."""
+        if self.in_call:
+            self.speaker.write(samples)
+
+    async def begin(self) -> None:
+        """Open both ends for a call (in worker threads: opening blocks)."""
+        self.in_call = True
+        results = await asyncio.gather(
+            self.mic.start(), self.speaker.start(), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            await self.end()
+            raise errors[0]
+
+    async def end(self) -> None:
+        self.in_call = False
+        stops = []
+        if self._mic_per_call:
+            stops.append(self.mic.stop())
+        if self._speaker_per_call:
+            stops.append(self.speaker.stop())
+        await asyncio.gather(*stops)
+
+    async def close(self) -> None:
+        self.in_call = False
+        await asyncio.gather(self.mic.stop(), self.speaker.stop())
+
+
+def call_audio(
+    mic_device: str | None = None,
+    mic_file: Path | None = None,
+    speaker_device: str | None = None,
+    speaker_file: Path | None = None,
+) -> CallAudio:
+    """Devices by default (system defaults when none is named), or files."""
+    mic: AudioSource = WavLoopSource(mic_file) if mic_file else MicrophoneSource(mic_device)
+    speaker: AudioSink = WavFileSink(speaker_file) if speaker_file else SpeakerSink(speaker_device)
+    return CallAudio(mic, speaker, mic_per_call=True, speaker_per_call=speaker_file is None)

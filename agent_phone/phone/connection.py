@@ -1,0 +1,118 @@
+"""The phone's side of one media connection to the platform.
+
+The platform offers and the phone answers (R1). The connection's audio
+sender has a track only during a call; between calls it sends nothing but
+the heartbeat and WebRTC's own keep-alives (RTCP, ICE consent).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+from aiortc import MediaStreamTrack, RTCRtpTransceiver, RTCSessionDescription
+
+from agent_phone.media.audio import AudioSource
+from agent_phone.media.liveness import Heartbeat, create_liveness_channel
+from agent_phone.media.peer import new_peer_connection, tune_audio_receivers
+from agent_phone.media.tracks import OutboundAudioTrack, receive_audio
+from agent_phone.tasks import TaskSet
+
+logger = logging.getLogger(__name__)
+
+
+class ConnectionError_(Exception):
+    pass
+
+
+class PhoneConnection:
+    def __init__(self, connection_id: str, on_dead: Callable[[PhoneConnection, str], None]):
+        self.id = connection_id
+        self.pc = new_peer_connection()
+        self.closed = False
+        self._on_dead = on_dead
+        self._track = OutboundAudioTrack()
+        self._transceiver: RTCRtpTransceiver | None = None
+        self._deliver: Callable[[np.ndarray], None] | None = None
+        self._tasks = TaskSet(connection_id)
+        self._heartbeat: Heartbeat | None = None
+        #: Frames received from the platform, in a call or not.
+        self.frames_received = 0
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    def __repr__(self) -> str:
+        return f"<PhoneConnection {self.id}>"
+
+    @property
+    def muted(self) -> bool:
+        return self._track.muted
+
+    @muted.setter
+    def muted(self, on: bool) -> None:
+        self._track.muted = on
+
+    @property
+    def transport_id(self) -> int:
+        assert self._transceiver is not None
+        return id(self._transceiver.sender.transport)
+
+    async def accept_offer(self, sdp: str) -> str:
+        """Answer the platform's offer; returns the SDP answer."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
+        if len(audio) != 1:
+            raise ConnectionError_(f"expected one audio stream in the offer, got {len(audio)}")
+        self._transceiver = audio[0]
+        tune_audio_receivers(self.pc)
+        self._transceiver.direction = "sendrecv"
+        channel = create_liveness_channel(self.pc)
+        self._heartbeat = Heartbeat(channel, lambda: self._dead("heartbeat_lost"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription.sdp
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._tasks.spawn(receive_audio(track, self._received), "receive")
+
+    def _received(self, samples: np.ndarray) -> None:
+        self.frames_received += 1
+        if self._deliver is not None:
+            self._deliver(samples)
+
+    def _on_state(self) -> None:
+        state = self.pc.connectionState
+        logger.info("%s: WebRTC %s", self.id, state)
+        if state in ("failed", "closed"):
+            self._dead(f"ice_{state}")
+
+    def _dead(self, reason: str) -> None:
+        if not self.closed:
+            self._on_dead(self, reason)
+
+    def attach(self, source: AudioSource, deliver: Callable[[np.ndarray], None]) -> None:
+        """Start a call's audio: ``source`` is sent, received audio goes to ``deliver``."""
+        assert self._transceiver is not None
+        self._track.source = source
+        self._deliver = deliver
+        self._transceiver.sender.replaceTrack(self._track)
+
+    async def detach(self) -> None:
+        self._deliver = None
+        self._track.muted = False
+        if self._transceiver is not None and self._transceiver.sender.track is not None:
+            await self._track.flush()
+            self._transceiver.sender.replaceTrack(None)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._deliver = None
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self._transceiver is not None:
+            self._transceiver.sender.replaceTrack(None)
+        await self._tasks.close()
+        await self.pc.close()
+        self._track.stop()

@@ -1,0 +1,424 @@
+"""The phone engine: the agent's side of Agent Phone, with no Qt in it.
+
+It signs in, keeps the signaling connection, answers the platform's
+connection offers, raises an alert for each offered call, answers or
+declines on command (or at once with auto answer), carries the call's audio
+and hangs up. Front-ends (the window, the headless phone, tests) observe its
+events and call its commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent_phone.phone import events
+from agent_phone.phone.audio_io import CallAudio
+from agent_phone.phone.connection import PhoneConnection
+from agent_phone.phone.connection_state import ConnectionStateModel, ConnectionStatus
+from agent_phone.phone.settings import PhoneSettings
+from agent_phone.protocol import (
+    PROTOCOL_VERSION,
+    AnswerCall,
+    CallConnected,
+    CallEnded,
+    CallOffered,
+    ConnectionAnswer,
+    ConnectionOffer,
+    ConnectionState,
+    DeclineCall,
+    EndConnection,
+    Error,
+    Hangup,
+    Message,
+    PresenceChanged,
+    SetPersistent,
+    SetPresence,
+    SignedIn,
+    SignedOut,
+    SignIn,
+    SignOut,
+    decode_to_agent,
+)
+from agent_phone.signaling import SignalingClient, SignalingError
+from agent_phone.tasks import TaskSet
+
+logger = logging.getLogger(__name__)
+
+Observer = Callable[[events.PhoneEvent], None]
+
+#: A received frame louder than this (int16 peak, about -50 dBFS) is audible.
+AUDIBLE = 100
+
+
+class PhoneError(Exception):
+    """A command that cannot be carried out; the message says why."""
+
+
+class SignInError(PhoneError):
+    pass
+
+
+class CallState(enum.Enum):
+    ALERTING = "alerting"
+    ANSWERING = "answering"
+    CONNECTED = "connected"
+
+
+@dataclass
+class CallInfo:
+    call_id: str
+    caller: str
+    queue: str
+    connection_id: str
+    over_persistent_connection: bool
+    delivery_ms: float
+    state: CallState = CallState.ALERTING
+    offered_at: float = 0.0
+    answered_at: float = 0.0
+    connected_at: float = 0.0
+    heard: bool = False
+    auto: bool = False
+
+
+class PhoneEngine:
+    def __init__(self, settings: PhoneSettings, audio: CallAudio) -> None:
+        self.settings = settings
+        self.audio = audio
+        self.connection_state = ConnectionStateModel(settings.persistent)
+        self.connection_state.subscribe(self._on_indicator)
+        self.agent: str | None = None
+        self.on_queue = False
+        self.call: CallInfo | None = None
+        self.connection: PhoneConnection | None = None
+        self.closed = asyncio.Event()
+        self._observers: list[Observer] = []
+        self._signaling: SignalingClient | None = None
+        self._signed_in: asyncio.Future[SignedIn] | None = None
+        self._tasks = TaskSet("phone")
+        self._closing = False
+
+    # --- observers ---------------------------------------------------------------
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer)
+
+    def _emit(self, event: events.PhoneEvent) -> None:
+        for observer in list(self._observers):
+            observer(event)
+
+    def _on_indicator(self, status: ConnectionStatus) -> None:
+        self._emit(
+            events.Connection(
+                state=status.state.value,
+                reason=status.reason,
+                in_call=status.in_call,
+                expires_at=status.expires_at,
+                connection_id=status.connection_id,
+            )
+        )
+
+    # --- signing in ------------------------------------------------------------
+
+    async def start(self, timeout: float = 15.0) -> None:
+        """Connect and sign in; raises SignInError with a message for the agent."""
+        s = self.settings
+        self._signaling = SignalingClient(s.platform, decode_to_agent)
+        try:
+            await self._signaling.connect()
+        except SignalingError as exc:
+            raise SignInError(str(exc)) from None
+        self._signed_in = asyncio.get_running_loop().create_future()
+        self._tasks.spawn(self._read(), "signaling")
+        await self._send(
+            SignIn(
+                version=PROTOCOL_VERSION,
+                user=s.user,
+                password=s.password,
+                persistent=s.persistent,
+                client=s.client,
+            )
+        )
+        try:
+            await asyncio.wait_for(asyncio.shield(self._signed_in), timeout)
+        except TimeoutError:
+            raise SignInError(
+                f"the platform did not answer the sign-in within {timeout:g} s"
+            ) from None
+        if s.on_queue:
+            await self.set_on_queue(True)
+
+    async def _read(self) -> None:
+        assert self._signaling is not None
+        try:
+            async for message in self._signaling.messages():
+                try:
+                    await self._handle(message)
+                except PhoneError as exc:
+                    self._emit(events.Error(message=str(exc), code="phone"))
+        finally:
+            if not self._closing:
+                self._tasks.spawn(self._platform_lost(), "lost")
+
+    async def _send(self, message: Message) -> None:
+        if self._signaling is None:
+            raise PhoneError("not connected to the platform")
+        try:
+            await self._signaling.send(message)
+        except SignalingError as exc:
+            raise PhoneError(str(exc)) from None
+
+    # --- messages from the platform ----------------------------------------------
+
+    async def _handle(self, message: Message) -> None:
+        match message:
+            case SignedIn():
+                self.agent = message.agent
+                self.connection_state.signed_in()
+                self._emit(
+                    events.SignedIn(
+                        agent=message.agent,
+                        permissions=message.permissions,
+                        queues=message.queues,
+                    )
+                )
+                if self._signed_in is not None and not self._signed_in.done():
+                    self._signed_in.set_result(message)
+            case Error():
+                if self._signed_in is not None and not self._signed_in.done():
+                    self._signed_in.set_exception(SignInError(message.message))
+                    return
+                self._emit(
+                    events.Error(
+                        message=message.message, code=message.code, call_id=message.call_id
+                    )
+                )
+            case PresenceChanged(on_queue=on_queue, reason=reason):
+                self.on_queue = on_queue
+                self._emit(events.Presence(on_queue=on_queue, reason=reason))
+            case ConnectionOffer():
+                await self._accept_connection(message)
+            case ConnectionState():
+                if message.state == "closed" and self.connection is not None:
+                    if self.connection.id == message.connection_id:
+                        await self._drop_connection(message.reason)
+                self.connection_state.platform_reported(message)
+            case CallOffered():
+                await self._offered(message)
+            case CallConnected(call_id=call_id):
+                self._connected(call_id)
+            case CallEnded(call_id=call_id, reason=reason):
+                if self.call is not None and self.call.call_id == call_id:
+                    await self._end_call(reason)
+            case SignedOut(reason=reason):
+                await self._signed_out(reason)
+
+    async def _accept_connection(self, offer: ConnectionOffer) -> None:
+        if self.connection is not None:
+            await self._drop_connection("replaced")
+        connection = PhoneConnection(offer.connection_id, self._connection_dead)
+        self.connection = connection
+        try:
+            sdp = await connection.accept_offer(offer.sdp)
+        except Exception as exc:  # a bad offer must not take the phone down
+            logger.exception("cannot answer connection offer %s", offer.connection_id)
+            await self._drop_connection("bad_offer")
+            raise PhoneError(f"cannot answer the platform's connection offer: {exc}") from None
+        await self._send(ConnectionAnswer(connection_id=offer.connection_id, sdp=sdp))
+
+    def _connection_dead(self, connection: PhoneConnection, reason: str) -> None:
+        if connection is self.connection:
+            self.connection_state.connection_lost(connection.id, reason)
+            self._tasks.spawn(self._drop_connection(reason), "dead")
+
+    async def _drop_connection(self, reason: str) -> None:
+        connection, self.connection = self.connection, None
+        if connection is None:
+            return
+        if self.call is not None and self.call.connection_id == connection.id:
+            await self._end_call("connection_lost")
+        await connection.close()
+        logger.info("connection %s closed: %s", connection.id, reason)
+
+    async def _offered(self, offer: CallOffered) -> None:
+        if self.call is not None or self.connection is None:
+            # The platform thinks we are free; we are not. Let it re-route.
+            why = "busy" if self.call is not None else "no connection"
+            logger.warning("declining %s: %s", offer.call_id, why)
+            await self._send(DeclineCall(call_id=offer.call_id))
+            return
+        auto = self.settings.auto_answer
+        self.call = CallInfo(
+            call_id=offer.call_id,
+            caller=offer.caller,
+            queue=offer.queue,
+            connection_id=offer.connection_id,
+            over_persistent_connection=offer.over_persistent_connection,
+            delivery_ms=offer.delivery_ms,
+            offered_at=time.monotonic(),
+            auto=auto,
+        )
+        self._emit(
+            events.Alerting(
+                call_id=offer.call_id,
+                caller=offer.caller,
+                queue=offer.queue,
+                over_persistent_connection=offer.over_persistent_connection,
+                delivery_ms=offer.delivery_ms,
+                auto_answer=auto,
+            )
+        )
+        if auto:
+            await self.answer(offer.call_id)
+
+    def _connected(self, call_id: str) -> None:
+        call = self.call
+        if call is None or call.call_id != call_id or call.state is CallState.CONNECTED:
+            return
+        call.state = CallState.CONNECTED
+        call.connected_at = time.monotonic()
+        self._emit(
+            events.Answered(
+                call_id=call_id,
+                over_persistent_connection=call.over_persistent_connection,
+                delivery_ms=round(
+                    call.delivery_ms + (call.connected_at - call.offered_at) * 1000, 2
+                ),
+                auto=call.auto,
+            )
+        )
+
+    async def _end_call(self, reason: str) -> None:
+        call, self.call = self.call, None
+        if call is None:
+            return
+        if call.state is not CallState.ALERTING:
+            if self.connection is not None:
+                await self.connection.detach()
+            await self.audio.end()
+        duration = time.monotonic() - call.connected_at if call.connected_at else 0.0
+        self._emit(events.Ended(call_id=call.call_id, reason=reason, duration_s=round(duration, 3)))
+
+    async def _signed_out(self, reason: str) -> None:
+        self.agent = None
+        self.on_queue = False
+        await self._end_call(reason)
+        await self._drop_connection(reason)
+        self.connection_state.signed_out(reason)
+        self._emit(events.SignedOut(reason=reason))
+
+    async def _platform_lost(self) -> None:
+        if self.agent is not None:
+            self._emit(events.Error(message="lost the connection to the platform", code="lost"))
+            await self._signed_out("connection_lost")
+        if self._signed_in is not None and not self._signed_in.done():
+            self._signed_in.set_exception(SignInError("the platform closed the connection"))
+        self.closed.set()
+
+    # --- commands ----------------------------------------------------------------
+
+    def _require_call(self, call_id: str | None, *states: CallState) -> CallInfo:
+        call = self.call
+        if call is None:
+            raise PhoneError("there is no call")
+        if call_id is not None and call_id != call.call_id:
+            raise PhoneError(f"there is no call {call_id!r}; the current call is {call.call_id!r}")
+        if call.state not in states:
+            wanted = " or ".join(s.value for s in states)
+            raise PhoneError(f"the call is {call.state.value}, not {wanted}")
+        return call
+
+    async def answer(self, call_id: str | None = None) -> None:
+        call = self._require_call(call_id, CallState.ALERTING)
+        connection = self.connection
+        if connection is None or connection.id != call.connection_id:
+            raise PhoneError("the call's connection is gone")
+        call.state = CallState.ANSWERING
+        call.answered_at = time.monotonic()
+        # Audio is attached at once; the devices open alongside the answer, and
+        # the track sends silence until the microphone delivers.
+        connection.attach(self.audio.mic, self._speaker_for(call))
+        await self._send(AnswerCall(call_id=call.call_id))
+        try:
+            await self.audio.begin()
+        except Exception as exc:
+            # The customer must not be lost to a broken headset: the platform
+            # gives the call to the next agent.
+            self._emit(
+                events.Error(message=f"audio device: {exc}", code="audio", call_id=call.call_id)
+            )
+            logger.error("audio device failed; handing %s back: %s", call.call_id, exc)
+            await self._send(Hangup(call_id=call.call_id, requeue=True))
+            await self._end_call("audio_failure")
+
+    def _speaker_for(self, call: CallInfo) -> Callable[[np.ndarray], None]:
+        """Received audio to the speaker, noting when the customer is first heard."""
+        write = self.audio.write
+
+        def deliver(samples: np.ndarray) -> None:
+            write(samples)
+            if not call.heard and samples.size and np.abs(samples).max() > AUDIBLE:
+                call.heard = True
+                ms = (time.monotonic() - call.answered_at) * 1000
+                self._emit(events.Hearing(call_id=call.call_id, since_answer_ms=round(ms, 2)))
+
+        return deliver
+
+    async def decline(self, call_id: str | None = None) -> None:
+        call = self._require_call(call_id, CallState.ALERTING)
+        await self._send(DeclineCall(call_id=call.call_id))
+        await self._end_call("declined")
+
+    async def hangup(self, call_id: str | None = None) -> None:
+        call = self._require_call(call_id, CallState.ANSWERING, CallState.CONNECTED)
+        await self._send(Hangup(call_id=call.call_id))
+        await self._end_call("agent_hangup")
+
+    def set_mute(self, on: bool) -> None:
+        self._require_call(None, CallState.ANSWERING, CallState.CONNECTED)
+        assert self.connection is not None
+        self.connection.muted = on
+        self._emit(events.Muted(on=on))
+
+    async def set_on_queue(self, on: bool) -> None:
+        await self._send(SetPresence(on_queue=on))
+
+    async def set_persistent(self, on: bool) -> None:
+        self.connection_state.setting_changed(on)
+        await self._send(SetPersistent(on=on))
+
+    async def end_connection(self) -> None:
+        await self._send(EndConnection())
+
+    async def close(self) -> None:
+        """Hang up, sign out, close the connection and the devices. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        call = self.call
+        try:
+            if call is not None and call.state is CallState.ALERTING:
+                await self.decline(call.call_id)
+            elif call is not None:
+                await self.hangup(call.call_id)
+            if self.agent is not None:
+                await self._send(SignOut())
+        except PhoneError as exc:
+            logger.info("closing: %s", exc)
+        await self._end_call("closed")
+        await self._drop_connection("closed")
+        if self.agent is not None:
+            self.agent = None
+            self.connection_state.signed_out("closed")
+        await self._tasks.close()
+        if self._signaling is not None:
+            await self._signaling.close()
+        await self.audio.close()
+        self.closed.set()

@@ -1,0 +1,106 @@
+"""What the phone engine tells its observers (a window, the headless phone, tests).
+
+Each event is a frozen dataclass; ``name`` is its name in the headless phone's
+JSON lines, and its fields are the line's fields.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhoneEvent:
+    name: ClassVar[str]
+    t: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event": self.name, **asdict(self)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignedIn(PhoneEvent):
+    name: ClassVar[str] = "signed_in"
+    agent: str
+    permissions: list[str]
+    queues: list[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignedOut(PhoneEvent):
+    name: ClassVar[str] = "signed_out"
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Presence(PhoneEvent):
+    name: ClassVar[str] = "presence"
+    on_queue: bool
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Connection(PhoneEvent):
+    """The persistent-connection indicator changed (see ConnectionStateModel)."""
+
+    name: ClassVar[str] = "connection"
+    state: str
+    reason: str
+    in_call: bool = False
+    expires_at: float | None = None
+    connection_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Alerting(PhoneEvent):
+    name: ClassVar[str] = "alerting"
+    call_id: str
+    caller: str
+    queue: str
+    over_persistent_connection: bool
+    #: Routed at the platform -> alerting here.
+    delivery_ms: float
+    auto_answer: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Answered(PhoneEvent):
+    name: ClassVar[str] = "answered"
+    call_id: str
+    over_persistent_connection: bool
+    delivery_ms: float
+    auto: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hearing(PhoneEvent):
+    """The first audible frame of the customer reached the speaker."""
+
+    name: ClassVar[str] = "hearing"
+    call_id: str
+    #: Answer given -> first audible frame at the speaker.
+    since_answer_ms: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ended(PhoneEvent):
+    name: ClassVar[str] = "ended"
+    call_id: str
+    reason: str
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Muted(PhoneEvent):
+    name: ClassVar[str] = "muted"
+    on: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Error(PhoneEvent):
+    name: ClassVar[str] = "error"
+    message: str
+    code: str = "error"
+    call_id: str | None = None

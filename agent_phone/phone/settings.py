@@ -1,0 +1,30 @@
+"""What the phone engine is started with: a plain frozen value.
+
+The engine never reads a settings store; the front-end (command line, Qt
+settings) builds one of these and hands it over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PhoneSettings:
+    platform: str
+    user: str
+    password: str
+    #: Go on queue right after signing in.
+    on_queue: bool = False
+    #: Connect offered calls with no click (R3).
+    auto_answer: bool = False
+    #: "Maintain a persistent connection" (R2, R10).
+    persistent: bool = True
+    mic_device: str | None = None
+    speaker_device: str | None = None
+    mic_file: Path | None = None
+    speaker_file: Path | None = None
+    #: Addresses media may use (ICE host candidates).
+    ice_addresses: tuple[str, ...] = ("127.0.0.1",)
+    client: str = "agent-phone"
