@@ -1,0 +1,199 @@
+"""The real programs, started as processes for end-to-end tests.
+
+``PlatformProcess`` runs ``agent-phone-platform``, ``PhoneProcess`` runs
+``agent-phone --headless`` and ``CallerProcess`` runs ``agent-phone-caller``,
+each exactly as a user would (``python -m``), on loopback. Their JSON lines
+are collected by a reader thread; ``wait_for`` blocks (bounded) until a
+matching event arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+Event = dict[str, Any]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class _Process:
+    """A child process whose stdout is JSON lines, collected as they come."""
+
+    name = "process"
+
+    def __init__(self, args: list[str], stdin: bool = False, log_dir: Path | None = None) -> None:
+        self.args = args
+        self.events: list[Event] = []
+        self._cond = threading.Condition()
+        stderr_path = (log_dir or Path("/tmp")) / f"{self.name}-{os.getpid()}-{id(self)}.log"
+        self.stderr_path = stderr_path
+        self._stderr = open(stderr_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", *args],
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env=_env(),
+            cwd=REPO,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                event = {"event": "_text", "text": line.rstrip()}
+            with self._cond:
+                self.events.append(event)
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def matching(self, name: str, **fields: Any) -> list[Event]:
+        with self._cond:
+            return [
+                e
+                for e in self.events
+                if e.get("event") == name and all(e.get(k) == v for k, v in fields.items())
+            ]
+
+    def mark(self) -> int:
+        """A point in the event stream, for ``wait_for(..., since=mark)``."""
+        with self._cond:
+            return len(self.events)
+
+    def wait_for(
+        self,
+        name: str,
+        timeout: float = 15.0,
+        where: Callable[[Event], bool] | None = None,
+        since: int = 0,
+        **fields: Any,
+    ) -> Event:
+        """The first event named ``name`` with these fields, among those seen
+        so far (from ``since`` on) or arriving within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for e in self.events[since:]:
+                    if (
+                        e.get("event") == name
+                        and all(e.get(k) == v for k, v in fields.items())
+                        and (where is None or where(e))
+                    ):
+                        return e
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(
+                        f"{self.name}: no {name} {fields} within {timeout} s; "
+                        f"exit={self.proc.poll()}; events: {self.events[-15:]}; "
+                        f"stderr: {self.stderr_tail()}"
+                    )
+                self._cond.wait(min(left, 0.2))
+
+    def stderr_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.stderr_path.read_text().splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_exit(self, timeout: float = 15.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} did not exit within {timeout} s") from None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._reader.join(5)
+        self._stderr.close()
+
+
+class PlatformProcess(_Process):
+    name = "platform"
+
+    def __init__(self, config: Path | None = None, log_dir: Path | None = None) -> None:
+        args = ["agent_phone.cloud", "--port", "0"]
+        if config is not None:
+            args += ["--config", str(config)]
+        super().__init__(args, log_dir=log_dir)
+        self.url: str = self.wait_for("ready", timeout=20)["url"]
+
+
+class PhoneProcess(_Process):
+    name = "phone"
+
+    def __init__(
+        self,
+        platform: str,
+        user: str,
+        *extra: str,
+        password: str = "demo",
+        log_dir: Path | None = None,
+    ) -> None:
+        self.user = user
+        args = ["agent_phone.app", "--headless", "--platform", platform, "--user", user]
+        args += ["--password", password, *extra]
+        super().__init__(args, stdin=True, log_dir=log_dir)
+
+    def send(self, cmd: str, **fields: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"cmd": cmd, **fields}) + "\n")
+        self.proc.stdin.flush()
+
+    def send_raw(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def quit(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.send("quit")
+        code = self.wait_exit(timeout)
+        self.stop()
+        return code
+
+
+class CallerProcess(_Process):
+    name = "caller"
+
+    def __init__(
+        self, platform: str, *extra: str, queue: str = "support", log_dir: Path | None = None
+    ):
+        super().__init__(
+            ["agent_phone.caller", "--platform", platform, "--queue", queue, *extra],
+            log_dir=log_dir,
+        )
+
+    def result(self, timeout: float = 60.0) -> tuple[int, Event]:
+        """The exit code and the JSON summary."""
+        code = self.wait_exit(timeout)
+        self._reader.join(5)
+        summaries = [e for e in self.events if "answered" in e]
+        assert summaries, f"caller printed no summary; stderr: {self.stderr_tail()}"
+        self.stop()
+        return code, summaries[-1]

@@ -1,0 +1,35 @@
+"""Habits the code's shape depends on (shared/STYLE.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from procs import REPO
+
+
+def test_engine_protocol_platform_and_caller_import_no_qt():
+    code = (
+        "import sys\n"
+        "import agent_phone.protocol, agent_phone.phone.engine, agent_phone.cloud.server\n"
+        "import agent_phone.caller.client, agent_phone.headless, agent_phone.app\n"
+        "qt = {'PySide6', 'qasync', 'shiboken6'}\n"
+        "qt = sorted(m for m in sys.modules if m.split('.')[0] in qt)\n"
+        "print(','.join(qt))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"Qt imported outside agent_phone/ui: {out.stdout}"
+
+
+def test_only_ui_mentions_qt():
+    offenders = []
+    for path in (REPO / "agent_phone").rglob("*.py"):
+        if path.parent.name == "ui":
+            continue
+        text = path.read_text()
+        if "import PySide6" in text or "from PySide6" in text or "import qasync" in text:
+            offenders.append(str(path.relative_to(REPO)))
+    assert offenders == []
