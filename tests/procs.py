@@ -109,6 +109,17 @@ class _Process:
                     )
                 self._cond.wait(min(left, 0.2))
 
+    def wait_count(
+        self, name: str, count: int, timeout: float = 15.0, **fields: Any
+    ) -> list[Event]:
+        """Wait (bounded) until ``count`` events named ``name`` with these fields arrived."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.matching(name, **fields)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
     def stderr_tail(self, lines: int = 15) -> str:
         try:
             return "\n".join(self.stderr_path.read_text().splitlines()[-lines:])
@@ -141,7 +152,10 @@ class PlatformProcess(_Process):
         if config is not None:
             args += ["--config", str(config)]
         super().__init__(args, log_dir=log_dir)
-        self.url: str = self.wait_for("ready", timeout=20)["url"]
+        ready = self.wait_for("ready", timeout=20)
+        self.url: str = ready["url"]
+        self.admin_url: str = ready["admin_url"]
+        self.admin_token: str | None = ready["admin_token"]
 
 
 class PhoneProcess(_Process):

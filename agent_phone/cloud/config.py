@@ -61,15 +61,13 @@ class PlatformConfig:
     #: How long setting up a media connection may take before it is abandoned.
     connect_timeout_s: float = 10.0
     ice_addresses: tuple[str, ...] = ("127.0.0.1",)
+    #: Bearer token for the admin HTTP API; a random one is made when unset.
+    admin_token: str | None = None
     source: str = "built-in demo"
     extra: dict[str, object] = field(default_factory=dict)
 
     def queues_of(self, agent: str) -> list[str]:
         return [q.name for q in self.queues.values() if agent in q.members]
-
-    def persistent_timeout_for(self, agent: str) -> float:
-        override = self.agents[agent].persistent_timeout_s
-        return self.persistent_timeout_s if override is None else override
 
 
 _hasher = argon2.PasswordHasher()
@@ -118,6 +116,15 @@ def _number(table: dict[str, object], key: str, where: str, default: float | Non
     return float(value)
 
 
+def _token(platform: dict[str, object]) -> str | None:
+    token = platform.get("admin_token")
+    if token is None:
+        return None
+    if not isinstance(token, str) or len(token) < 16:
+        raise ConfigError("platform.admin_token must be a string of at least 16 characters")
+    return token
+
+
 def load_config(path: Path) -> PlatformConfig:
     try:
         data = tomllib.loads(path.read_text())
@@ -155,5 +162,6 @@ def load_config(path: Path) -> PlatformConfig:
         or DEFAULT_ALERT_TIMEOUT_S,
         connect_timeout_s=_number(platform, "connect_timeout_s", "platform", 10.0) or 10.0,
         ice_addresses=ice,
+        admin_token=_token(platform),
         source=str(path),
     )

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from agent_phone.cloud.admin import Timeouts
 from agent_phone.cloud.config import ACCEPT_OFF_QUEUE, PlatformConfig
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.media_edge import AgentLink, LinkError, LinkState
@@ -47,8 +48,9 @@ class RequestError(Exception):
 
 
 class ConnectionManager:
-    def __init__(self, config: PlatformConfig, events: EventLog) -> None:
+    def __init__(self, config: PlatformConfig, events: EventLog, timeouts: Timeouts) -> None:
         self.config = config
+        self.timeouts = timeouts
         self._events = events
         self._links: dict[str, AgentLink] = {}
         self._sessions: dict[str, AgentSession] = {}
@@ -72,7 +74,7 @@ class ConnectionManager:
         return self._links.get(agent)
 
     def timeout_for(self, agent: str) -> float:
-        return self.config.persistent_timeout_for(agent)
+        return self.timeouts.for_agent(agent)
 
     # --- setting up (R1, R5, R8) ----------------------------------------------
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from typing import Any
 
 import msgspec
 from aiohttp import WSMsgType, web
 
+from agent_phone.cloud.admin import AdminApi, Timeouts
 from agent_phone.cloud.config import PlatformConfig
 from agent_phone.cloud.connections import ConnectionManager, RequestError
 from agent_phone.cloud.events import EventLog
@@ -99,7 +101,9 @@ class Platform:
         self.config = config
         self.events = events or EventLog()
         self.agents: dict[str, AgentSession] = {}
-        self.connections = ConnectionManager(config, self.events)
+        self.timeouts = Timeouts(config)
+        self.admin_token = config.admin_token or secrets.token_urlsafe(24)
+        self.connections = ConnectionManager(config, self.events, self.timeouts)
         self.router = Router(
             config, self.events, self.connections, lambda: list(self.agents.values())
         )
@@ -112,6 +116,9 @@ class Platform:
         app = web.Application()
         app.router.add_get("/ws", self._websocket)
         app.router.add_get("/health", self._health)
+        AdminApi(
+            config=self.config, timeouts=self.timeouts, events=self.events, token=self.admin_token
+        ).add_routes(app)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -123,6 +130,10 @@ class Platform:
         self.events.emit(
             "ready",
             url=self.url,
+            admin_url=f"http://{host}:{bound[1]}/admin",
+            # Shown only when the configuration names none: the operator's
+            # console is the one place it is printed.
+            admin_token=None if self.config.admin_token else self.admin_token,
             config=self.config.source,
             queues=sorted(self.config.queues),
             agents=sorted(self.config.agents),

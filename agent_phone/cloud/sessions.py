@@ -136,7 +136,7 @@ class AgentSession:
                 permissions=sorted(self.permissions),
                 queues=config.queues_of(self.name),
                 alert_timeout_s=config.alert_timeout_s,
-                persistent_timeout_s=config.persistent_timeout_for(self.name),
+                persistent_timeout_s=self._platform.connections.timeout_for(self.name),
             )
         )
         self._platform.events.emit(

@@ -1,0 +1,128 @@
+"""The administrator's settings that can change while the platform runs, and
+the authenticated HTTP API that changes them.
+
+    GET  /admin/settings                        -> the timeouts now in force
+    PUT  /admin/settings        {"persistent_timeout_s": 300}
+    PUT  /admin/agents/{agent}  {"persistent_timeout_s": 120}   (null: back to the default)
+
+Every request carries ``Authorization: Bearer <admin token>``. A new timeout
+applies from the next idle period of each connection (a connection already
+counting down keeps its deadline), as docs/administration.md says.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from agent_phone.cloud.config import PlatformConfig
+from agent_phone.cloud.events import EventLog
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 4096
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+
+
+class Timeouts:
+    """The persistent-connection timeout for everyone, and per agent (R7)."""
+
+    def __init__(self, config: PlatformConfig) -> None:
+        self.default_s = config.persistent_timeout_s
+        self.per_agent: dict[str, float] = {
+            name: agent.persistent_timeout_s
+            for name, agent in config.agents.items()
+            if agent.persistent_timeout_s is not None
+        }
+
+    def for_agent(self, agent: str) -> float:
+        return self.per_agent.get(agent, self.default_s)
+
+
+class _GlobalUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    persistent_timeout_s: float
+
+
+class _AgentUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    persistent_timeout_s: float | None
+
+
+def _valid_timeout(value: float | None) -> None:
+    if value is not None and not 1.0 <= value <= MAX_TIMEOUT_S:
+        raise web.HTTPBadRequest(
+            text=f"persistent_timeout_s must be between 1 and {MAX_TIMEOUT_S:g} seconds"
+        )
+
+
+class AdminApi:
+    def __init__(
+        self, config: PlatformConfig, timeouts: Timeouts, events: EventLog, token: str
+    ) -> None:
+        self._config = config
+        self._timeouts = timeouts
+        self._events = events
+        self._token = token
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/admin/settings", self._get)
+        app.router.add_put("/admin/settings", self._put_global)
+        app.router.add_put("/admin/agents/{agent}", self._put_agent)
+
+    def _check(self, request: web.Request) -> None:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
+            self._events.emit("admin_refused", path=request.path, peer=request.remote)
+            raise web.HTTPUnauthorized(text="a valid admin token is needed")
+
+    async def _body(self, request: web.Request, kind: type[Any]) -> Any:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, request.content_length)
+        raw = await request.content.read(MAX_BODY_BYTES + 1)
+        if len(raw) > MAX_BODY_BYTES:
+            raise web.HTTPRequestEntityTooLarge(MAX_BODY_BYTES, len(raw))
+        try:
+            return msgspec.json.decode(raw, type=kind)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise web.HTTPBadRequest(text=f"invalid body: {exc}") from None
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "persistent_timeout_s": self._timeouts.default_s,
+            "alert_timeout_s": self._config.alert_timeout_s,
+            "agents": {
+                name: {"persistent_timeout_s": self._timeouts.for_agent(name)}
+                for name in sorted(self._config.agents)
+            },
+        }
+
+    async def _get(self, request: web.Request) -> web.Response:
+        self._check(request)
+        return web.json_response(self._state())
+
+    async def _put_global(self, request: web.Request) -> web.Response:
+        self._check(request)
+        update = await self._body(request, _GlobalUpdate)
+        _valid_timeout(update.persistent_timeout_s)
+        self._timeouts.default_s = update.persistent_timeout_s
+        self._events.emit("settings_changed", persistent_timeout_s=update.persistent_timeout_s)
+        return web.json_response(self._state())
+
+    async def _put_agent(self, request: web.Request) -> web.Response:
+        self._check(request)
+        agent = request.match_info["agent"]
+        if agent not in self._config.agents:
+            raise web.HTTPNotFound(text=f"there is no agent {agent!r}")
+        update = await self._body(request, _AgentUpdate)
+        _valid_timeout(update.persistent_timeout_s)
+        if update.persistent_timeout_s is None:
+            self._timeouts.per_agent.pop(agent, None)
+        else:
+            self._timeouts.per_agent[agent] = update.persistent_timeout_s
+        self._events.emit(
+            "settings_changed", agent=agent, persistent_timeout_s=update.persistent_timeout_s
+        )
+        return web.json_response(self._state())
