@@ -90,14 +90,19 @@ class ConnectionStateModel:
         if not self._signed_in:
             return
         was = self._status
-        if report.state == "closed":
-            state = Indicator.INACTIVE if self._persistent else Indicator.OFF
-            self._set(state, report.reason)
-        elif not self._persistent and not (was.state is Indicator.ACTIVE and report.in_call):
-            # A connection for one call only: not a persistent connection.
-            self._set(
-                Indicator.OFF, "setting_off" if was.state is not Indicator.OFF else was.reason
-            )
+        if not self._persistent:
+            # With the setting off only the end of a connection that was kept
+            # shows (R10); a connection for one call is not a persistent one.
+            if was.state is not Indicator.ACTIVE:
+                return
+            if report.state == "active" and report.in_call:
+                self._set(Indicator.ACTIVE, report.reason, True, None, report.connection_id)
+            else:
+                self._set(
+                    Indicator.OFF, report.reason if report.state == "closed" else "setting_off"
+                )
+        elif report.state == "closed":
+            self._set(Indicator.INACTIVE, report.reason)
         elif report.state == "connecting":
             self._set(Indicator.CONNECTING, report.reason, False, None, report.connection_id)
         elif report.state == "active":
