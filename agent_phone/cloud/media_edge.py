@@ -109,7 +109,8 @@ class AgentLink:
         self._on_dead = on_dead
         self._transceiver = self.pc.addTransceiver("audio", direction="sendrecv")
         tune_audio_receivers(self.pc)
-        self._track = OutboundAudioTrack()
+        self._track = OutboundAudioTrack(parked=True)
+        self._transceiver.sender.replaceTrack(self._track)
         self._deliver: Callable[[np.ndarray], None] | None = None
         self._tasks = TaskSet(self.id)
         self._connected = asyncio.Event()
@@ -173,17 +174,14 @@ class AgentLink:
     def attach(self, leg: CustomerLeg) -> None:
         """Bridge a customer leg onto this connection: audio flows both ways."""
         leg.from_customer.clear()
-        self._track.source = leg.from_customer
         self._deliver = leg.to_customer.write
-        self._transceiver.sender.replaceTrack(self._track)
+        self._track.play(leg.from_customer)
         self.calls_carried += 1
 
     async def detach(self) -> None:
         """End the bridge; the link sends nothing again until the next call."""
         self._deliver = None
-        if self._transceiver.sender.track is not None:
-            await self._track.flush()
-            self._transceiver.sender.replaceTrack(None)
+        await self._track.park()
 
     async def close(self) -> None:
         if self.state is LinkState.CLOSED:
@@ -191,7 +189,6 @@ class AgentLink:
         self._set_state(LinkState.CLOSED)
         self._deliver = None
         self._heartbeat.stop()
-        self._transceiver.sender.replaceTrack(None)
         await self._tasks.close()
         await self.pc.close()
         self._track.stop()

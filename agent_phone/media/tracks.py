@@ -1,10 +1,12 @@
 """The audio tracks every side sends and the loop that receives audio.
 
-One ``OutboundAudioTrack`` lives as long as its sender. Calls attach it to the
-sender and detach it again (``RTCRtpSender.replaceTrack``); it is never stopped
-while attached, because stopping an attached track kills the sender for good
-(shared/notes/webrtc-and-qt.md). Its ``pts`` rise with wall-clock time across
-calls: a timestamp that restarts at 0 looks like a wrap to the receiver, and a
+One ``OutboundAudioTrack`` lives as long as its sender and stays attached to
+it. Between calls it is *parked*: its ``recv()`` waits, so the sender sends
+nothing and does not even wake up (a sender with no track polls every 20 ms,
+and a new track would need ``replaceTrack``). Stopping a track kills its
+sender for good (shared/notes/webrtc-and-qt.md), so it is stopped only with
+its connection. Its ``pts`` rise with wall-clock time across calls: a
+timestamp that restarts at 0 looks like a wrap to the receiver, and a
 repeated one makes the jitter buffer merge packets.
 """
 
@@ -51,9 +53,12 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, source: AudioSource | None = None) -> None:
+    def __init__(self, source: AudioSource | None = None, parked: bool = False) -> None:
         super().__init__()
         self.source = source
+        self._playing = asyncio.Event()
+        if not parked:
+            self._playing.set()
         self.muted = False
         self.frames_sent = 0
         self._epoch: float | None = None
@@ -63,6 +68,8 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._silence = np.zeros(FRAME_SAMPLES, dtype=DTYPE)
 
     async def recv(self) -> AudioFrame:
+        if not self._playing.is_set():
+            await self._playing.wait()
         if self.readyState != "live":
             raise MediaStreamError
         now = time.monotonic()
@@ -89,16 +96,34 @@ class OutboundAudioTrack(MediaStreamTrack):
             self._silence if samples is None else samples, self._index * FRAME_SAMPLES
         )
 
-    async def flush(self, timeout: float = 0.3) -> None:
-        """Drop the source and send ``FLUSH_FRAMES`` of silence (bounded wait)."""
+    @property
+    def playing(self) -> bool:
+        return self._playing.is_set()
+
+    def play(self, source: AudioSource) -> None:
+        """Send ``source`` from now on (a call starts)."""
+        self.source = source
+        self._flush_left = 0
+        self._playing.set()
+
+    async def park(self, timeout: float = 0.3) -> None:
+        """Send ``FLUSH_FRAMES`` of silence (bounded wait), then nothing (a call ended)."""
+        if not self._playing.is_set():
+            return
         self.source = None
+        self.muted = False
         self._flushed.clear()
         self._flush_left = FLUSH_FRAMES
         try:
             await asyncio.wait_for(self._flushed.wait(), timeout)
         except TimeoutError:
-            pass  # not attached or not being read: nothing to flush
+            pass  # not being read: nothing to flush
         self._flush_left = 0
+        self._playing.clear()
+
+    def stop(self) -> None:
+        super().stop()
+        self._playing.set()  # a parked recv() wakes up and ends
 
 
 class _ToMono:

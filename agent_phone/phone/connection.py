@@ -32,7 +32,7 @@ class PhoneConnection:
         self.pc = new_peer_connection()
         self.closed = False
         self._on_dead = on_dead
-        self._track = OutboundAudioTrack()
+        self._track = OutboundAudioTrack(parked=True)
         self._transceiver: RTCRtpTransceiver | None = None
         self._deliver: Callable[[np.ndarray], None] | None = None
         self._tasks = TaskSet(connection_id)
@@ -67,6 +67,7 @@ class PhoneConnection:
         self._transceiver = audio[0]
         tune_audio_receivers(self.pc)
         self._transceiver.direction = "sendrecv"
+        self._transceiver.sender.replaceTrack(self._track)
         channel = create_liveness_channel(self.pc)
         self._heartbeat = Heartbeat(channel, lambda: self._dead("heartbeat_lost"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -92,17 +93,12 @@ class PhoneConnection:
 
     def attach(self, source: AudioSource, deliver: Callable[[np.ndarray], None]) -> None:
         """Start a call's audio: ``source`` is sent, received audio goes to ``deliver``."""
-        assert self._transceiver is not None
-        self._track.source = source
         self._deliver = deliver
-        self._transceiver.sender.replaceTrack(self._track)
+        self._track.play(source)
 
     async def detach(self) -> None:
         self._deliver = None
-        self._track.muted = False
-        if self._transceiver is not None and self._transceiver.sender.track is not None:
-            await self._track.flush()
-            self._transceiver.sender.replaceTrack(None)
+        await self._track.park()
 
     async def close(self) -> None:
         if self.closed:
@@ -111,8 +107,6 @@ class PhoneConnection:
         self._deliver = None
         if self._heartbeat is not None:
             self._heartbeat.stop()
-        if self._transceiver is not None:
-            self._transceiver.sender.replaceTrack(None)
         await self._tasks.close()
         await self.pc.close()
         self._track.stop()
