@@ -46,7 +46,7 @@ def test_r2_r3_calls_ride_one_connection(platform, start_phone, start_caller, mi
     alerts = bob.matching("alerting")
     assert [a["over_persistent_connection"] for a in alerts] == [False] + [True] * 4
     # Kept after each call (R2), and the last call still carries audio.
-    assert len(platform.matching("connection_kept", agent="bob")) == 5
+    assert len(platform.wait_count("connection_kept", 5, agent="bob")) == 5
     assert not platform.matching("connection_closed", agent="bob")
     assert has_tone(read_wav(tmp_path / "last.wav"), AGENT_HZ)
     assert (
@@ -136,11 +136,7 @@ def test_r10_setting_off_during_a_call_waits_for_the_call(platform, start_phone,
     # With the setting off, each call's connection closes with the call.
     second = call(start_caller, platform.url)
     platform.wait_for("call_ended", call_id=second["call_id"])
-    closes = platform.matching("connection_closed", agent="bob")
-    deadline = time.monotonic() + 5
-    while len(closes) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-        closes = platform.matching("connection_closed", agent="bob")
+    closes = platform.wait_count("connection_closed", 2, agent="bob")
     assert [c["reason"] for c in closes] == ["persistent_off", "persistent_off"]
     assert not platform.matching("connection_kept", agent="bob", where=None)[1:]
     # Turned back on: the next call's connection is kept.

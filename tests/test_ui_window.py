@@ -1,0 +1,348 @@
+"""The real window against the real platform and caller processes.
+
+Each test builds the app's parts as ``run_gui`` does (``GuiApp``) on one
+offscreen ``qapp`` and drives it with qtbot's clicks and key presses. The
+asyncio side runs on a qasync ``QEventLoop`` over that qapp: a test's steps
+are one coroutine given to ``loop.run_until_complete``, so Qt events and
+asyncio tasks are processed together, exactly as in the app. Waits are
+``until(...)`` polls on that loop (never ``qtbot.waitUntil``, whose nested
+event loop would re-enter running asyncio tasks), each with a time limit.
+Blocking helpers of the process fixtures run in threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import keyring.backend
+import pytest
+import qasync
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from agent_phone.phone import events
+from agent_phone.phone.connection_state import Indicator
+from agent_phone.ui.app import GuiApp
+from agent_phone.ui.call_panel import CallView
+from agent_phone.ui.controller import SessionState
+from agent_phone.ui.passwords import PasswordVault
+from agent_phone.ui.settings import AUTO_ANSWER, PERSISTENT, USER, SettingsStore
+from agent_phone.ui.settings_dialog import SettingsDialog
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """A keyring backend that exists (priority > 0) and keeps passwords in a dict."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saved: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.saved.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.saved[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.saved.pop((service, username), None)
+
+
+@pytest.fixture
+def qloop(qapp: Any) -> Iterator[asyncio.AbstractEventLoop]:
+    # As run_gui: the loop ends when the test's steps do, not when Qt sees
+    # no window (closing the last one would stop the loop under a test).
+    qapp.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+def run(loop: asyncio.AbstractEventLoop, coro: Any, timeout: float = 45.0) -> Any:
+    """Run one test's steps on the qasync loop, bounded."""
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+async def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def _args(**overrides: Any) -> argparse.Namespace:
+    args = dict(
+        platform=None,
+        user=None,
+        password=None,
+        on_queue=False,
+        auto_answer=False,
+        persistent=True,
+        mic=None,
+        speaker=None,
+        demo=False,
+        demo_calls=None,
+        demo_timeout=None,
+    )
+    args.update(overrides)
+    return argparse.Namespace(**args)
+
+
+class Recorder:
+    """Every connection status the engine reported and every one the indicator showed."""
+
+    def __init__(self, gui: GuiApp) -> None:
+        self.engine: list[tuple[Any, ...]] = []
+        self.shown: list[tuple[Any, ...]] = []
+        gui.phone.connection.connect(self._on_engine)
+        indicator = gui.window.indicator
+        # Connected after the indicator's own slot, so it has already updated.
+        gui.connection.changed.connect(lambda _s: self.shown.append(self._key(indicator)))
+
+    @staticmethod
+    def _key(indicator: Any) -> tuple[Any, ...]:
+        s = indicator.shown_status
+        return (s.state.value, s.reason, s.in_call, s.expires_at, s.connection_id)
+
+    def _on_engine(self, e: events.Connection) -> None:
+        self.engine.append((e.state, e.reason, e.in_call, e.expires_at, e.connection_id))
+
+    def states(self) -> list[str]:
+        return [s[0] for s in self.shown]
+
+
+@contextlib.asynccontextmanager
+async def window(tmp_path: Path, **args: Any) -> AsyncIterator[GuiApp]:
+    store = SettingsStore.at(tmp_path / "settings.ini")
+    gui = GuiApp(_args(**args), store, PasswordVault(MemoryKeyring()))
+    gui.window.show()
+    try:
+        yield gui
+    finally:
+        gui.window.close()
+        await gui.close()
+        gui.window.deleteLater()
+
+
+async def sign_in_with_dialog(
+    gui: GuiApp, url: str, user: str, password: str, remember: bool = False
+) -> None:
+    dialog = gui.window.sign_in.open_dialog(gui.window)
+    dialog.platform.setText(url)
+    dialog.user.setText(user)
+    dialog.password.setText(password)
+    dialog.remember.setChecked(remember)
+    QTest.mouseClick(dialog.sign_in_button, Qt.MouseButton.LeftButton)
+
+
+async def signed_in(gui: GuiApp, url: str, user: str, password: str = "demo") -> None:
+    await sign_in_with_dialog(gui, url, user, password)
+    await until(lambda: gui.controller.state is SessionState.SIGNED_IN, f"{user} signed in")
+    await until(lambda: gui.window.sign_in.dialog is None, "the sign-in dialog closed")
+
+
+async def active(gui: GuiApp) -> None:
+    """Make the window the active one: shortcuts go to the active window only."""
+    gui.window.activateWindow()
+    await until(lambda: QApplication.activeWindow() is gui.window, "the window active")
+
+
+def test_sign_in_take_a_call_and_hang_up(
+    qloop, qtbot, virtual_audio, platform, start_caller, tmp_path
+):
+    async def steps() -> None:
+        async with window(tmp_path) as gui:
+            recorder = Recorder(gui)
+            win = gui.window
+            await sign_in_with_dialog(gui, platform.url, "bob", "demo", remember=True)
+            await until(lambda: gui.controller.state is SessionState.SIGNED_IN, "signed in")
+            await until(lambda: win.sign_in.dialog is None, "the dialog closed")
+            assert "bob" in win.agent_panel.agent.text()
+            assert win.call_panel.view is CallView.IDLE
+
+            # One click on the always-visible toggle; it follows the platform's answer.
+            qtbot.mouseClick(win.agent_panel.toggle, Qt.MouseButton.LeftButton)
+            await until(lambda: win.agent_panel.on_queue, "on queue")
+            assert win.agent_panel.toggle.isChecked()
+
+            caller = start_caller(
+                platform.url, "--tone", "440", "--duration", "0", "--caller", "Dana"
+            )
+            panel = win.call_panel
+            await until(lambda: panel.view is CallView.INCOMING, "the incoming call", 20)
+            assert panel.caller.text() == "Dana"
+            assert "Queue: support" in panel.detail.text()
+            answer = panel.buttons["answer"]
+            assert answer.isVisible() and answer.isEnabled()
+            assert panel.buttons["decline"].isVisible()
+            assert not panel.buttons["hangup"].isVisible()
+
+            qtbot.mouseClick(answer, Qt.MouseButton.LeftButton)
+            await until(lambda: panel.view is CallView.CONNECTED, "the call connected")
+            assert panel.elapsed.isVisible() and panel.elapsed.text().startswith("0:0")
+            await until(lambda: "hear the customer" in panel.detail.text(), "customer audio")
+            assert recorder.shown[-1][:3] == ("active", "call", True)
+
+            qtbot.mouseClick(panel.buttons["mute"], Qt.MouseButton.LeftButton)
+            await until(lambda: panel.actions.mute.isChecked(), "muted")
+            qtbot.mouseClick(panel.buttons["hangup"], Qt.MouseButton.LeftButton)
+            await until(lambda: panel.view is CallView.ENDED, "the call ended")
+            assert "You hung up" in panel.detail.text()
+            assert not panel.actions.hangup.isEnabled() and not panel.actions.answer.isEnabled()
+
+            code, summary = await asyncio.to_thread(caller.result, 20)
+            assert code == 0 and summary["answered"] is True, summary
+            assert summary["agent"] == "bob" and summary["ended_by"] == "agent"
+
+            # Kept after the call: green, counting down to the platform's timeout.
+            await until(lambda: recorder.shown[-1][1] == "call_ended", "connection kept")
+            assert win.indicator.shown_state is Indicator.ACTIVE
+            assert "The platform closes it in" in win.indicator.toolTip()
+            assert recorder.states() == ["inactive", "connecting", "active", "active"]
+            assert recorder.shown == recorder.engine  # exactly what the model said
+
+            # The password went to the keyring, and only there.
+            assert "demo" in gui.window.sign_in._vault._backend.saved.values()  # type: ignore[attr-defined]
+            assert gui.store.get(USER) == "bob"
+            assert "demo" not in (tmp_path / "settings.ini").read_text()
+
+    run(qloop, steps())
+
+
+def test_indicator_follows_the_model_through_setting_and_timeout(
+    qloop, virtual_audio, start_platform, tmp_path
+):
+    platform = start_platform(persistent_timeout_s=2)
+
+    async def steps() -> None:
+        async with window(tmp_path) as gui:
+            recorder = Recorder(gui)
+            win = gui.window
+            indicator = win.indicator
+            # alice holds acceptOffQueue: her connection is set up at sign-in (R5).
+            await signed_in(gui, platform.url, "alice")
+            await until(lambda: indicator.shown_state is Indicator.ACTIVE, "active", 10)
+            assert "The platform closes it in 0:0" in indicator.toolTip()
+            assert "closes in" in win.connection_info.text()
+            tip = indicator.toolTip()
+            await asyncio.sleep(1.1)
+            assert indicator.toolTip() != tip  # the countdown ticks each second
+
+            await until(lambda: recorder.shown[-1][1] == "timeout", "the timeout", 6)
+            assert indicator.shown_state is Indicator.INACTIVE
+            assert "closes in" not in indicator.toolTip()
+
+            win.persistent_action.trigger()  # off
+            await until(lambda: indicator.shown_state is Indicator.OFF, "off")
+            assert gui.store.get(PERSISTENT) is False
+            win.persistent_action.trigger()  # on again
+            # alice's connection comes straight back (R5): wait for it to settle.
+            await until(lambda: recorder.states()[-1] == "active", "active again")
+
+            assert recorder.shown == recorder.engine
+            assert [s[:2] for s in recorder.shown][:6] == [
+                ("inactive", "signed_in"),
+                ("connecting", "sign_in"),
+                ("active", "sign_in"),
+                ("active", "sign_in"),  # then with the platform's expires_at
+                ("inactive", "timeout"),
+                ("off", "setting_off"),
+            ]
+            assert [s[:2] for s in recorder.shown][6:] == [
+                ("inactive", "setting_on"),
+                ("connecting", "sign_in"),
+                ("active", "sign_in"),
+                ("active", "sign_in"),
+            ]
+
+            win.sign_out_action.trigger()
+            await until(lambda: gui.controller.state is SessionState.SIGNED_OUT, "signed out")
+            assert indicator.shown_state is Indicator.OFF
+
+    run(qloop, steps())
+
+
+def test_auto_answer_from_the_settings_dialog_connects_with_no_click(
+    qloop, qtbot, virtual_audio, platform, start_caller, tmp_path
+):
+    async def steps() -> None:
+        async with window(tmp_path) as gui:
+            win = gui.window
+            await signed_in(gui, platform.url, "carol")
+            # Keyboard only: Ctrl+O goes on queue.
+            await active(gui)
+            QTest.keyClick(win.call_panel, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier)
+            await until(lambda: win.agent_panel.on_queue, "on queue")
+
+            win.settings_action.trigger()
+            dialog = win.findChild(SettingsDialog)
+            assert dialog is not None and dialog.isVisible()
+            await until(lambda: "devices found" in dialog.device_status.text(), "device list")
+            box = dialog._checks[AUTO_ANSWER.key][1]
+            assert not box.isChecked()
+            box.setChecked(True)
+            dialog.accept()
+            assert gui.store.get(AUTO_ANSWER) is True
+
+            caller = start_caller(platform.url, "--duration", "1", "--caller", "Eve")
+            panel = win.call_panel
+            await until(lambda: panel.view is CallView.CONNECTED, "auto-answered call", 20)
+            assert "answered automatically" in panel.detail.text()
+            code, summary = await asyncio.to_thread(caller.result, 20)
+            assert code == 0 and summary["answered"] and summary["agent"] == "carol"
+            await until(lambda: panel.view is CallView.ENDED, "the call ended")
+            assert "The customer hung up" in panel.detail.text()
+
+    run(qloop, steps())
+
+
+def test_decline_by_keyboard(qloop, virtual_audio, platform, start_caller, tmp_path):
+    async def steps() -> None:
+        async with window(tmp_path) as gui:
+            win = gui.window
+            await signed_in(gui, platform.url, "bob")
+            win.agent_panel.queue_action.trigger()
+            await until(lambda: win.agent_panel.on_queue, "on queue")
+            caller = start_caller(platform.url, "--duration", "0", "--wait", "3")
+            panel = win.call_panel
+            await until(lambda: panel.view is CallView.INCOMING, "the incoming call", 20)
+            await active(gui)
+            QTest.keyClick(panel, Qt.Key.Key_Backspace, Qt.KeyboardModifier.ControlModifier)
+            await until(lambda: panel.view is CallView.ENDED, "declined")
+            assert "You declined" in panel.detail.text()
+            code, summary = await asyncio.to_thread(caller.result, 20)
+            assert summary["answered"] is False
+
+    run(qloop, steps())
+
+
+def test_bad_password_and_unreachable_platform_say_so(qloop, platform, tmp_path):
+    async def steps() -> None:
+        async with window(tmp_path) as gui:
+            await sign_in_with_dialog(gui, platform.url, "bob", "not-the-password")
+            dialog = gui.window.sign_in.dialog
+            assert dialog is not None
+            await until(lambda: dialog.error.isVisible(), "the sign-in error")
+            assert "Wrong agent name or password" in dialog.error.text()
+            assert gui.controller.state is SessionState.SIGNED_OUT
+            assert dialog.isVisible() and dialog.sign_in_button.isEnabled()
+
+            dialog.platform.setText("ws://127.0.0.1:9/ws")  # nothing listens on port 9
+            dialog.password.setText("demo")
+            QTest.mouseClick(dialog.sign_in_button, Qt.MouseButton.LeftButton)
+            await until(lambda: "Cannot reach" in dialog.error.text(), "unreachable error")
+            assert "ws://127.0.0.1:9/ws" in dialog.error.text()
+            assert gui.window.sign_in._vault._backend.saved == {}  # type: ignore[attr-defined]
+
+    run(qloop, steps())
