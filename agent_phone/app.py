@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="address media may use (repeatable; default 127.0.0.1)",
     )
+    p.add_argument(
+        "--reconnect",
+        type=int,
+        default=0,
+        metavar="N",
+        help="when the platform goes away, sign in again up to N times (with backoff)",
+    )
     p.add_argument("--demo-calls", type=int, default=9, metavar="N", help=argparse.SUPPRESS)
     p.add_argument("--demo-timeout", type=float, default=8.0, metavar="S", help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
@@ -82,6 +89,7 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
         mic_file=args.mic_file,
         speaker_file=args.speaker_file,
         ice_addresses=tuple(args.ice_address or ["127.0.0.1"]),
+        reconnect_attempts=max(0, args.reconnect),
     )
 
 

@@ -30,13 +30,13 @@ def write_config(path: Path, **platform: Any) -> Path:
 def start_platform(tmp_path: Path) -> Iterator[Callable[..., PlatformProcess]]:
     started: list[PlatformProcess] = []
 
-    def start(**platform: Any) -> PlatformProcess:
+    def start(port: int = 0, **platform: Any) -> PlatformProcess:
         config = (
             write_config(tmp_path / f"platform{len(started)}.toml", **platform)
             if platform
             else None
         )
-        p = PlatformProcess(config, log_dir=tmp_path)
+        p = PlatformProcess(config, log_dir=tmp_path, port=port)
         started.append(p)
         return p
 

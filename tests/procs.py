@@ -147,8 +147,10 @@ class _Process:
 class PlatformProcess(_Process):
     name = "platform"
 
-    def __init__(self, config: Path | None = None, log_dir: Path | None = None) -> None:
-        args = ["agent_phone.cloud", "--port", "0"]
+    def __init__(
+        self, config: Path | None = None, log_dir: Path | None = None, port: int = 0
+    ) -> None:
+        args = ["agent_phone.cloud", "--port", str(port)]
         if config is not None:
             args += ["--config", str(config)]
         super().__init__(args, log_dir=log_dir)

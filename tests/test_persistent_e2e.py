@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -203,6 +204,33 @@ def test_a_call_delivered_over_a_dead_connection_is_not_lost(platform, start_pho
     assert routed == ["bob", "carol"]
     requeued = platform.wait_for("call_requeued", call_id=summary["call_id"])
     assert requeued["reason"] in ("connection_lost", "heartbeat_lost")
+
+
+def test_after_a_platform_restart_the_phone_comes_back_and_calls_flow(
+    start_platform, start_phone, start_caller
+):
+    with socket.socket() as probe:  # a port to restart the platform on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    platform = start_platform(port=port)
+    bob = start_phone(platform.url, "bob", "--on-queue", "--auto-answer", "--reconnect", "10")
+    bob.wait_for("presence", on_queue=True)
+    call(start_caller, platform.url)
+    bob.wait_for("connection", state="active", reason="call_ended")
+    platform.proc.kill()
+    killed_at = time.time()
+    left = bob.wait_for("connection", where=lambda e: e["state"] != "active", timeout=12)
+    assert left["t"] - killed_at < 10.0  # the indicator leaves green at once
+    bob.wait_for("reconnecting")
+    platform.stop()
+    restarted = start_platform(port=port)
+    mark = bob.mark()
+    bob.wait_for("signed_in", since=mark, timeout=30)
+    bob.wait_for("presence", on_queue=True, since=mark)  # presence restored
+    summary = call(start_caller, restarted.url)
+    delivered = restarted.wait_for("call_delivered", call_id=summary["call_id"])
+    assert delivered["agent"] == "bob"
+    assert delivered["over_persistent_connection"] is False  # a fresh connection (R8)
 
 
 def test_the_phone_notices_a_dead_platform(start_platform, start_phone):

@@ -129,7 +129,14 @@ class PhoneEngine:
 
     async def start(self, timeout: float = 15.0) -> None:
         """Connect and sign in; raises SignInError with a message for the agent."""
+        await self._sign_in(timeout)
+        if self.settings.on_queue:
+            await self.set_on_queue(True)
+
+    async def _sign_in(self, timeout: float) -> None:
         s = self.settings
+        if self._signaling is not None:
+            await self._signaling.close()
         self._signaling = SignalingClient(s.platform, decode_to_agent)
         try:
             await self._signaling.connect()
@@ -152,8 +159,6 @@ class PhoneEngine:
             raise SignInError(
                 f"the platform did not answer the sign-in within {timeout:g} s"
             ) from None
-        if s.on_queue:
-            await self.set_on_queue(True)
 
     async def _read(self) -> None:
         assert self._signaling is not None
@@ -315,11 +320,38 @@ class PhoneEngine:
         self._emit(events.SignedOut(reason=reason))
 
     async def _platform_lost(self) -> None:
-        if self.agent is not None:
+        unexpected = self.agent is not None
+        was_on_queue = self.on_queue
+        if unexpected:
             self._emit(events.Error(message="lost the connection to the platform", code="lost"))
             await self._signed_out("connection_lost")
         if self._signed_in is not None and not self._signed_in.done():
             self._signed_in.set_exception(SignInError("the platform closed the connection"))
+        if unexpected and self.settings.reconnect_attempts > 0 and not self._closing:
+            await self._reconnect(was_on_queue)
+        else:
+            self.closed.set()
+
+    async def _reconnect(self, on_queue: bool) -> None:
+        """Sign in again with backoff (1, 2, 4 ... 15 s), bounded in attempts,
+        and restore the presence the agent had."""
+        for attempt in range(1, self.settings.reconnect_attempts + 1):
+            delay = min(15.0, 2.0 ** (attempt - 1))
+            self._emit(events.Reconnecting(attempt=attempt, delay_s=delay))
+            await asyncio.sleep(delay)
+            if self._closing:
+                return
+            try:
+                await self._sign_in(timeout=10.0)
+            except SignInError as exc:
+                logger.info("reconnect attempt %d failed: %s", attempt, exc)
+                if "password" in str(exc):
+                    break  # the platform answered, and said no: retrying won't help
+                continue
+            if on_queue:
+                await self.set_on_queue(True)
+            return
+        self._emit(events.Error(message="could not reach the platform again", code="lost"))
         self.closed.set()
 
     # --- commands ----------------------------------------------------------------

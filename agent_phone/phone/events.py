@@ -35,6 +35,15 @@ class SignedOut(PhoneEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Reconnecting(PhoneEvent):
+    """The platform went away; the phone will try again after ``delay_s``."""
+
+    name: ClassVar[str] = "reconnecting"
+    attempt: int
+    delay_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class Presence(PhoneEvent):
     name: ClassVar[str] = "presence"
     on_queue: bool

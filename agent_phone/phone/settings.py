@@ -27,4 +27,7 @@ class PhoneSettings:
     speaker_file: Path | None = None
     #: Addresses media may use (ICE host candidates).
     ice_addresses: tuple[str, ...] = ("127.0.0.1",)
+    #: Sign in again this many times (with backoff) when the platform goes
+    #: away; 0 gives up at once.
+    reconnect_attempts: int = 0
     client: str = "agent-phone"
