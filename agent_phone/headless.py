@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from agent_phone.phone import events
 from agent_phone.phone.audio_io import call_audio
+from agent_phone.phone.devices import AudioDeviceError
 from agent_phone.phone.engine import PhoneEngine, PhoneError, SignInError
 from agent_phone.phone.settings import PhoneSettings
 
@@ -137,6 +138,11 @@ async def run_headless(settings: PhoneSettings) -> int:
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lines.put_nowait, None)
+    try:
+        await audio.check()
+    except AudioDeviceError as exc:
+        front._print(events.Error(message=f"audio device: {exc}", code="audio"))
+        return 1
     try:
         await engine.start()
     except SignInError as exc:

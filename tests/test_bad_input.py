@@ -171,3 +171,12 @@ def test_wrong_password_at_the_headless_phone(platform, start_phone):
     error = phone.wait_for("error")
     assert "sign-in failed" in error["message"] and "password" in error["message"]
     assert phone.wait_exit(10) == 1
+
+
+def test_a_missing_audio_device_is_named_at_start(platform, start_phone):
+    phone = start_phone(platform.url, "bob", "--on-queue", "--mic", "nosuchdevice")
+    error = phone.wait_for("error")
+    assert error["code"] == "audio" and "nosuchdevice" in error["message"]
+    assert phone.wait_exit(10) == 1
+    assert "Traceback" not in phone.stderr_tail(50)
+    assert not platform.matching("agent_signed_in")  # it never went on queue

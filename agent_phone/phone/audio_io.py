@@ -16,7 +16,14 @@ import numpy as np
 
 from agent_phone.media.audio import AudioSink, AudioSource
 from agent_phone.media.wav import WavFileSink, WavLoopSource
-from agent_phone.phone.devices import MicrophoneSource, SpeakerSink
+from agent_phone.phone.devices import (
+    AudioDeviceError,
+    DeviceKind,
+    MicrophoneSource,
+    SpeakerSink,
+    list_devices,
+    resolve_device,
+)
 
 
 class CallAudio:
@@ -29,9 +36,18 @@ class CallAudio:
     ) -> None:
         self.mic = mic
         self.speaker = speaker
+        #: Devices to check before going on queue: (choice, kind).
+        self.devices: list[tuple[str | None, DeviceKind]] = []
         self._mic_per_call = mic_per_call
         self._speaker_per_call = speaker_per_call
         self.in_call = False
+
+    async def check(self) -> None:
+        """Raise AudioDeviceError, naming the device, if a chosen device (or
+        the system default) is missing; opens nothing (the microphone stays
+        closed until a call)."""
+        if self.devices:
+            await asyncio.to_thread(_check_devices, self.devices)
 
     def write(self, samples: np.ndarray) -> None:
         """Received call audio; dropped when no call is up."""
@@ -72,4 +88,24 @@ def call_audio(
     """Devices by default (system defaults when none is named), or files."""
     mic: AudioSource = WavLoopSource(mic_file) if mic_file else MicrophoneSource(mic_device)
     speaker: AudioSink = WavFileSink(speaker_file) if speaker_file else SpeakerSink(speaker_device)
-    return CallAudio(mic, speaker, mic_per_call=True, speaker_per_call=speaker_file is None)
+    audio = CallAudio(mic, speaker, mic_per_call=True, speaker_per_call=speaker_file is None)
+    if mic_file is None:
+        audio.devices.append((mic_device, "input"))
+    if speaker_file is None:
+        audio.devices.append((speaker_device, "output"))
+    return audio
+
+
+def _check_devices(devices: list[tuple[str | None, DeviceKind]]) -> None:
+    names = {"input": "microphone", "output": "speaker"}
+    for spec, kind in devices:
+        if spec:
+            resolve_device(spec, kind)
+            continue
+        found = list_devices()
+        default = "is_default_input" if kind == "input" else "is_default_output"
+        if not any(getattr(d, default) for d in found):
+            raise AudioDeviceError(
+                f"no default {names[kind]}: PortAudio sees "
+                + (", ".join(d.name for d in found) or "no audio devices at all")
+            )
