@@ -180,3 +180,55 @@ def test_a_missing_audio_device_is_named_at_start(platform, start_phone):
     assert phone.wait_exit(10) == 1
     assert "Traceback" not in phone.stderr_tail(50)
     assert not platform.matching("agent_signed_in")  # it never went on queue
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+async def test_a_call_cancelled_while_its_connection_is_set_up_leaves_nothing_half_open(
+    platform, start_caller, raw, persistent
+):
+    from aiortc import RTCSessionDescription
+
+    from agent_phone.media.ice import ice_addresses, restrict_ice_addresses
+    from agent_phone.media.liveness import create_liveness_channel
+    from agent_phone.media.peer import new_peer_connection
+
+    await raw.send({**sign_in(), "persistent": persistent})
+    await raw.receive("signed_in")
+    await raw.send({"type": "set_presence", "on_queue": True})
+    await raw.receive("presence")
+    caller = start_caller(platform.url, "--wait", "1")
+    offer = await raw.receive("connection_offer")
+    # The customer gives up while the agent's connection is being set up.
+    code, summary = await blocking(caller.result, timeout=20)
+    assert code == 1 and summary["answered"] is False
+    await blocking(platform.wait_for, "call_ended", call_id=summary["call_id"])
+
+    # Then the phone's answer arrives, from a real WebRTC stack.
+    before = ice_addresses()
+    restrict_ice_addresses(["127.0.0.1"])
+    pc = new_peer_connection()
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        create_liveness_channel(pc)
+        await pc.setLocalDescription(await pc.createAnswer())
+        await raw.send(
+            {
+                "type": "connection_answer",
+                "connection_id": offer["connection_id"],
+                "sdp": pc.localDescription.sdp,
+            }
+        )
+        conn = offer["connection_id"]
+        await blocking(platform.wait_for, "connection_established", connection_id=conn)
+        if persistent:
+            # A whole, kept connection with its timeout: not a zombie.
+            kept = await blocking(platform.wait_for, "connection_kept", connection_id=conn)
+            assert kept["expires_at"] > kept["t"]
+            assert not platform.matching("connection_closed", connection_id=conn)
+        else:
+            closed = await blocking(platform.wait_for, "connection_closed", connection_id=conn)
+            assert closed["reason"] == "persistent_off"
+        assert not platform.matching("call_delivered")
+    finally:
+        await pc.close()
+        restrict_ice_addresses(before)
