@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> PhoneSettings:
-    password = args.password or os.environ.get("AGENT_PHONE_PASSWORD")
+    password: str = args.password or os.environ.get("AGENT_PHONE_PASSWORD") or ""
     missing = [n for n, v in (("--platform", args.platform), ("--user", args.user)) if not v]
     if not password:
         missing.append("--password (or AGENT_PHONE_PASSWORD)")

@@ -126,7 +126,12 @@ async def run_demo(args: argparse.Namespace) -> int:
         platform=url, user="alice", password="demo", on_queue=True, auto_answer=True
     )
     engine = PhoneEngine(settings, audio)
-    engine.subscribe(lambda e: (line := describe(e)) and _say(line))
+
+    def show(event: events.PhoneEvent) -> None:
+        if (line := describe(event)) is not None:
+            _say(line)
+
+    engine.subscribe(show)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -33,3 +33,25 @@ def test_only_ui_mentions_qt():
         if "import PySide6" in text or "from PySide6" in text or "import qasync" in text:
             offenders.append(str(path.relative_to(REPO)))
     assert offenders == []
+
+
+def test_ruff_is_clean():
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "agent_phone", "tests", "benchmarks", "packaging"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_protocol_and_phone_engine_type_check_strictly():
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "agent_phone/protocol", "agent_phone/phone"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -164,10 +164,10 @@ class Platform:
                     continue
                 data: str = frame.data
                 if session is None:
-                    kind = _first_type(data) if len(data) <= MAX_MESSAGE_BYTES else None
-                    if kind == "place_call":
+                    first = _first_type(data) if len(data) <= MAX_MESSAGE_BYTES else None
+                    if first == "place_call":
                         session = CallerSession(self, send)
-                    elif kind == "sign_in":
+                    elif first == "sign_in":
                         session = AgentSession(self, send, outbox.flush_and_close)
                 decode = (
                     decode_from_caller if isinstance(session, CallerSession) else decode_from_agent
@@ -175,7 +175,7 @@ class Platform:
                 kind = None
                 try:
                     message = decode(data)
-                    kind = type(message).__struct_config__.tag
+                    kind = str(type(message).__struct_config__.tag)
                     if session is None:
                         raise RequestError("not_signed_in", "sign in (or place a call) first")
                     await session.handle(message)

@@ -134,11 +134,12 @@ class _ToMono:
 
     def __call__(self, frame: AudioFrame) -> np.ndarray:
         if frame.format.name == "s16" and frame.sample_rate == SAMPLE_RATE:
-            data = frame.to_ndarray().reshape(-1)
+            data: np.ndarray = frame.to_ndarray().reshape(-1)
             channels = len(frame.layout.channels)
             if channels == 1:
                 return data.astype(DTYPE, copy=False)
-            return data.reshape(-1, channels).mean(axis=1).astype(DTYPE)
+            mono: np.ndarray = data.reshape(-1, channels).mean(axis=1).astype(DTYPE)
+            return mono
         if self._resampler is None:
             self._resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         parts = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]

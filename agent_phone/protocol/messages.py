@@ -57,7 +57,7 @@ class Message(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
 # --- either direction --------------------------------------------------------
 
 
-class Error(Message, tag="error"):
+class Error(Message, tag="error", frozen=True):
     #: A stable machine-readable code; see docs/protocol.md.
     code: str
     #: What went wrong, for a person.
@@ -70,7 +70,7 @@ class Error(Message, tag="error"):
 # --- phone -> platform -------------------------------------------------------
 
 
-class SignIn(Message, tag="sign_in"):
+class SignIn(Message, tag="sign_in", frozen=True):
     """First message on an agent's connection."""
 
     version: int
@@ -81,41 +81,41 @@ class SignIn(Message, tag="sign_in"):
     client: str = ""
 
 
-class SetPresence(Message, tag="set_presence"):
+class SetPresence(Message, tag="set_presence", frozen=True):
     on_queue: bool
 
 
-class ConnectionAnswer(Message, tag="connection_answer"):
+class ConnectionAnswer(Message, tag="connection_answer", frozen=True):
     """The phone's SDP answer to a ``connection_offer`` (R1)."""
 
     connection_id: str
     sdp: str
 
 
-class AnswerCall(Message, tag="answer_call"):
+class AnswerCall(Message, tag="answer_call", frozen=True):
     call_id: str
 
 
-class DeclineCall(Message, tag="decline_call"):
+class DeclineCall(Message, tag="decline_call", frozen=True):
     call_id: str
 
 
-class Hangup(Message, tag="hangup"):
+class Hangup(Message, tag="hangup", frozen=True):
     call_id: str
     #: The phone cannot carry the call (its audio device failed): the
     #: customer goes back to the head of the queue instead of being cut off.
     requeue: bool = False
 
 
-class SetPersistent(Message, tag="set_persistent"):
+class SetPersistent(Message, tag="set_persistent", frozen=True):
     on: bool
 
 
-class EndConnection(Message, tag="end_connection"):
+class EndConnection(Message, tag="end_connection", frozen=True):
     """The agent ends the persistent connection (R9); waits for a current call."""
 
 
-class SignOut(Message, tag="sign_out"):
+class SignOut(Message, tag="sign_out", frozen=True):
     pass
 
 
@@ -135,7 +135,7 @@ AgentToPlatform = (
 # --- platform -> phone -------------------------------------------------------
 
 
-class SignedIn(Message, tag="signed_in"):
+class SignedIn(Message, tag="signed_in", frozen=True):
     version: int
     agent: str
     permissions: list[str]
@@ -144,18 +144,18 @@ class SignedIn(Message, tag="signed_in"):
     persistent_timeout_s: float
 
 
-class SignedOut(Message, tag="signed_out"):
+class SignedOut(Message, tag="signed_out", frozen=True):
     #: ``requested``, ``signed_in_elsewhere`` (R13), ``shutdown``.
     reason: str
 
 
-class PresenceChanged(Message, tag="presence"):
+class PresenceChanged(Message, tag="presence", frozen=True):
     on_queue: bool
     #: ``requested``, ``not_responding`` (R12), ``sign_in``.
     reason: str
 
 
-class ConnectionOffer(Message, tag="connection_offer"):
+class ConnectionOffer(Message, tag="connection_offer", frozen=True):
     """The platform opens a media connection to the phone (R1)."""
 
     connection_id: str
@@ -164,7 +164,7 @@ class ConnectionOffer(Message, tag="connection_offer"):
     reason: str = "call"
 
 
-class ConnectionState(Message, tag="connection_state"):
+class ConnectionState(Message, tag="connection_state", frozen=True):
     """The platform's view of the phone's media connection."""
 
     connection_id: str
@@ -178,7 +178,7 @@ class ConnectionState(Message, tag="connection_state"):
     expires_at: float | None = None
 
 
-class CallOffered(Message, tag="call_offered"):
+class CallOffered(Message, tag="call_offered", frozen=True):
     call_id: str
     caller: str
     queue: str
@@ -189,12 +189,12 @@ class CallOffered(Message, tag="call_offered"):
     delivery_ms: float = 0.0
 
 
-class CallConnected(Message, tag="call_connected"):
+class CallConnected(Message, tag="call_connected", frozen=True):
     call_id: str
     agent: str = ""
 
 
-class CallEnded(Message, tag="call_ended"):
+class CallEnded(Message, tag="call_ended", frozen=True):
     call_id: str
     #: ``agent_hangup``, ``customer_hangup``, ``connection_lost``, ``declined``,
     #: ``alert_timeout``, ``cancelled``, ``shutdown``.
@@ -217,7 +217,7 @@ PlatformToAgent = (
 # --- caller (customer trunk) <-> platform ------------------------------------
 
 
-class PlaceCall(Message, tag="place_call"):
+class PlaceCall(Message, tag="place_call", frozen=True):
     """A customer call into a queue, with the customer leg's SDP offer."""
 
     version: int
@@ -226,14 +226,14 @@ class PlaceCall(Message, tag="place_call"):
     sdp: str
 
 
-class CallerHangup(Message, tag="caller_hangup"):
+class CallerHangup(Message, tag="caller_hangup", frozen=True):
     call_id: str
 
 
 CallerToPlatform = PlaceCall | CallerHangup
 
 
-class CallAccepted(Message, tag="call_accepted"):
+class CallAccepted(Message, tag="call_accepted", frozen=True):
     """The platform took the call into its queue; ``sdp`` answers the offer."""
 
     call_id: str
@@ -241,7 +241,7 @@ class CallAccepted(Message, tag="call_accepted"):
     position: int
 
 
-class QueuePosition(Message, tag="queue_position"):
+class QueuePosition(Message, tag="queue_position", frozen=True):
     call_id: str
     #: 1 is the head of the queue.
     position: int
