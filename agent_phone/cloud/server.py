@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import Any
 
-import msgspec
 from aiohttp import WSMsgType, web
 
 from agent_phone.cloud.admin import AdminApi, Timeouts
@@ -31,6 +29,7 @@ from agent_phone.protocol import (
     decode_from_agent,
     decode_from_caller,
     encode,
+    peek_type,
 )
 
 logger = logging.getLogger(__name__)
@@ -38,15 +37,6 @@ logger = logging.getLogger(__name__)
 #: Beyond this aiohttp closes the socket (code 1009); between the protocol's
 #: limit and this, the message is refused with an error and the socket stays.
 _TRANSPORT_MAX_BYTES = 16 * MAX_MESSAGE_BYTES
-_peek = msgspec.json.Decoder(dict[str, Any])
-
-
-def _first_type(data: str) -> str | None:
-    try:
-        kind = _peek.decode(data).get("type")
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    return kind if isinstance(kind, str) else None
 
 
 class Outbox:
@@ -164,7 +154,7 @@ class Platform:
                     continue
                 data: str = frame.data
                 if session is None:
-                    first = _first_type(data) if len(data) <= MAX_MESSAGE_BYTES else None
+                    first = peek_type(data) if len(data) <= MAX_MESSAGE_BYTES else None
                     if first == "place_call":
                         session = CallerSession(self, send)
                     elif first == "sign_in":

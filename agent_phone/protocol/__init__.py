@@ -12,6 +12,7 @@ from agent_phone.protocol.codec import (
     decode_to_agent,
     decode_to_caller,
     encode,
+    peek_type,
 )
 from agent_phone.protocol.messages import *  # noqa: F403
 from agent_phone.protocol.messages import __all__ as _messages
@@ -25,5 +26,6 @@ __all__ = [
     "decode_to_agent",
     "decode_to_caller",
     "encode",
+    "peek_type",
     *_messages,
 ]

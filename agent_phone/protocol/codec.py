@@ -59,7 +59,7 @@ def _decode(decoder: msgspec.json.Decoder[Any], data: str | bytes) -> Any:
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        kind = _type_of(raw)
+        kind = peek_type(raw)
         if "`$.type`" in str(exc):
             if kind is None:
                 raise ProtocolError("invalid", "message has no string field 'type'") from None
@@ -71,7 +71,8 @@ def _decode(decoder: msgspec.json.Decoder[Any], data: str | bytes) -> Any:
         raise ProtocolError("malformed", f"malformed JSON: {exc}") from None
 
 
-def _type_of(raw: bytes) -> str | None:
+def peek_type(raw: str | bytes) -> str | None:
+    """The ``type`` a message claims, without validating the rest."""
     try:
         kind = _peek.decode(raw).get("type")
     except (msgspec.DecodeError, msgspec.ValidationError):
