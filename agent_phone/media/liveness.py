@@ -43,6 +43,7 @@ class Heartbeat:
         self._timeout = timeout
         self._last_heard = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
         channel.on("message", self._on_message)
         channel.on("open", self._on_open)
 
@@ -57,7 +58,7 @@ class Heartbeat:
         self.start()
 
     def start(self) -> None:
-        if self._task is None:
+        if self._task is None and not self._stopped:
             self._last_heard = time.monotonic()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="heartbeat")
             self._task.add_done_callback(self._done)
@@ -77,6 +78,8 @@ class Heartbeat:
                 return
 
     def stop(self) -> None:
+        """Idempotent; a channel opening later does not start it again."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             self._task = None

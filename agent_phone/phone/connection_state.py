@@ -58,8 +58,9 @@ class ConnectionStateModel:
     def persistent(self) -> bool:
         return self._persistent
 
-    def subscribe(self, listener: Listener) -> None:
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
         self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     # --- facts -----------------------------------------------------------------
 

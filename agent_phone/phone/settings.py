@@ -6,7 +6,7 @@ settings) builds one of these and hands it over.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -14,7 +14,7 @@ from pathlib import Path
 class PhoneSettings:
     platform: str
     user: str
-    password: str
+    password: str = field(repr=False)
     #: Go on queue right after signing in.
     on_queue: bool = False
     #: Connect offered calls with no click (R3).
