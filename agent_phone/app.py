@@ -101,21 +101,52 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if args.demo:
+    # The demo is for people: offscreen rendering shows them nothing.
+    if args.demo and not (has_display(offscreen_counts=False) and gui_available()):
         from agent_phone.demo import run_demo
 
+        print("agent-phone: no display, so the demo runs in this terminal", file=sys.stderr)
         return asyncio.run(run_demo(args))
-    settings = settings_from_args(args, parser)
-    restrict_ice_addresses(settings.ice_addresses)
     if args.headless:
+        settings = settings_from_args(args, parser)
+        restrict_ice_addresses(settings.ice_addresses)
         from agent_phone.headless import run_headless
 
         return asyncio.run(run_headless(settings))
-    print(
-        "agent-phone: the desktop window is not built yet; use --headless or --demo",
-        file=sys.stderr,
+    if not gui_available():
+        print(
+            "agent-phone: the desktop window needs PySide6 and qasync "
+            "(pip install 'agent-phone[gui]'); or use --headless or --demo",
+            file=sys.stderr,
+        )
+        return 2
+    if not has_display():
+        print(
+            "agent-phone: no display (DISPLAY or WAYLAND_DISPLAY) for the window; "
+            "use --headless, or set QT_QPA_PLATFORM=offscreen",
+            file=sys.stderr,
+        )
+        return 2
+    restrict_ice_addresses(tuple(args.ice_address or ["127.0.0.1"]))
+    from agent_phone.ui.app import run_gui
+
+    return run_gui(args)
+
+
+def has_display(offscreen_counts: bool = True) -> bool:
+    offscreen = os.environ.get("QT_QPA_PLATFORM") in ("offscreen", "minimal")
+    return bool(
+        os.environ.get("DISPLAY")
+        or os.environ.get("WAYLAND_DISPLAY")
+        or (offscreen_counts and offscreen)
+        or sys.platform in ("win32", "darwin")
     )
-    return 2
+
+
+def gui_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("PySide6", "qasync"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,309 @@
+"""The call panel: the incoming call, the call in progress, how the last one ended.
+
+It follows the engine's events through ``PhoneBridge`` and sends commands
+through the controller; it keeps no call logic, only what to show. The
+buttons and the Call menu share one set of ``QAction``s (``CallActions``),
+so each shortcut exists once and a disabled action's shortcut does nothing.
+
+Shortcuts: Ctrl+Return answers; Ctrl+Backspace is the red button, declining
+a ringing call or hanging up a connected one (only one of the two is enabled
+at a time); Ctrl+M mutes.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtGui import QAction, QFont, QKeySequence
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+
+from agent_phone.phone import events
+from agent_phone.ui.bridges import PhoneBridge
+from agent_phone.ui.controller import PhoneController, SessionState
+
+logger = logging.getLogger(__name__)
+
+END_REASONS = {
+    "customer_hangup": "The customer hung up.",
+    "agent_hangup": "You hung up.",
+    "declined": "You declined the call; it went to another agent.",
+    "alert_timeout": "Not answered in time; the call went to another agent.",
+    "connection_lost": "The connection was lost.",
+    "audio_failure": "Your audio device failed; the call went to another agent.",
+    "shutdown": "The platform shut down.",
+    "closed": "The phone closed.",
+}
+
+# A full style (border included) so the colours are exactly these on every
+# platform style; white on these greens and reds keeps a contrast above 4.5:1.
+_BUTTON = (
+    "QToolButton {{ background: {bg}; color: {fg}; border: 1px solid {edge};"
+    " border-radius: 4px; padding: 6px 16px; font-weight: bold; }}"
+    "QToolButton:hover {{ background: {hover}; }}"
+    "QToolButton:focus {{ border: 2px solid #1565c0; }}"
+)
+_GREEN = {"bg": "#2e7d32", "fg": "white", "edge": "#1b5e20", "hover": "#388e3c"}
+_RED = {"bg": "#c62828", "fg": "white", "edge": "#8e0000", "hover": "#d32f2f"}
+_PLAIN = {"bg": "#eceff1", "fg": "#263238", "edge": "#90a4ae", "hover": "#e3e8eb"}
+BUTTON_STYLE = {
+    "answer": _BUTTON.format(**_GREEN),
+    "decline": _BUTTON.format(**_RED),
+    "hangup": _BUTTON.format(**_RED),
+    "mute": _BUTTON.format(**_PLAIN)
+    + "QToolButton:checked { background: #f9a825; border-color: #c17900; }",
+}
+
+
+class CallView(enum.Enum):
+    IDLE = "idle"
+    INCOMING = "incoming"
+    ANSWERING = "answering"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class CallActions:
+    """The call commands as actions, for the panel's buttons and the Call menu."""
+
+    def __init__(self, parent: QObject) -> None:
+        self.answer = QAction("&Answer", parent)
+        self.answer.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
+        self.decline = QAction("&Decline", parent)
+        self.decline.setShortcut(QKeySequence("Ctrl+Backspace"))
+        # The same key as Decline: the "red button". Never both enabled.
+        self.hangup = QAction("&Hang Up", parent)
+        self.hangup.setShortcut(QKeySequence("Ctrl+Backspace"))
+        self.mute = QAction("&Mute", parent)
+        self.mute.setCheckable(True)
+        self.mute.setShortcut(QKeySequence("Ctrl+M"))
+        for action in self.all():
+            action.setEnabled(False)
+            action.setToolTip(f"{action.text().replace('&', '')} ({action.shortcut().toString()})")
+
+    def all(self) -> tuple[QAction, ...]:
+        return (self.answer, self.decline, self.hangup, self.mute)
+
+
+class CallPanel(QFrame):
+    def __init__(
+        self, phone: PhoneBridge, controller: PhoneController, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self._controller = controller
+        self._view = CallView.IDLE
+        self._caller = ""
+        self._connected_at: float | None = None
+        self._on_queue = False
+        #: What is known about the current call, shown as its detail line.
+        self._facts: list[str] = []
+        self._answered = ""
+        self._hearing = False
+        self._ended_text = ""
+        self.call_actions = CallActions(self)
+        self._clock = QTimer(self)
+        self._clock.setInterval(1000)
+        self._clock.timeout.connect(self._on_tick)
+        self._setup_ui()
+        self.call_actions.answer.triggered.connect(self._on_answer)
+        self.call_actions.decline.triggered.connect(controller.decline)
+        self.call_actions.hangup.triggered.connect(controller.hangup)
+        self.call_actions.mute.triggered.connect(controller.set_mute)
+        phone.alerting.connect(self._on_alerting)
+        phone.answered.connect(self._on_answered)
+        phone.hearing.connect(self._on_hearing)
+        phone.ended.connect(self._on_ended)
+        phone.muted.connect(self._on_muted)
+        phone.presence.connect(self._on_presence)
+        controller.state_changed.connect(self._on_session)
+        controller.answer_failed.connect(self._on_answer_failed)
+        self._show()
+
+    def _setup_ui(self) -> None:
+        self.setObjectName("callPanel")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAccessibleName("Call")
+        self.title = QLabel(self)
+        self.title.setAccessibleName("Call status")
+        title_font = QFont(self.title.font())
+        title_font.setPointSizeF(title_font.pointSizeF() * 1.15)
+        title_font.setBold(True)
+        self.title.setFont(title_font)
+        self.title.setStyleSheet("color: #455a64;")
+        self.caller = QLabel(self)
+        self.caller.setAccessibleName("Caller")
+        font = QFont(self.caller.font())
+        font.setPointSizeF(font.pointSizeF() * 1.6)
+        font.setBold(True)
+        self.caller.setFont(font)
+        self.caller.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.detail = QLabel(self)
+        self.detail.setWordWrap(True)
+        self.detail.setAccessibleName("Call details")
+        self.elapsed = QLabel(self)
+        self.elapsed.setAccessibleName("Call duration")
+        elapsed_font = QFont(self.elapsed.font())
+        elapsed_font.setPointSizeF(elapsed_font.pointSizeF() * 1.6)
+        self.elapsed.setFont(elapsed_font)
+        self.buttons: dict[str, QToolButton] = {}
+        row = QHBoxLayout()
+        for name in ("answer", "decline", "mute", "hangup"):
+            action: QAction = getattr(self.call_actions, name)
+            button = QToolButton(self)
+            button.setDefaultAction(action)
+            button.setObjectName(f"{name}Button")
+            button.setAccessibleName(action.text().replace("&", ""))
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+            button.setMinimumSize(110, 40)
+            button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            button.setStyleSheet(BUTTON_STYLE[name])
+            self.buttons[name] = button
+            row.addWidget(button)
+        row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setSpacing(8)
+        layout.addWidget(self.title)
+        layout.addWidget(self.caller)
+        layout.addWidget(self.detail)
+        layout.addWidget(self.elapsed)
+        layout.addSpacing(6)
+        # The buttons sit right under what they act on, not at the far bottom.
+        layout.addLayout(row)
+        layout.addStretch(1)
+
+    @property
+    def view(self) -> CallView:
+        return self._view
+
+    def _set_view(self, view: CallView, why: str) -> None:
+        if view is not self._view:
+            logger.info("call panel %s -> %s (%s)", self._view.value, view.value, why)
+            self._view = view
+        self._show()
+
+    # --- engine events ---------------------------------------------------------------
+
+    def _on_alerting(self, event: events.Alerting) -> None:
+        self._caller = event.caller
+        self._connected_at = None
+        how = "Over the kept connection" if event.over_persistent_connection else "New connection"
+        self._facts = [f"Queue: {event.queue}", f"{how}, delivered in {event.delivery_ms:.1f} ms"]
+        self._answered = ""
+        self._hearing = False
+        self._show_facts()
+        self.call_actions.mute.setChecked(False)
+        view = CallView.ANSWERING if event.auto_answer else CallView.INCOMING
+        self._set_view(view, event.call_id)
+
+    def _on_answered(self, event: events.Answered) -> None:
+        self._connected_at = time.monotonic()
+        self._answered = "Answered automatically" if event.auto else "Answered"
+        self._show_facts()
+        self._set_view(CallView.CONNECTED, event.call_id)
+
+    def _on_hearing(self, _event: events.Hearing) -> None:
+        # May come just before "answered": the customer's audio can beat the
+        # platform's confirmation.
+        self._hearing = True
+        self._show_facts()
+
+    def _show_facts(self) -> None:
+        lines = list(self._facts)
+        if self._answered:
+            lines.append(self._answered)
+        if self._hearing:
+            lines.append("You can hear the customer")
+        self.detail.setText("\n".join(lines))
+
+    def _on_ended(self, event: events.Ended) -> None:
+        reason = END_REASONS.get(event.reason, f"Ended: {event.reason.replace('_', ' ')}.")
+        if event.duration_s:
+            reason += f" Talk time {_duration(event.duration_s)}."
+        self._ended_text = reason
+        self._connected_at = None
+        self._set_view(CallView.ENDED, event.reason)
+
+    def _on_muted(self, event: events.Muted) -> None:
+        self.call_actions.mute.setChecked(event.on)
+        self.call_actions.mute.setText("Un&mute" if event.on else "&Mute")
+        self.buttons["mute"].setAccessibleName("Unmute" if event.on else "Mute")
+
+    def _on_presence(self, event: events.Presence) -> None:
+        self._on_queue = event.on_queue
+        self._show()
+
+    def _on_session(self, state: SessionState) -> None:
+        if state in (SessionState.SIGNED_OUT, SessionState.RECONNECTING):
+            self._on_queue = False
+            if self._view is not CallView.ENDED:
+                self._set_view(CallView.IDLE, "signed out")
+        self._show()
+
+    def _on_answer_failed(self) -> None:
+        # An answer that did not go through leaves the call ringing (if it still is).
+        if self._view is CallView.ANSWERING and self._connected_at is None:
+            self._set_view(CallView.INCOMING, "answer failed")
+
+    # --- actions -----------------------------------------------------------------------
+
+    def _on_answer(self) -> None:
+        self._set_view(CallView.ANSWERING, "answer clicked")
+        self._controller.answer()
+
+    def _on_tick(self) -> None:
+        if self._connected_at is not None:
+            self.elapsed.setText(_duration(time.monotonic() - self._connected_at))
+
+    # --- what is shown -------------------------------------------------------------------
+
+    def _waiting_text(self) -> str:
+        state = self._controller.state
+        if state is SessionState.RECONNECTING:
+            return "Lost the platform: signing in again…"
+        if state is not SessionState.SIGNED_IN:
+            return "Signed out. Sign in from the Phone menu."
+        if self._on_queue:
+            return "On queue: waiting for calls."
+        return "Off queue: go on queue to take calls."
+
+    def _show(self) -> None:
+        view = self._view
+        titles = {
+            CallView.IDLE: "No call",
+            CallView.INCOMING: "Incoming call",
+            CallView.ANSWERING: "Connecting…",
+            CallView.CONNECTED: "On a call",
+            CallView.ENDED: "Call ended",
+        }
+        self.title.setText(titles[view])
+        self.caller.setText(self._caller if view is not CallView.IDLE else "")
+        self.caller.setVisible(view is not CallView.IDLE)
+        if view is CallView.IDLE:
+            self.detail.setText(self._waiting_text())
+        elif view is CallView.ENDED:
+            self.detail.setText(f"{self._ended_text}\n\n{self._waiting_text()}")
+        self.elapsed.setVisible(view is CallView.CONNECTED)
+        if view is CallView.CONNECTED:
+            self._on_tick()
+            self._clock.start()
+        else:
+            self._clock.stop()
+            self.elapsed.setText("")
+        ringing = view is CallView.INCOMING
+        talking = view in (CallView.ANSWERING, CallView.CONNECTED)
+        self.call_actions.answer.setEnabled(ringing)
+        self.call_actions.decline.setEnabled(ringing)
+        self.call_actions.hangup.setEnabled(talking)
+        self.call_actions.mute.setEnabled(talking)
+        self.buttons["answer"].setVisible(ringing)
+        self.buttons["decline"].setVisible(ringing)
+        self.buttons["hangup"].setVisible(talking)
+        self.buttons["mute"].setVisible(talking)

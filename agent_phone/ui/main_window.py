@@ -1,0 +1,258 @@
+"""The main window: menus, the agent strip, the call panel, the indicator.
+
+It assembles the panels and routes menu actions to the controller; the
+panels and the indicator do their own showing. Nothing here holds the
+engine: the controller and the bridges are handed in by the app.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
+from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox, QVBoxLayout, QWidget
+
+from agent_phone.phone import events
+from agent_phone.resources import resource
+from agent_phone.ui.agent_panel import AgentPanel
+from agent_phone.ui.bridges import ConnectionStateBridge, PhoneBridge
+from agent_phone.ui.call_panel import CallPanel
+from agent_phone.ui.controller import PhoneController, SessionState
+from agent_phone.ui.indicator import ConnectionIndicator, reason_text
+from agent_phone.ui.passwords import PasswordVault
+from agent_phone.ui.settings import AUTO_ANSWER, MIC, PERSISTENT, RINGER, SPEAKER, SettingsStore
+from agent_phone.ui.settings_dialog import SettingsDialog, load_devices
+from agent_phone.ui.sign_in import SignInFlow
+
+logger = logging.getLogger(__name__)
+
+MESSAGE_MS = 15000
+
+SHORTCUTS = """\
+<table>
+<tr><td><b>Ctrl+Return</b></td><td>Answer the ringing call</td></tr>
+<tr><td><b>Ctrl+Backspace</b></td><td>Decline the ringing call, or hang up</td></tr>
+<tr><td><b>Ctrl+M</b></td><td>Mute / unmute</td></tr>
+<tr><td><b>Ctrl+O</b></td><td>Go on / off queue</td></tr>
+<tr><td><b>Ctrl+,</b></td><td>Settings</td></tr>
+<tr><td><b>Ctrl+Q</b></td><td>Quit (hangs up first)</td></tr>
+<tr><td><b>Alt+P</b>, <b>Alt+C</b></td><td>The Phone and Call menus</td></tr>
+</table>"""
+
+
+class MainWindow(QMainWindow):
+    #: The window was closed: the app hangs up, signs out and quits.
+    closed = Signal()
+
+    def __init__(
+        self,
+        controller: PhoneController,
+        phone: PhoneBridge,
+        connection: ConnectionStateBridge,
+        store: SettingsStore,
+        vault: PasswordVault,
+    ) -> None:
+        super().__init__()
+        self._controller = controller
+        self._phone = phone
+        self._connection = connection
+        self._store = store
+        self._settings_dialog: SettingsDialog | None = None
+        self._title = "Agent Phone"
+        self.sign_in = SignInFlow(controller, store, vault, parent=self)
+        self._setup_ui()
+        controller.state_changed.connect(self._on_session)
+        controller.failed.connect(self._on_message)
+        controller.note.connect(self._on_message)
+        controller.signed_out.connect(self._on_signed_out)
+        phone.error.connect(self._on_engine_error)
+        phone.alerting.connect(self._on_alerting)
+        phone.answered.connect(self._on_call_over_or_answered)
+        phone.ended.connect(self._on_call_over_or_answered)
+        phone.reconnecting.connect(self._on_reconnecting)
+        store.changed.connect(self._on_setting_changed)
+        self._on_session(controller.state)
+
+    def _setup_ui(self) -> None:
+        self.setWindowTitle(self._title)
+        self.setWindowIcon(QIcon(str(resource("icons", "phone.svg"))))
+        self.setAccessibleName("Agent Phone")
+        self.agent_panel = AgentPanel(self._phone, self._controller, self)
+        self.call_panel = CallPanel(self._phone, self._controller, self)
+        central = QWidget(self)
+        layout = QVBoxLayout(central)
+        layout.addWidget(self.agent_panel)
+        layout.addWidget(self.call_panel, 1)
+        self.setCentralWidget(central)
+        self._setup_menus()
+        # A Python reference as well as the parent: a corner widget with
+        # neither is garbage-collected and silently vanishes
+        # (shared/notes/webrtc-and-qt.md).
+        self.indicator = ConnectionIndicator(self._connection, parent=self.menuBar())
+        self.indicator.summary_changed.connect(self.connection_info.setText)
+        self.connection_info.setText(self.indicator.accessibleDescription())
+        self.menuBar().setCornerWidget(self.indicator, Qt.Corner.TopRightCorner)
+        self.statusBar().setAccessibleName("Messages")
+        self.setMinimumSize(440, 360)
+        geometry = self._store.geometry()
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(540, 440)
+
+    def _action(self, text: str, slot: Any, shortcut: str | None = None) -> QAction:
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        return action
+
+    def _setup_menus(self) -> None:
+        c = self._controller
+        phone = self.menuBar().addMenu("&Phone")
+        self.sign_in_action = self._action("&Sign In…", self._on_sign_in)
+        self.sign_out_action = self._action("Sign &Out", c.sign_out)
+        self.persistent_action = QAction("Maintain &Persistent Connection", self)
+        self.persistent_action.setCheckable(True)
+        self.persistent_action.setChecked(self._store.get(PERSISTENT))
+        self.persistent_action.setToolTip(PERSISTENT.description)
+        self.persistent_action.toggled.connect(self._on_persistent_toggled)
+        self.end_connection_action = self._action("&End Persistent Connection", c.end_connection)
+        self.connection_info = QAction("", self)
+        self.connection_info.setEnabled(False)
+        self.settings_action = self._action("Se&ttings…", self._on_settings, "Ctrl+,")
+        self.quit_action = self._action("&Quit", self.close, "Ctrl+Q")
+        for item in (
+            self.sign_in_action,
+            self.sign_out_action,
+            None,
+            self.agent_panel.queue_action,
+            None,
+            self.persistent_action,
+            self.end_connection_action,
+            self.connection_info,
+            None,
+            self.settings_action,
+            None,
+            self.quit_action,
+        ):
+            phone.addAction(item) if item else phone.addSeparator()
+        call = self.menuBar().addMenu("&Call")
+        call.addActions(list(self.call_panel.call_actions.all()))
+        help_menu = self.menuBar().addMenu("&Help")
+        self.shortcuts_action = self._action("&Keyboard Shortcuts", self._on_shortcuts, "F1")
+        help_menu.addAction(self.shortcuts_action)
+
+    # --- controller and engine -------------------------------------------------------
+
+    def _on_session(self, state: SessionState) -> None:
+        signed_in = state is SessionState.SIGNED_IN
+        self.sign_in_action.setVisible(state is SessionState.SIGNED_OUT)
+        self.sign_in_action.setEnabled(state is SessionState.SIGNED_OUT)
+        self.sign_out_action.setVisible(state is not SessionState.SIGNED_OUT)
+        self.sign_out_action.setEnabled(
+            state in (SessionState.SIGNED_IN, SessionState.RECONNECTING)
+        )
+        self.end_connection_action.setEnabled(signed_in)
+        if state is SessionState.SIGNED_IN:
+            self.statusBar().showMessage("Signed in.", 5000)
+
+    def _on_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, MESSAGE_MS)
+
+    def _on_engine_error(self, event: events.Error) -> None:
+        self.statusBar().showMessage(event.message[:1].upper() + event.message[1:], MESSAGE_MS)
+
+    def _on_alerting(self, event: events.Alerting) -> None:
+        # No ringer yet: the taskbar entry flashes and the title names the
+        # caller, so a call is noticed with the window behind others.
+        self.setWindowTitle(f"Incoming call: {event.caller} - {self._title}")
+        if not event.auto_answer:
+            QApplication.alert(self)
+
+    def _on_call_over_or_answered(self, _event: events.PhoneEvent) -> None:
+        self.setWindowTitle(self._title)
+
+    def _on_reconnecting(self, event: events.Reconnecting) -> None:
+        self._on_message(
+            f"Lost the platform: signing in again in {event.delay_s:g} s (attempt {event.attempt})."
+        )
+
+    def _on_signed_out(self, reason: str) -> None:
+        if reason in ("requested", "closed") or not self.isVisible():
+            self.statusBar().showMessage("Signed out.", MESSAGE_MS)
+            return
+        self.sign_in.open_dialog(self, f"You were signed out: {reason_text(reason)}.")
+
+    # --- menu actions ---------------------------------------------------------------------
+
+    def _on_sign_in(self) -> None:
+        self.sign_in.open_dialog(self)
+
+    def _on_persistent_toggled(self, on: bool) -> None:
+        self._controller.set_persistent(on)
+        self._store.set(PERSISTENT, on)
+
+    def set_title(self, title: str) -> None:
+        self._title = title
+        self.setWindowTitle(title)
+
+    def show_persistent_override(self, on: bool) -> None:
+        """The command line overrode the setting for this session: show, don't store."""
+        self.persistent_action.blockSignals(True)
+        self.persistent_action.setChecked(on)
+        self.persistent_action.blockSignals(False)
+
+    def _on_setting_changed(self, key: str) -> None:
+        # Settings changed in the dialog reach the engine here.
+        if key == PERSISTENT.key:
+            # From the dialog: ticking the menu entry applies it (its toggled slot).
+            self.persistent_action.setChecked(self._store.get(PERSISTENT))
+        elif key == AUTO_ANSWER.key:
+            self._controller.set_auto_answer(self._store.get(AUTO_ANSWER))
+        elif key in (MIC.key, SPEAKER.key, RINGER.key):
+            if self._controller.state is not SessionState.SIGNED_OUT:
+                self._on_message("The new audio device is used from the next sign-in.")
+
+    def _on_settings(self) -> None:
+        if self._settings_dialog is not None:
+            self._settings_dialog.raise_()
+            return
+        dialog = SettingsDialog(self._store, self)
+        dialog.finished.connect(self._on_settings_finished)
+        dialog.refresh_requested.connect(self._on_refresh_devices)
+        self._settings_dialog = dialog
+        dialog.open()
+        self._controller.tasks.spawn("list the audio devices", load_devices(dialog))
+
+    def _on_refresh_devices(self) -> None:
+        if self._settings_dialog is not None:
+            self._controller.tasks.spawn(
+                "refresh the audio devices", load_devices(self._settings_dialog, refresh=True)
+            )
+
+    def _on_settings_finished(self, result: int) -> None:
+        dialog, self._settings_dialog = self._settings_dialog, None
+        if dialog is None:
+            return
+        if result == SettingsDialog.DialogCode.Accepted:
+            changed = dialog.save()
+            logger.info("settings changed: %s", ", ".join(changed) or "none")
+        dialog.deleteLater()
+
+    def _on_shortcuts(self) -> None:
+        box = QMessageBox(
+            QMessageBox.Icon.Information,
+            "Keyboard shortcuts",
+            SHORTCUTS,
+            QMessageBox.StandardButton.Close,
+            self,
+        )
+        box.setObjectName("shortcutsBox")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        self._store.save_geometry(self.saveGeometry())
+        event.accept()
+        self.closed.emit()
