@@ -374,12 +374,16 @@ class PhoneEngine:
             raise PhoneError("the call's connection is gone")
         call.state = CallState.ANSWERING
         call.answered_at = time.monotonic()
-        # Audio is attached at once; the devices open alongside the answer, and
-        # the track sends silence until the microphone delivers.
-        connection.attach(self.audio.mic, self._speaker_for(call))
+        # The answer goes first, so the customer's audio is on its way while
+        # the devices open; the track is resumed once the microphone is open,
+        # so the customer's first frame from us is already the agent's voice.
         await self._send(AnswerCall(call_id=call.call_id))
         try:
             await self.audio.begin()
+            if self.call is not call or self.connection is not connection:
+                await self.audio.end()  # the call ended while the devices opened
+                return
+            connection.attach(self.audio.mic, self._speaker_for(call))
         except Exception as exc:
             # The customer must not be lost to a broken headset: the platform
             # gives the call to the next agent.
