@@ -336,3 +336,14 @@ def test_f1_lists_the_shortcuts_without_blocking(main_window, qtbot):
     assert box is not None and box.isVisible()
     assert "Ctrl+Return" in box.text() and "Ctrl+Backspace" in box.text()
     box.close()
+
+
+def test_about_box_shows_the_version(main_window, qtbot):
+    from agent_phone import __version__
+
+    main_window.show()
+    main_window.about_action.trigger()
+    box = main_window.findChild(QMessageBox, "aboutBox")
+    assert box is not None and box.isVisible()
+    assert __version__ in box.text()
+    box.close()

@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
+from agent_phone import __version__
 from agent_phone.phone import events
 from agent_phone.resources import resource
 from agent_phone.ui.agent_panel import AgentPanel
@@ -142,6 +143,8 @@ class MainWindow(QMainWindow):
         help_menu = self.menuBar().addMenu("&Help")
         self.shortcuts_action = self._action("&Keyboard Shortcuts", self._on_shortcuts, "F1")
         help_menu.addAction(self.shortcuts_action)
+        self.about_action = self._action("&About Agent Phone", self._on_about)
+        help_menu.addAction(self.about_action)
 
     # --- controller and engine -------------------------------------------------------
 
@@ -249,6 +252,18 @@ class MainWindow(QMainWindow):
             self,
         )
         box.setObjectName("shortcutsBox")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def _on_about(self) -> None:
+        box = QMessageBox(
+            QMessageBox.Icon.Information,
+            "About Agent Phone",
+            f"Agent Phone {__version__}\n\nA softphone for contact-center agents.",
+            QMessageBox.StandardButton.Close,
+            self,
+        )
+        box.setObjectName("aboutBox")
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 
