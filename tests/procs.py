@@ -30,26 +30,40 @@ def _env() -> dict[str, str]:
     return env
 
 
-class _Process:
-    """A child process whose stdout is JSON lines, collected as they come."""
+class JsonLinesProcess:
+    """A child process whose stdout is JSON lines, collected as they come.
+
+    By default it runs ``python -m ARGS`` from the checkout; ``command``,
+    ``env`` and ``cwd`` run anything else (the packaged app's executable).
+    """
 
     name = "process"
 
-    def __init__(self, args: list[str], stdin: bool = False, log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        stdin: bool = False,
+        log_dir: Path | None = None,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.args = args
         self.events: list[Event] = []
+        #: Every stdout line as printed.
+        self.lines: list[str] = []
         self._cond = threading.Condition()
         stderr_path = (log_dir or Path("/tmp")) / f"{self.name}-{os.getpid()}-{id(self)}.log"
         self.stderr_path = stderr_path
         self._stderr = open(stderr_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", *args],
+            command or [sys.executable, "-m", *args],
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
-            env=_env(),
-            cwd=REPO,
+            env=_env() if env is None else env,
+            cwd=cwd or REPO,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -61,7 +75,10 @@ class _Process:
                 event = json.loads(line)
             except json.JSONDecodeError:
                 event = {"event": "_text", "text": line.rstrip()}
+            if not isinstance(event, dict):
+                event = {"event": "_json", "value": event}
             with self._cond:
+                self.lines.append(line.rstrip("\n"))
                 self.events.append(event)
                 self._cond.notify_all()
         with self._cond:
@@ -120,6 +137,16 @@ class _Process:
                 return found
             time.sleep(0.05)
 
+    def stderr(self) -> str:
+        self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+    def send(self, cmd: str, **fields: Any) -> None:
+        """A JSON command line on stdin (the headless phone's protocol)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"cmd": cmd, **fields}) + "\n")
+        self.proc.stdin.flush()
+
     def stderr_tail(self, lines: int = 15) -> str:
         try:
             return "\n".join(self.stderr_path.read_text().splitlines()[-lines:])
@@ -128,9 +155,13 @@ class _Process:
 
     def wait_exit(self, timeout: float = 15.0) -> int:
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"{self.name} did not exit within {timeout} s") from None
+            raise AssertionError(
+                f"{self.name} did not exit within {timeout} s; stderr: {self.stderr_tail()}"
+            ) from None
+        self._reader.join(5)
+        return code
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -144,7 +175,7 @@ class _Process:
         self._stderr.close()
 
 
-class PlatformProcess(_Process):
+class PlatformProcess(JsonLinesProcess):
     name = "platform"
 
     def __init__(
@@ -160,7 +191,7 @@ class PlatformProcess(_Process):
         self.admin_token: str | None = ready["admin_token"]
 
 
-class PhoneProcess(_Process):
+class PhoneProcess(JsonLinesProcess):
     name = "phone"
 
     def __init__(
@@ -176,11 +207,6 @@ class PhoneProcess(_Process):
         args += ["--password", password, *extra]
         super().__init__(args, stdin=True, log_dir=log_dir)
 
-    def send(self, cmd: str, **fields: Any) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"cmd": cmd, **fields}) + "\n")
-        self.proc.stdin.flush()
-
     def send_raw(self, line: str) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(line + "\n")
@@ -194,7 +220,7 @@ class PhoneProcess(_Process):
         return code
 
 
-class CallerProcess(_Process):
+class CallerProcess(JsonLinesProcess):
     name = "caller"
 
     def __init__(

@@ -18,7 +18,6 @@ import os
 import random
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 from audio_analysis import has_tone, make_tone
+from procs import JsonLinesProcess
 
 from agent_phone.media.wav import read_wav, write_wav
 
@@ -99,94 +99,23 @@ def bundle_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class BundleProcess:
-    """One of the bundle's programs; its stdout JSON lines collected by a thread.
-
-    (tests/procs.py runs ``python -m MODULE``; this runs the executable.)
-    """
+class BundleProcess(JsonLinesProcess):
+    """One of the bundle's programs, run from its executable (tests/procs.py
+    collects its JSON lines, as for the checkout's programs)."""
 
     def __init__(
         self, name: str, args: list[str], cwd: Path, stdin: bool = False, **env: str
     ) -> None:
         self.name = name
         self.url = ""  # the platform's, once it is ready
-        self.events: list[dict[str, Any]] = []
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self.stderr_path = cwd / f"{name}.stderr"
-        self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [str(EXE), *args],
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
+        super().__init__(
+            args,
+            stdin=stdin,
+            log_dir=cwd,
+            command=[str(EXE), *args],
             env=bundle_env(**env),
             cwd=cwd,
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    event = {"event": "_text", "text": line.rstrip()}
-                if isinstance(event, dict):
-                    self.events.append(event)
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    def wait_for(self, name: str, timeout: float = 20.0, **fields: Any) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for e in self.events:
-                    if e.get("event") == name and all(e.get(k) == v for k, v in fields.items()):
-                        return e
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._reader.is_alive():
-                    raise AssertionError(
-                        f"{self.name}: no {name} {fields} within {timeout} s; "
-                        f"exit={self.proc.poll()}; events: {self.events[-10:]}; "
-                        f"stderr: {self.stderr()[-2000:]}"
-                    )
-                self._cond.wait(min(left, 0.2))
-
-    def send(self, cmd: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"cmd": cmd}) + "\n")
-        self.proc.stdin.flush()
-
-    def wait_exit(self, timeout: float = 20.0) -> int:
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"{self.name} did not exit within {timeout} s; stderr: {self.stderr()[-2000:]}"
-            ) from None
-        self._reader.join(5)
-        return code
-
-    def stderr(self) -> str:
-        self._stderr.flush()
-        return self.stderr_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._reader.join(5)
-        self._stderr.close()
 
 
 @pytest.fixture
