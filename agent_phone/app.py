@@ -93,6 +93,11 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
     )
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """``agent-phone``'s command line, as the window and the tests receive it."""
+    return _parser().parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)

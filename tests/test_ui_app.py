@@ -7,7 +7,6 @@ ends the loop with status 0, all logged to the one log file.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from agent_phone.app import parse_args
 from agent_phone.ui.app import log_file, run_gui
 from agent_phone.ui.call_panel import CallView
 from agent_phone.ui.main_window import MainWindow
@@ -47,20 +47,7 @@ def test_the_demo_answers_a_call_and_closes_cleanly(qapp, monkeypatch, tmp_path:
     poll.start(50)
     # A bound on the whole run: close whatever window is open after 25 s.
     QTimer.singleShot(25000, lambda: [w.close() for w in QApplication.topLevelWidgets()])
-    args = argparse.Namespace(
-        platform=None,
-        user=None,
-        password=None,
-        on_queue=False,
-        auto_answer=False,
-        persistent=True,
-        mic=None,
-        speaker=None,
-        demo=True,
-        demo_calls=1,
-        demo_timeout=5.0,
-        verbose=False,
-    )
+    args = parse_args(["--demo", "--demo-calls", "1", "--demo-timeout", "5"])
     try:
         code = run_gui(args)
     finally:

@@ -28,6 +28,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
+from agent_phone.app import parse_args
 from agent_phone.phone import events
 from agent_phone.phone.connection_state import Indicator
 from agent_phone.ui.app import GuiApp
@@ -98,21 +99,10 @@ async def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) 
 
 
 def _args(**overrides: Any) -> argparse.Namespace:
-    args = dict(
-        platform=None,
-        user=None,
-        password=None,
-        on_queue=False,
-        auto_answer=False,
-        persistent=True,
-        mic=None,
-        speaker=None,
-        demo=False,
-        demo_calls=None,
-        demo_timeout=None,
-    )
-    args.update(overrides)
-    return argparse.Namespace(**args)
+    """``agent-phone``'s own command line (no options), with ``overrides``."""
+    args = parse_args([])
+    vars(args).update(overrides)
+    return args
 
 
 class Recorder:
