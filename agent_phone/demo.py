@@ -17,6 +17,7 @@ import contextlib
 import logging
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,33 +72,48 @@ def describe(event: events.PhoneEvent) -> str | None:
     return None
 
 
-def _demo_audio() -> tuple[CallAudio, str]:
-    """The default sound devices when there are any; otherwise files."""
+#: What the agent hears, when there is no sound card to play it on.
+HEARD_FILE = Path(tempfile.gettempdir()) / "agent-phone-demo-heard.wav"
+DEMO_CALLS = 9
+DEMO_TIMEOUT_S = 8.0
+
+
+def demo_options(args: argparse.Namespace) -> tuple[int, float]:
+    """How many calls, and the persistent-connection timeout, for this demo."""
+    calls = getattr(args, "demo_calls", None) or DEMO_CALLS
+    return calls, getattr(args, "demo_timeout", None) or DEMO_TIMEOUT_S
+
+
+def demo_platform(timeout_s: float) -> Platform:
+    return Platform(demo_config(persistent_timeout_s=timeout_s), EventLog(out=None))
+
+
+def has_sound_devices() -> bool:
+    """A default microphone and speaker exist (blocking: it probes PortAudio)."""
     from agent_phone.phone.devices import AudioDeviceError, list_devices
 
     try:
         devices = list_devices()
     except AudioDeviceError:
-        devices = []
+        return False
     has_in = any(d.is_default_input for d in devices)
-    has_out = any(d.is_default_output for d in devices)
-    if has_in and has_out:
-        return call_audio(), "your default microphone and speaker"
-    out = Path(_tempdir()) / "agent-phone-demo-heard.wav"
-    audio = call_audio(mic_file=resource("sounds", "agent.wav"), speaker_file=out)
-    return (
-        audio,
-        f"no sound card found: the agent speaks a recording, and what they hear goes to {out}",
-    )
+    return has_in and any(d.is_default_output for d in devices)
 
 
-def _tempdir() -> str:
-    import tempfile
+def demo_audio(
+    has_devices: bool, mic_device: str | None = None, speaker_device: str | None = None
+) -> CallAudio:
+    """The sound devices when there are some; otherwise a recorded agent
+    voice, and what they hear written to ``HEARD_FILE``."""
+    if has_devices:
+        return call_audio(mic_device=mic_device, speaker_device=speaker_device)
+    return call_audio(mic_file=resource("sounds", "agent.wav"), speaker_file=HEARD_FILE)
 
-    return tempfile.gettempdir()
 
-
-async def _callers(url: str, calls: int, pause_s: float, stop: asyncio.Event) -> None:
+async def run_callers(url: str, calls: int, timeout_s: float, stop: asyncio.Event) -> None:
+    """Customers calling every few seconds; every fourth gap outlasts the
+    persistent-connection timeout, so the connection closes and comes back."""
+    pause_s = timeout_s + 4.0
     voice = resource("sounds", "customer.wav")
     for n in range(1, calls + 1):
         plan = CallPlan(platform=url, queue="support", caller=f"Customer {n}", duration_s=TALK_S)
@@ -114,14 +130,20 @@ async def _callers(url: str, calls: int, pause_s: float, stop: asyncio.Event) ->
 
 
 async def run_demo(args: argparse.Namespace) -> int:
-    calls = getattr(args, "demo_calls", None) or 9
-    timeout_s = getattr(args, "demo_timeout", None) or 8.0
+    calls, timeout_s = demo_options(args)
     restrict_ice_addresses(["127.0.0.1"])
-    platform = Platform(demo_config(persistent_timeout_s=timeout_s), EventLog(out=None))
+    platform = demo_platform(timeout_s)
     url = await platform.start("127.0.0.1", 0)
     _say(f"local platform at {url} (persistent-connection timeout {timeout_s:g} s)")
-    audio, where = _demo_audio()
-    _say(f"audio: {where}")
+    has_devices = has_sound_devices()
+    audio = demo_audio(has_devices)
+    if has_devices:
+        _say("audio: your default microphone and speaker")
+    else:
+        _say(
+            "audio: no sound card: the agent speaks a recording; "
+            f"what they hear goes to {HEARD_FILE}"
+        )
     settings = PhoneSettings(
         platform=url, user="alice", password="demo", on_queue=True, auto_answer=True
     )
@@ -138,7 +160,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await engine.start()
-        await _callers(url, calls, timeout_s + 4.0, stop)
+        await run_callers(url, calls, timeout_s, stop)
         _say("demo finished")
         return 0
     except SignInError as exc:
