@@ -110,13 +110,22 @@ def demo_audio(
     return call_audio(mic_file=resource("sounds", "agent.wav"), speaker_file=HEARD_FILE)
 
 
-async def run_callers(url: str, calls: int, timeout_s: float, stop: asyncio.Event) -> None:
+async def run_callers(
+    url: str, calls: int, timeout_s: float, stop: asyncio.Event, trunk_token: str
+) -> None:
     """Customers calling every few seconds; every fourth gap outlasts the
-    persistent-connection timeout, so the connection closes and comes back."""
+    persistent-connection timeout, so the connection closes and comes back.
+    ``trunk_token``: the demo platform's (``Platform.trunk_token``)."""
     pause_s = timeout_s + 4.0
     voice = resource("sounds", "customer.wav")
     for n in range(1, calls + 1):
-        plan = CallPlan(platform=url, queue="support", caller=f"Customer {n}", duration_s=TALK_S)
+        plan = CallPlan(
+            platform=url,
+            queue="support",
+            caller=f"Customer {n}",
+            duration_s=TALK_S,
+            trunk_token=trunk_token,
+        )
         result = await place_call(plan, WavLoopSource(voice))
         if not result.answered:
             _say(f"Customer {n}'s call was not answered: {result.error or result.reason}")
@@ -160,7 +169,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await engine.start()
-        await run_callers(url, calls, timeout_s, stop)
+        await run_callers(url, calls, timeout_s, stop, platform.trunk_token)
         _say("demo finished")
         return 0
     except SignInError as exc:

@@ -1,18 +1,28 @@
 """The WebSocket client that the phone and the caller use to reach the platform.
 
 The codec (``agent_phone.protocol``) says what a message is; this moves
-messages over a WebSocket and nothing else.
+messages over a WebSocket and nothing else. Transport security (wss://
+verification, plain ws:// only on loopback) is decided in agent_phone/tls.py.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from agent_phone.protocol import MAX_MESSAGE_BYTES, Message, ProtocolError, encode
+from agent_phone.tls import (
+    CaFileError,
+    InsecureUrlError,
+    check_platform_url,
+    client_ssl_context,
+    untrusted_message,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -21,14 +31,31 @@ class SignalingError(Exception):
     """The platform cannot be reached or the connection broke."""
 
 
+class UntrustedPlatformError(SignalingError):
+    """Refused before signing in: an insecure URL, or a certificate that
+    failed verification. Retrying will not help."""
+
+
 class SignalingClient:
-    def __init__(self, url: str, decode: Callable[[str], Any]) -> None:
+    def __init__(self, url: str, decode: Callable[[str], Any], ca_file: Path | None = None) -> None:
         self.url = url
         self._decode = decode
+        self._ca_file = ca_file
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
 
+    def _ssl(self) -> ssl.SSLContext | bool:
+        """Checked before anything is sent (agent_phone/tls.py)."""
+        try:
+            check_platform_url(self.url)
+            if self.url.startswith("wss:"):
+                return client_ssl_context(self._ca_file)
+        except (InsecureUrlError, CaFileError) as exc:
+            raise UntrustedPlatformError(str(exc)) from None
+        return True  # plain ws:// (loopback): aiohttp's default, never "don't verify"
+
     async def connect(self, timeout: float = 10.0) -> None:
+        ssl_context = self._ssl()
         self._session = aiohttp.ClientSession()
         try:
             self._ws = await self._session.ws_connect(
@@ -36,7 +63,16 @@ class SignalingClient:
                 heartbeat=5.0,
                 max_msg_size=4 * MAX_MESSAGE_BYTES,
                 timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
+                ssl=ssl_context,
             )
+        except aiohttp.ClientConnectorCertificateError as exc:
+            await self.close()
+            raise UntrustedPlatformError(untrusted_message(exc)) from None
+        except aiohttp.ClientConnectorSSLError as exc:
+            await self.close()
+            raise UntrustedPlatformError(
+                f"no TLS session with the platform at {self.url}: {exc.strerror or exc}"
+            ) from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await self.close()
             raise SignalingError(f"cannot reach the platform at {self.url}: {exc}") from None

@@ -141,10 +141,15 @@ def udp_bytes_per_s(ports: set[int], seconds: float) -> float | None:
     return total / seconds
 
 
-async def one_call(url: str, n: int) -> tuple[str, FirstAudible]:
+async def one_call(url: str, n: int, trunk_token: str) -> tuple[str, FirstAudible]:
     sink = FirstAudible()
     plan = CallPlan(
-        platform=url, queue="support", caller=f"bench-{n}", duration_s=TALK_S, wait_s=30
+        platform=url,
+        queue="support",
+        caller=f"bench-{n}",
+        duration_s=TALK_S,
+        wait_s=30,
+        trunk_token=trunk_token,
     )
     result = await place_call(plan, ToneSource(440.0), sink)
     if not result.answered:
@@ -177,7 +182,9 @@ def run_mode(mode: str, calls: int, mic: Path, workdir: Path) -> dict[str, objec
         to_customer_ms: list[float] = []
         over: list[bool] = []
         for n in range(calls):
-            call_id, sink = loop.run_until_complete(one_call(platform.url, n))
+            call_id, sink = loop.run_until_complete(
+                one_call(platform.url, n, platform.trunk_token or "")
+            )
             routed = platform.wait_for("call_routed", call_id=call_id)["t"]
             alert = phone.wait_for("alerting", call_id=call_id)
             heard = phone.wait_for("hearing", call_id=call_id)["t"]
@@ -198,7 +205,12 @@ def run_mode(mode: str, calls: int, mic: Path, workdir: Path) -> dict[str, objec
             idle["rss_mb"] = proc_rss_mb(phone.proc.pid)
 
             async def long_call() -> None:
-                plan = CallPlan(platform=platform.url, queue="support", duration_s=12.0)
+                plan = CallPlan(
+                    platform=platform.url,
+                    queue="support",
+                    duration_s=12.0,
+                    trunk_token=platform.trunk_token or "",
+                )
                 await place_call(plan, ToneSource(440.0))
 
             thread = threading.Thread(target=lambda: asyncio.run(long_call()))

@@ -30,13 +30,20 @@ def write_config(path: Path, **platform: Any) -> Path:
 def start_platform(tmp_path: Path) -> Iterator[Callable[..., PlatformProcess]]:
     started: list[PlatformProcess] = []
 
-    def start(port: int = 0, **platform: Any) -> PlatformProcess:
+    def start(port: int = 0, extra: tuple[str, ...] = (), **platform: Any) -> PlatformProcess:
+        """``extra``: more command-line arguments (``--dev-tls``...)."""
         config = (
             write_config(tmp_path / f"platform{len(started)}.toml", **platform)
             if platform
             else None
         )
-        p = PlatformProcess(config, log_dir=tmp_path, port=port)
+        p = PlatformProcess(
+            config,
+            log_dir=tmp_path,
+            port=port,
+            extra=extra,
+            trunk_token=platform.get("trunk_token"),
+        )
         started.append(p)
         return p
 

@@ -5,6 +5,12 @@
 each exactly as a user would (``python -m``), on loopback. Their JSON lines
 are collected by a reader thread; ``wait_for`` blocks (bounded) until a
 matching event arrives.
+
+A platform's ``ready`` event names its trunk token and, with TLS, its
+certificate; ``PLATFORMS`` keeps them by URL so that a caller or phone
+started with just ``platform.url`` presents the token and trusts the
+certificate, as the demo does. A test that wants otherwise says so
+(``trunk_token=None``, ``ca=None`` or another file).
 """
 
 from __future__ import annotations
@@ -21,6 +27,11 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 Event = dict[str, Any]
+
+#: URL -> running platform, for its trunk token and certificate.
+PLATFORMS: dict[str, PlatformProcess] = {}
+#: "Take it from the platform at that URL" (the default for tokens and CA files).
+FROM_PLATFORM = "from-platform"
 
 
 def _env() -> dict[str, str]:
@@ -179,9 +190,16 @@ class PlatformProcess(JsonLinesProcess):
     name = "platform"
 
     def __init__(
-        self, config: Path | None = None, log_dir: Path | None = None, port: int = 0
+        self,
+        config: Path | None = None,
+        log_dir: Path | None = None,
+        port: int = 0,
+        extra: tuple[str, ...] = (),
+        trunk_token: str | None = None,
     ) -> None:
-        args = ["agent_phone.cloud", "--port", str(port)]
+        """``trunk_token``: the one the configuration names (``ready`` shows
+        only a generated one)."""
+        args = ["agent_phone.cloud", "--port", str(port), *extra]
         if config is not None:
             args += ["--config", str(config)]
         super().__init__(args, log_dir=log_dir)
@@ -189,6 +207,26 @@ class PlatformProcess(JsonLinesProcess):
         self.url: str = ready["url"]
         self.admin_url: str = ready["admin_url"]
         self.admin_token: str | None = ready["admin_token"]
+        self.trunk_token: str | None = ready.get("trunk_token") or trunk_token
+        #: The certificate it serves (with --dev-tls, what clients pass as --ca).
+        self.tls_cert: str | None = ready.get("tls_cert")
+        self.tls_fingerprint: str | None = ready.get("tls_fingerprint")
+        PLATFORMS[self.url] = self
+
+    def stop(self) -> None:
+        PLATFORMS.pop(getattr(self, "url", ""), None)
+        super().stop()
+
+
+def _known(platform_url: str) -> PlatformProcess | None:
+    return PLATFORMS.get(platform_url)
+
+
+def _ca_args(platform_url: str, ca: str | None) -> list[str]:
+    if ca == FROM_PLATFORM:
+        known = _known(platform_url)
+        ca = known.tls_cert if known is not None else None
+    return ["--ca", ca] if ca else []
 
 
 class PhoneProcess(JsonLinesProcess):
@@ -201,10 +239,11 @@ class PhoneProcess(JsonLinesProcess):
         *extra: str,
         password: str = "demo",
         log_dir: Path | None = None,
+        ca: str | None = FROM_PLATFORM,
     ) -> None:
         self.user = user
         args = ["agent_phone.app", "--headless", "--platform", platform, "--user", user]
-        args += ["--password", password, *extra]
+        args += ["--password", password, *_ca_args(platform, ca), *extra]
         super().__init__(args, stdin=True, log_dir=log_dir)
 
     def send_raw(self, line: str) -> None:
@@ -224,11 +263,24 @@ class CallerProcess(JsonLinesProcess):
     name = "caller"
 
     def __init__(
-        self, platform: str, *extra: str, queue: str = "support", log_dir: Path | None = None
+        self,
+        platform: str,
+        *extra: str,
+        queue: str = "support",
+        log_dir: Path | None = None,
+        trunk_token: str | None = FROM_PLATFORM,
+        ca: str | None = FROM_PLATFORM,
+        env: dict[str, str] | None = None,
     ):
+        if trunk_token == FROM_PLATFORM:
+            known = _known(platform)
+            trunk_token = known.trunk_token if known is not None else None
+        token = ["--trunk-token", trunk_token] if trunk_token else []
         super().__init__(
-            ["agent_phone.caller", "--platform", platform, "--queue", queue, *extra],
+            ["agent_phone.caller", "--platform", platform, "--queue", queue, *token]
+            + [*_ca_args(platform, ca), *extra],
             log_dir=log_dir,
+            env=None if env is None else {**_env(), **env},
         )
 
     def result(self, timeout: float = 60.0) -> tuple[int, Event]:

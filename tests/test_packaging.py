@@ -108,6 +108,7 @@ class BundleProcess(JsonLinesProcess):
     ) -> None:
         self.name = name
         self.url = ""  # the platform's, once it is ready
+        self.trunk_token = ""  # the platform's, once it is ready
         super().__init__(
             args,
             stdin=stdin,
@@ -136,7 +137,9 @@ def run_bundle(bundle: Path, tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def bundle_platform(run_bundle: Any) -> BundleProcess:
     platform = run_bundle("platform", "platform", "--port", "0")
-    platform.url = platform.wait_for("ready", timeout=30)["url"]
+    ready = platform.wait_for("ready", timeout=30)
+    platform.url = ready["url"]
+    platform.trunk_token = ready["trunk_token"]
     return platform
 
 
@@ -371,6 +374,7 @@ def test_a_call_through_the_bundle_with_real_devices(
         caller = run_bundle(
             "caller",
             *("caller", "--platform", url, "--queue", "support", "--duration", "3"),
+            *("--trunk-token", bundle_platform.trunk_token),
             *("--tone", str(CUSTOMER_HZ), "--record", str(tmp_path / "customer.wav")),
         )
         code = caller.wait_exit(60)

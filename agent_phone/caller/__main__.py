@@ -1,7 +1,7 @@
 """``agent-phone-caller``: place one customer call with real audio.
 
 Prints one JSON summary line and exits 0 when the call was answered, 1 when
-it was not, 2 on bad arguments.
+it was not (with the reason on stderr when it was an error), 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +19,9 @@ from agent_phone.caller.client import CallPlan, place_call
 from agent_phone.media.audio import AudioSink, AudioSource
 from agent_phone.media.ice import restrict_ice_addresses
 from agent_phone.media.wav import ToneSource, WavFileSink, WavLoopSource
+from agent_phone.tls import CaFileError, check_ca_file
+
+TOKEN_ENV = "AGENT_PHONE_TRUNK_TOKEN"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +31,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--platform", required=True, help="the platform's URL (ws://host:port/ws)")
     p.add_argument("--queue", required=True, help="queue to call into")
+    p.add_argument(
+        "--trunk-token",
+        metavar="TOKEN",
+        help=f"the platform's trunk token (or the {TOKEN_ENV} environment variable)",
+    )
+    p.add_argument(
+        "--ca",
+        type=Path,
+        metavar="FILE",
+        help="verify a wss:// platform against this CA file (PEM) instead of the system's",
+    )
     sound = p.add_mutually_exclusive_group()
     sound.add_argument("--tone", type=float, metavar="HZ", help="send a sine tone (default 440)")
     sound.add_argument("--play", type=Path, metavar="WAV", help="send a WAV file, looped")
@@ -59,6 +74,8 @@ async def _run(args: argparse.Namespace) -> int:
         caller=args.caller,
         duration_s=args.duration or None,
         wait_s=args.wait,
+        trunk_token=args.trunk_token or os.environ.get(TOKEN_ENV, ""),
+        ca_file=args.ca,
     )
     hangup = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -66,6 +83,8 @@ async def _run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, hangup.set)
     result = await place_call(plan, source, sink, hangup)
     print(json.dumps(result.as_dict()), flush=True)
+    if result.error:
+        print(f"agent-phone-caller: {result.error}", file=sys.stderr, flush=True)
     return 0 if result.answered else 1
 
 
@@ -78,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.play is not None and not args.play.is_file():
         print(f"agent-phone-caller: no such file: {args.play}", file=sys.stderr)
+        return 2
+    try:
+        check_ca_file(args.ca)
+    except CaFileError as exc:
+        print(f"agent-phone-caller: --ca: {exc}", file=sys.stderr)
         return 2
     restrict_ice_addresses(args.ice_address or ["127.0.0.1"])
     try:

@@ -10,10 +10,12 @@ import logging
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from aiortc import RTCSessionDescription
 
 from agent_phone.media.audio import AudioSink, AudioSource
+from agent_phone.media.dtls import FingerprintError, check_fingerprints
 from agent_phone.media.peer import new_peer_connection, tune_audio_receivers
 from agent_phone.media.tracks import OutboundAudioTrack, receive_audio
 from agent_phone.protocol import (
@@ -62,6 +64,10 @@ class CallPlan:
     duration_s: float | None = 5.0
     #: Give up after waiting this long for an agent.
     wait_s: float = 60.0
+    #: The platform's trunk token (its ``ready`` event, or its configuration).
+    trunk_token: str = field(default="", repr=False)
+    #: Verify a wss:// platform against this CA file instead of the system's.
+    ca_file: Path | None = None
 
 
 async def place_call(
@@ -75,7 +81,7 @@ async def place_call(
     ``hangup``, when set by the owner, ends the call from the customer's side.
     """
     result = CallResult()
-    signaling = SignalingClient(plan.platform, decode_to_caller)
+    signaling = SignalingClient(plan.platform, decode_to_caller, ca_file=plan.ca_file)
     pc = new_peer_connection()
     track = OutboundAudioTrack(source)
     tasks = TaskSet("caller")
@@ -108,6 +114,7 @@ async def place_call(
                 queue=plan.queue,
                 caller=plan.caller,
                 sdp=pc.localDescription.sdp,
+                trunk_token=plan.trunk_token,
             )
         )
         user_hangup = hangup or asyncio.Event()
@@ -140,6 +147,13 @@ async def place_call(
                     break
                 case CallAccepted():
                     result.call_id = message.call_id
+                    try:
+                        check_fingerprints(message.sdp)
+                    except FingerprintError as exc:
+                        await signaling.send(CallerHangup(call_id=message.call_id))
+                        result.ended_by = "error"
+                        result.error = f"the platform's media answer is refused: {exc}"
+                        break
                     await pc.setRemoteDescription(RTCSessionDescription(message.sdp, "answer"))
                 case QueuePosition(position=position):
                     result.positions.append(position)

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import logging
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
-from agent_phone.cloud.config import ConfigError, demo_config, hash_password, load_config
-from agent_phone.cloud.server import Platform
+from agent_phone.cloud.config import (
+    ConfigError,
+    PlatformConfig,
+    demo_config,
+    hash_password,
+    load_config,
+)
+from agent_phone.cloud.server import InsecureListenError, Platform
+from agent_phone.cloud.tls import TlsError, make_dev_certificate
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port; 0 takes a free one (default 8765)")
     p.add_argument("--config", type=Path, help="TOML configuration (default: the built-in demo)")
+    p.add_argument(
+        "--dev-tls",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="serve wss:// with a new self-signed certificate, written to DIR (default: a "
+        "temporary directory removed on exit); clients pass its cert.pem as --ca",
+    )
     p.add_argument(
         "--hash-password",
         action="store_true",
@@ -61,15 +79,48 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"agent-phone-platform: {exc}", file=sys.stderr)
         return 2
+    temp_dir: Path | None = None
     try:
+        if args.dev_tls is not None:
+            if config.tls_cert_file is not None:
+                print(
+                    "agent-phone-platform: --dev-tls and a [tls] section in the "
+                    "configuration: give one or the other",
+                    file=sys.stderr,
+                )
+                return 2
+            if not args.dev_tls:
+                temp_dir = Path(tempfile.mkdtemp(prefix="agent-phone-tls-"))
+            config = _with_dev_certificate(config, Path(args.dev_tls) if args.dev_tls else temp_dir)
         asyncio.run(_serve(Platform(config), args.host, args.port))
+    except (InsecureListenError, TlsError) as exc:
+        print(f"agent-phone-platform: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(
             f"agent-phone-platform: cannot listen on {args.host}:{args.port}: {exc}",
             file=sys.stderr,
         )
         return 1
+    finally:
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
     return 0
+
+
+def _with_dev_certificate(config: PlatformConfig, directory: Path | None) -> PlatformConfig:
+    assert directory is not None
+    try:
+        dev = make_dev_certificate(directory)
+    except OSError as exc:
+        raise TlsError(f"cannot write the development certificate to {directory}: {exc}") from None
+    print(
+        f"agent-phone-platform: development TLS certificate {dev.cert_file} "
+        f"(self-signed, SHA-256 {dev.fingerprint}); clients pass --ca {dev.cert_file}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return dataclasses.replace(config, tls_cert_file=dev.cert_file, tls_key_file=dev.key_file)
 
 
 if __name__ == "__main__":

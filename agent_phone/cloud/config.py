@@ -15,6 +15,10 @@ format is documented in docs/administration.md; an example:
 
     [queues.support]
     members = ["alice", "bob"]
+
+    [tls]                          # serve wss:// (paths relative to this file)
+    cert_file = "platform.crt"
+    key_file = "platform.key"
 """
 
 from __future__ import annotations
@@ -63,6 +67,12 @@ class PlatformConfig:
     ice_addresses: tuple[str, ...] = ("127.0.0.1",)
     #: Bearer token for the admin HTTP API; a random one is made when unset.
     admin_token: str | None = None
+    #: Callers (customer trunks) present it on ``place_call``; a random one
+    #: is made when unset (docs/security.md).
+    trunk_token: str | None = None
+    #: Serve wss:// (and the admin API over https) with these; plain ws:// otherwise.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     source: str = "built-in demo"
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -116,13 +126,32 @@ def _number(table: dict[str, object], key: str, where: str, default: float | Non
     return float(value)
 
 
-def _token(platform: dict[str, object]) -> str | None:
-    token = platform.get("admin_token")
+def _token(platform: dict[str, object], key: str = "admin_token") -> str | None:
+    token = platform.get(key)
     if token is None:
         return None
     if not isinstance(token, str) or len(token) < 16:
-        raise ConfigError("platform.admin_token must be a string of at least 16 characters")
+        raise ConfigError(f"platform.{key} must be a string of at least 16 characters")
     return token
+
+
+def _tls_files(data: dict[str, object], base: Path) -> tuple[Path | None, Path | None]:
+    """``[tls] cert_file, key_file``, relative to the configuration file."""
+    table = data.get("tls")
+    if table is None:
+        return None, None
+    if not isinstance(table, dict):
+        raise ConfigError("[tls] must be a table with cert_file and key_file")
+    files = []
+    for key in ("cert_file", "key_file"):
+        value = table.get(key)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"tls.{key} must name a PEM file (both cert_file and key_file)")
+        path = base / Path(value).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"tls.{key}: no such file: {path}")
+        files.append(path)
+    return files[0], files[1]
 
 
 def load_config(path: Path) -> PlatformConfig:
@@ -151,6 +180,7 @@ def load_config(path: Path) -> PlatformConfig:
             raise ConfigError(f"queues.{name}.members: no such agent {missing}")
         queues[name] = QueueConfig(name, members)
     ice = tuple(platform.get("ice_addresses", ["127.0.0.1"]))
+    tls_cert, tls_key = _tls_files(data, path.resolve().parent)
     return PlatformConfig(
         agents=agents,
         queues=queues,
@@ -163,5 +193,8 @@ def load_config(path: Path) -> PlatformConfig:
         connect_timeout_s=_number(platform, "connect_timeout_s", "platform", 10.0) or 10.0,
         ice_addresses=ice,
         admin_token=_token(platform),
+        trunk_token=_token(platform, "trunk_token"),
+        tls_cert_file=tls_cert,
+        tls_key_file=tls_key,
         source=str(path),
     )

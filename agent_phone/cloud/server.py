@@ -20,6 +20,7 @@ from agent_phone.cloud.connections import ConnectionManager, RequestError
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.routing import Router
 from agent_phone.cloud.sessions import AgentSession, CallerSession, error_for
+from agent_phone.cloud.tls import fingerprint_of, server_ssl_context
 from agent_phone.media.ice import restrict_ice_addresses
 from agent_phone.protocol import (
     MAX_MESSAGE_BYTES,
@@ -31,6 +32,7 @@ from agent_phone.protocol import (
     encode,
     peek_type,
 )
+from agent_phone.tls import is_loopback_host
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,10 @@ class Outbox:
         await self._ws.close()
 
 
+class InsecureListenError(ValueError):
+    """Plain ws:// asked for on an address other machines can reach."""
+
+
 class Platform:
     """Builds the platform's parts and serves them."""
 
@@ -93,6 +99,7 @@ class Platform:
         self.agents: dict[str, AgentSession] = {}
         self.timeouts = Timeouts(config)
         self.admin_token = config.admin_token or secrets.token_urlsafe(24)
+        self.trunk_token = config.trunk_token or secrets.token_urlsafe(24)
         self.connections = ConnectionManager(config, self.events, self.timeouts)
         self.router = Router(
             config, self.events, self.connections, lambda: list(self.agents.values())
@@ -103,6 +110,22 @@ class Platform:
         restrict_ice_addresses(config.ice_addresses)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on ``host:port``; raises InsecureListenError (before binding)
+        for plain ws:// on a non-loopback address, TlsError for a bad
+        certificate or key."""
+        tls = self.config.tls_cert_file is not None and self.config.tls_key_file is not None
+        if not tls and not is_loopback_host(host):
+            raise InsecureListenError(
+                f"refusing to serve plain ws:// on {host}: only loopback addresses may go "
+                "without TLS; give [tls] cert_file and key_file in the configuration, "
+                "or use --dev-tls"
+            )
+        ssl_context = None
+        fingerprint = None
+        if tls:
+            assert self.config.tls_cert_file is not None and self.config.tls_key_file is not None
+            ssl_context = server_ssl_context(self.config.tls_cert_file, self.config.tls_key_file)
+            fingerprint = fingerprint_of(self.config.tls_cert_file)
         app = web.Application()
         app.router.add_get("/ws", self._websocket)
         app.router.add_get("/health", self._health)
@@ -111,19 +134,23 @@ class Platform:
         ).add_routes(app)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         server = site._server
         assert server is not None
         bound = server.sockets[0].getsockname()  # type: ignore[attr-defined]
-        self.url = f"ws://{host}:{bound[1]}/ws"
+        where = f"[{host}]" if ":" in host else host
+        self.url = f"{'wss' if tls else 'ws'}://{where}:{bound[1]}/ws"
         self.events.emit(
             "ready",
             url=self.url,
-            admin_url=f"http://{host}:{bound[1]}/admin",
+            admin_url=f"{'https' if tls else 'http'}://{where}:{bound[1]}/admin",
             # Shown only when the configuration names none: the operator's
             # console is the one place it is printed.
             admin_token=None if self.config.admin_token else self.admin_token,
+            trunk_token=None if self.config.trunk_token else self.trunk_token,
+            tls_cert=str(self.config.tls_cert_file) if tls else None,
+            tls_fingerprint=fingerprint,
             config=self.config.source,
             queues=sorted(self.config.queues),
             agents=sorted(self.config.agents),
@@ -156,7 +183,7 @@ class Platform:
                 if session is None:
                     first = peek_type(data) if len(data) <= MAX_MESSAGE_BYTES else None
                     if first == "place_call":
-                        session = CallerSession(self, send)
+                        session = CallerSession(self, send, peer=request.remote)
                     elif first == "sign_in":
                         session = AgentSession(self, send, outbox.flush_and_close)
                 decode = (

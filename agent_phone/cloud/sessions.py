@@ -9,6 +9,7 @@ session, its calls and its connection stay as they were.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -175,11 +176,26 @@ class AgentSession:
 class CallerSession:
     """A customer's trunk: places one call and may hang it up."""
 
-    def __init__(self, platform: Platform, send: Send) -> None:
+    def __init__(self, platform: Platform, send: Send, peer: str | None = None) -> None:
         self._platform = platform
         self._send = send
+        self._peer = peer
         self.call: Call | None = None
         self._open = True
+
+    def _check_trunk_token(self, message: PlaceCall) -> None:
+        """Only the platform's trunks place calls; every refusal is logged
+        (never the token given)."""
+        expected = self._platform.trunk_token.encode()
+        if not hmac.compare_digest(message.trunk_token.encode(), expected):
+            self._platform.events.emit(
+                "trunk_refused",
+                reason="missing_token" if not message.trunk_token else "wrong_token",
+                queue=message.queue,
+                caller=message.caller,
+                peer=self._peer,
+            )
+            raise RequestError("auth_failed", "a valid trunk token is needed to place calls")
 
     def send(self, message: Message) -> None:
         if self._open:
@@ -191,6 +207,7 @@ class CallerSession:
             case PlaceCall():
                 if self.call is not None:
                     raise RequestError("wrong_state", "this connection already placed a call")
+                self._check_trunk_token(message)
                 _check_version(message.version)
                 if not router.has_queue(message.queue):
                     raise RequestError("unknown_queue", f"there is no queue {message.queue!r}")

@@ -14,6 +14,7 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCRtpTransceiver, RTCSessionDescription
 
 from agent_phone.media.audio import AudioSource
+from agent_phone.media.dtls import FingerprintError, check_fingerprints
 from agent_phone.media.liveness import Heartbeat, create_liveness_channel
 from agent_phone.media.peer import new_peer_connection, tune_audio_receivers
 from agent_phone.media.tracks import OutboundAudioTrack, receive_audio
@@ -59,7 +60,16 @@ class PhoneConnection:
         return id(self._transceiver.sender.transport)
 
     async def accept_offer(self, sdp: str) -> str:
-        """Answer the platform's offer; returns the SDP answer."""
+        """Answer the platform's offer; returns the SDP answer.
+
+        An offer without a sha-256 DTLS fingerprint is refused here; aiortc
+        checks the platform's certificate against it during the handshake
+        (agent_phone/media/dtls.py).
+        """
+        try:
+            check_fingerprints(sdp)
+        except FingerprintError as exc:
+            raise ConnectionError_(str(exc)) from None
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
         if len(audio) != 1:
@@ -85,7 +95,13 @@ class PhoneConnection:
         state = self.pc.connectionState
         logger.info("%s: WebRTC %s", self.id, state)
         if state in ("failed", "closed"):
-            self._dead(f"ice_{state}")
+            self._dead("dtls_failed" if self._dtls_failed() else f"ice_{state}")
+
+    def _dtls_failed(self) -> bool:
+        """The DTLS handshake failed, or the platform's certificate did not
+        match the fingerprint in its offer (aiortc logs which at debug level)."""
+        transport = self._transceiver.sender.transport if self._transceiver else None
+        return transport is not None and transport.state == "failed"
 
     def _dead(self, reason: str) -> None:
         if not self.closed:

@@ -137,7 +137,7 @@ class PhoneEngine:
         s = self.settings
         if self._signaling is not None:
             await self._signaling.close()
-        self._signaling = SignalingClient(s.platform, decode_to_agent)
+        self._signaling = SignalingClient(s.platform, decode_to_agent, ca_file=s.ca_file)
         try:
             await self._signaling.connect()
         except SignalingError as exc:

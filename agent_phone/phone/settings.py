@@ -31,3 +31,6 @@ class PhoneSettings:
     #: away; 0 gives up at once.
     reconnect_attempts: int = 0
     client: str = "agent-phone"
+    #: Verify a wss:// platform against this CA file instead of the system's
+    #: trust store (docs/security.md).
+    ca_file: Path | None = None

@@ -224,6 +224,9 @@ class PlaceCall(Message, tag="place_call", frozen=True):
     queue: str
     caller: str
     sdp: str
+    #: The platform's trunk token: only its trunks may place calls
+    #: (docs/security.md). Missing or wrong: ``auth_failed``.
+    trunk_token: str = ""
 
 
 class CallerHangup(Message, tag="caller_hangup", frozen=True):

@@ -67,7 +67,9 @@ class DemoRun:
     def start_callers(self) -> None:
         self.tasks.spawn(
             "run the demo callers",
-            run_callers(self.url, self.calls, self.timeout_s, self._stop),
+            run_callers(
+                self.url, self.calls, self.timeout_s, self._stop, self._platform.trunk_token
+            ),
         )
 
     async def close(self) -> None:
