@@ -29,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start a local platform and callers and take their calls",
     )
-    p.add_argument("--platform", help="the platform's URL, e.g. ws://127.0.0.1:8765/ws")
+    p.add_argument(
+        "--platform", help="the platform's URL: wss://HOST:PORT/ws, or ws://127.0.0.1:PORT/ws"
+    )
     p.add_argument(
         "--ca",
         type=Path,

@@ -22,7 +22,8 @@ import sys
 HELP_EPILOG = """
 The same executable also runs the platform and the caller tool:
   agent-phone platform [--host H] [--port N] [--config FILE]   (agent-phone platform --help)
-  agent-phone caller --platform URL --queue NAME [...]          (agent-phone caller --help)
+  agent-phone caller --platform URL --queue NAME --trunk-token TOKEN [...]
+                                                  (agent-phone caller --help)
 and checks that it works on this machine (sound devices, Qt, resources):
   agent-phone selfcheck                                         (agent-phone selfcheck --help)"""
 

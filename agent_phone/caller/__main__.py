@@ -29,7 +29,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="agent-phone-caller",
         description="Place one customer call into a queue, with real audio.",
     )
-    p.add_argument("--platform", required=True, help="the platform's URL (ws://host:port/ws)")
+    p.add_argument(
+        "--platform",
+        required=True,
+        help="the platform's URL: wss://host:port/ws (ws:// on loopback only)",
+    )
     p.add_argument("--queue", required=True, help="queue to call into")
     p.add_argument(
         "--trunk-token",

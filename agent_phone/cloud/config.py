@@ -7,6 +7,7 @@ format is documented in docs/administration.md; an example:
     persistent_timeout_s = 600    # R7, for everyone
     alert_timeout_s = 12          # R12
     ice_addresses = ["127.0.0.1"] # where media may flow
+    trunk_token = "..."           # callers present it (made at start when absent)
 
     [agents.alice]
     password_hash = "$argon2id$v=19$..."   # agent-phone-platform --hash-password
