@@ -59,11 +59,13 @@ def check_platform_url(url: str) -> None:
 
 def client_ssl_context(ca_file: Path | None = None) -> ssl.SSLContext:
     """Verification against the system trust store, or only ``ca_file`` when given."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if ca_file is not None:
+    if ca_file is None:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+    else:
         # Only the given CA: a private platform is not vouched for by public CAs,
-        # and public CAs should not vouch for it.
+        # and public CAs should not vouch for it. PROTOCOL_TLS_CLIENT verifies
+        # the certificate and the host name.
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
