@@ -23,8 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 Event = dict[str, Any]
 
 
-def _env() -> dict[str, str]:
+def _env(**extra: str) -> dict[str, str]:
+    """The children's environment: this checkout first on the path, plus ``extra``."""
     env = dict(os.environ)
+    env.update(extra)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -179,12 +181,16 @@ class PlatformProcess(JsonLinesProcess):
     name = "platform"
 
     def __init__(
-        self, config: Path | None = None, log_dir: Path | None = None, port: int = 0
+        self,
+        config: Path | None = None,
+        log_dir: Path | None = None,
+        port: int = 0,
+        extra: tuple[str, ...] = (),
     ) -> None:
         args = ["agent_phone.cloud", "--port", str(port)]
         if config is not None:
             args += ["--config", str(config)]
-        super().__init__(args, log_dir=log_dir)
+        super().__init__([*args, *extra], log_dir=log_dir)
         ready = self.wait_for("ready", timeout=20)
         self.url: str = ready["url"]
         self.admin_url: str = ready["admin_url"]
@@ -201,11 +207,12 @@ class PhoneProcess(JsonLinesProcess):
         *extra: str,
         password: str = "demo",
         log_dir: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.user = user
         args = ["agent_phone.app", "--headless", "--platform", platform, "--user", user]
         args += ["--password", password, *extra]
-        super().__init__(args, stdin=True, log_dir=log_dir)
+        super().__init__(args, stdin=True, log_dir=log_dir, env=env)
 
     def send_raw(self, line: str) -> None:
         assert self.proc.stdin is not None

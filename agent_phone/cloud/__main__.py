@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import logging
 import signal
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from agent_phone.cloud.config import ConfigError, demo_config, hash_password, load_config
 from agent_phone.cloud.server import Platform
+from agent_phone.cloud.storage import StorageError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +24,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port; 0 takes a free one (default 8765)")
     p.add_argument("--config", type=Path, help="TOML configuration (default: the built-in demo)")
+    p.add_argument(
+        "--db",
+        type=Path,
+        metavar="PATH",
+        help="SQLite file for agents, settings and call records (default: next to --config,"
+        " or a temporary file for the built-in demo)",
+    )
     p.add_argument(
         "--hash-password",
         action="store_true",
@@ -61,8 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"agent-phone-platform: {exc}", file=sys.stderr)
         return 2
+    if args.db is not None:
+        config = dataclasses.replace(config, database=str(args.db))
     try:
-        asyncio.run(_serve(Platform(config), args.host, args.port))
+        platform = Platform(config)
+    except StorageError as exc:
+        print(f"agent-phone-platform: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(platform, args.host, args.port))
     except OSError as exc:
         print(
             f"agent-phone-platform: cannot listen on {args.host}:{args.port}: {exc}",

@@ -7,6 +7,7 @@ format is documented in docs/administration.md; an example:
     persistent_timeout_s = 600    # R7, for everyone
     alert_timeout_s = 12          # R12
     ice_addresses = ["127.0.0.1"] # where media may flow
+    database = "platform.sqlite3" # durable state (relative: to this file)
 
     [agents.alice]
     password_hash = "$argon2id$v=19$..."   # agent-phone-platform --hash-password
@@ -64,6 +65,9 @@ class PlatformConfig:
     #: Bearer token for the admin HTTP API; a random one is made when unset.
     admin_token: str | None = None
     source: str = "built-in demo"
+    #: The SQLite file for agents, settings and call records (None: the
+    #: default of agent_phone.cloud.storage.default_path).
+    database: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def queues_of(self, agent: str) -> list[str]:
@@ -164,4 +168,14 @@ def load_config(path: Path) -> PlatformConfig:
         ice_addresses=ice,
         admin_token=_token(platform),
         source=str(path),
+        database=_database(platform, path),
     )
+
+
+def _database(platform: dict[str, object], path: Path) -> str | None:
+    value = platform.get("database")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("platform.database must be a file name")
+    return str(path.parent / Path(value).expanduser())
