@@ -106,8 +106,9 @@ def test_a_network_cut_mid_call_hands_the_customer_to_the_next_agent(
     time.sleep(0.3)
     carol = start_phone(platform.url, "carol", "--auto-answer", "--mic-file", str(mic))
     carol.wait_for("signed_in")
+    # The customer stays until an agent hangs up, however long the hand-over takes.
     caller = start_caller(
-        platform.url, "--record", str(tmp_path / "customer.wav"), "--duration", "6"
+        platform.url, "--record", str(tmp_path / "customer.wav"), "--duration", "0"
     )
     call_id = bob.wait_for("answered")["call_id"]
     platform.wait_for("call_answered", call_id=call_id, agent="bob")
@@ -124,6 +125,9 @@ def test_a_network_cut_mid_call_hands_the_customer_to_the_next_agent(
     assert requeued["position"] == 1 and requeued["reason"] == "connection_lost"
     closed = platform.wait_for("connection_closed", agent="bob")
     assert closed["reason"] == "heartbeat_lost"  # the signaling socket was never cut
+    carol.wait_for("answered", call_id=call_id, timeout=30)
+    time.sleep(1.5)  # carol and the customer talk
+    carol.send("hangup")
     code, summary = caller.result(timeout=40)
     assert code == 0 and summary["call_id"] == call_id and summary["agent"] == "carol"
     assert bob.wait_for("ended", call_id=call_id)["reason"] == "connection_lost"
@@ -132,6 +136,6 @@ def test_a_network_cut_mid_call_hands_the_customer_to_the_next_agent(
     record = records(platform)[call_id]
     assert record["offered_to"] == ["bob", "carol"] and record["answered_by"] == "carol"
     assert record["requeue_reasons"] == ["connection_lost"]
-    assert record["end_reason"] == "customer_hangup"
+    assert (record["end_reason"], record["ended_by"]) == ("agent_hangup", "agent")
     # The customer heard the agent before the cut and after the hand-over.
     assert has_tone(read_wav(tmp_path / "customer.wav"), AGENT_HZ)

@@ -163,7 +163,7 @@ def test_a_phone_killed_mid_call_hands_the_customer_to_the_next_agent(
     time.sleep(0.3)
     carol = start_phone(platform.url, "carol", "--auto-answer", "--mic-file", mic)
     carol.wait_for("signed_in")
-    caller = start_caller(platform.url, "--duration", "3")
+    caller = start_caller(platform.url, "--duration", "0")  # until an agent hangs up
     answered = bob.wait_for("answered")
     call_id = answered["call_id"]
     platform.wait_for("call_answered", call_id=call_id, agent="bob")
@@ -177,6 +177,8 @@ def test_a_phone_killed_mid_call_hands_the_customer_to_the_next_agent(
     detection_s = requeued["t"] - killed_at
     assert detection_s < 10.0
     assert requeued["position"] == 1  # back at the head of the queue
+    carol.wait_for("answered", call_id=call_id, timeout=30)
+    carol.send("hangup")
     code, summary = caller.result(timeout=40)
     assert code == 0 and summary["call_id"] == call_id and summary["agent"] == "carol"
     platform.wait_for("call_ended", call_id=call_id)
@@ -184,5 +186,5 @@ def test_a_phone_killed_mid_call_hands_the_customer_to_the_next_agent(
     record = records(platform)[call_id]
     assert record["offered_to"] == ["bob", "carol"] and record["answered_by"] == "carol"
     assert record["queued_count"] == 2 and record["requeue_reasons"] == [requeued["reason"]]
-    assert record["end_reason"] == "customer_hangup"
+    assert (record["end_reason"], record["ended_by"]) == ("agent_hangup", "agent")
     print(f"phone SIGKILL -> call requeued: {detection_s * 1000:.0f} ms")

@@ -71,12 +71,14 @@ class CallRecorder:
         if not isinstance(name, str) or not name.startswith("call_") or call_id is None:
             return
         if name == "call_queued":
-            record = CallRecord(
+            self.open[call_id] = CallRecord(
                 call_id=call_id, caller=e["caller"], queue=e["queue"], created_at=e["t"]
             )
-            self.open[call_id] = record
-        elif (record := self.open.get(call_id)) is None:
+        record = self.open.get(call_id)
+        if record is None:
             return
+        if name == "call_queued":
+            pass
         elif name == "call_requeued":
             record.queued_count += 1
             record.requeue_reasons.append(str(e.get("reason")))

@@ -208,7 +208,7 @@ def install(impairment: Impairment, control: Path | None = None) -> None:
     """Impair every ICE socket opened from now on in this process."""
     global _settings
     _settings = _Settings(impairment, control)
-    aioice.ice.StunProtocol = ImpairedStunProtocol
+    aioice.ice.StunProtocol = ImpairedStunProtocol  # type: ignore[misc]
     where = f" (control file {control})" if control else ""
     logger.warning("netem: media path impaired: %s%s", impairment, where)
 
