@@ -107,6 +107,17 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
     )
 
 
+def _install_netem(parser: argparse.ArgumentParser) -> None:
+    """The test network emulator, only when its variables are set (agent_phone/media/netem.py)."""
+    if os.environ.get("AGENT_PHONE_NETEM") or os.environ.get("AGENT_PHONE_NETEM_FILE"):
+        from agent_phone.media import netem
+
+        try:
+            netem.install_from_env()
+        except netem.NetemError as exc:
+            parser.error(str(exc))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """``agent-phone``'s command line, as the window and the tests receive it."""
     return _parser().parse_args(argv)
@@ -120,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    _install_netem(parser)
     # The demo is for people: offscreen rendering shows them nothing.
     if args.demo and not (has_display(offscreen_counts=False) and gui_available()):
         from agent_phone.demo import run_demo

@@ -34,8 +34,10 @@ PLATFORMS: dict[str, PlatformProcess] = {}
 FROM_PLATFORM = "from-platform"
 
 
-def _env() -> dict[str, str]:
+def _env(**extra: str) -> dict[str, str]:
+    """The children's environment: this checkout first on the path, plus ``extra``."""
     env = dict(os.environ)
+    env.update(extra)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -240,11 +242,12 @@ class PhoneProcess(JsonLinesProcess):
         password: str = "demo",
         log_dir: Path | None = None,
         ca: str | None = FROM_PLATFORM,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.user = user
         args = ["agent_phone.app", "--headless", "--platform", platform, "--user", user]
         args += ["--password", password, *_ca_args(platform, ca), *extra]
-        super().__init__(args, stdin=True, log_dir=log_dir)
+        super().__init__(args, stdin=True, log_dir=log_dir, env=env)
 
     def send_raw(self, line: str) -> None:
         assert self.proc.stdin is not None

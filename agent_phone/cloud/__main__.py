@@ -21,6 +21,7 @@ from agent_phone.cloud.config import (
     load_config,
 )
 from agent_phone.cloud.server import InsecureListenError, Platform
+from agent_phone.cloud.storage import StorageError
 from agent_phone.cloud.tls import TlsError, make_dev_certificate
 
 
@@ -39,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="serve wss:// with a new self-signed certificate, written to DIR (default: a "
         "temporary directory removed on exit); clients pass its cert.pem as --ca",
+    )
+    p.add_argument(
+        "--db",
+        type=Path,
+        metavar="PATH",
+        help="SQLite file for agents, settings and call records (default: next to --config,"
+        " or a temporary file for the built-in demo)",
     )
     p.add_argument(
         "--hash-password",
@@ -79,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"agent-phone-platform: {exc}", file=sys.stderr)
         return 2
+    if args.db is not None:
+        config = dataclasses.replace(config, database=str(args.db))
     temp_dir: Path | None = None
     try:
         if args.dev_tls is not None:
@@ -92,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.dev_tls:
                 temp_dir = Path(tempfile.mkdtemp(prefix="agent-phone-tls-"))
             config = _with_dev_certificate(config, Path(args.dev_tls) if args.dev_tls else temp_dir)
-        asyncio.run(_serve(Platform(config), args.host, args.port))
-    except (InsecureListenError, TlsError) as exc:
+        platform = Platform(config)
+        asyncio.run(_serve(platform, args.host, args.port))
+    except (InsecureListenError, TlsError, StorageError) as exc:
         print(f"agent-phone-platform: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -4,6 +4,10 @@ the authenticated HTTP API that changes them.
     GET  /admin/settings                        -> the timeouts now in force
     PUT  /admin/settings        {"persistent_timeout_s": 300}
     PUT  /admin/agents/{agent}  {"persistent_timeout_s": 120}   (null: back to the default)
+    GET  /admin/calls?limit=50&before=T         -> call records, newest first
+
+Changes are kept in storage (agent_phone/cloud/storage.py) and win over the
+configuration file after a restart.
 
 Every request carries ``Authorization: Bearer <admin token>``. A new timeout
 applies from the next idle period of each connection (a connection already
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 from typing import Any
 
 import msgspec
@@ -21,11 +26,14 @@ from aiohttp import web
 
 from agent_phone.cloud.config import PlatformConfig
 from agent_phone.cloud.events import EventLog
+from agent_phone.cloud.storage import Storage
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4096
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
+#: Most call records one ``GET /admin/calls`` returns.
+MAX_CALLS_PAGE = 500
 
 
 class Timeouts:
@@ -41,6 +49,18 @@ class Timeouts:
 
     def for_agent(self, agent: str) -> float:
         return self.per_agent.get(agent, self.default_s)
+
+    def restore(self, storage: Storage) -> None:
+        """What an administrator changed before a restart wins over the file."""
+        stored = storage.settings().get("persistent_timeout_s")
+        if isinstance(stored, int | float):
+            self.default_s = float(stored)
+        for agent in storage.agents():
+            if agent.in_config and agent.admin_timeout_set:
+                if agent.persistent_timeout_s is None:
+                    self.per_agent.pop(agent.name, None)
+                else:
+                    self.per_agent[agent.name] = agent.persistent_timeout_s
 
 
 class _GlobalUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -60,17 +80,24 @@ def _valid_timeout(value: float | None) -> None:
 
 class AdminApi:
     def __init__(
-        self, config: PlatformConfig, timeouts: Timeouts, events: EventLog, token: str
+        self,
+        config: PlatformConfig,
+        timeouts: Timeouts,
+        events: EventLog,
+        token: str,
+        storage: Storage | None = None,
     ) -> None:
         self._config = config
         self._timeouts = timeouts
         self._events = events
         self._token = token
+        self._storage = storage
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/admin/settings", self._get)
         app.router.add_put("/admin/settings", self._put_global)
         app.router.add_put("/admin/agents/{agent}", self._put_agent)
+        app.router.add_get("/admin/calls", self._get_calls)
 
     def _check(self, request: web.Request) -> None:
         given = request.headers.get("Authorization", "")
@@ -108,6 +135,8 @@ class AdminApi:
         update = await self._body(request, _GlobalUpdate)
         _valid_timeout(update.persistent_timeout_s)
         self._timeouts.default_s = update.persistent_timeout_s
+        if self._storage is not None:
+            self._storage.put_setting("persistent_timeout_s", update.persistent_timeout_s)
         self._events.emit("settings_changed", persistent_timeout_s=update.persistent_timeout_s)
         return web.json_response(self._state())
 
@@ -122,7 +151,29 @@ class AdminApi:
             self._timeouts.per_agent.pop(agent, None)
         else:
             self._timeouts.per_agent[agent] = update.persistent_timeout_s
+        if self._storage is not None:
+            self._storage.put_agent_timeout(agent, update.persistent_timeout_s)
         self._events.emit(
             "settings_changed", agent=agent, persistent_timeout_s=update.persistent_timeout_s
         )
         return web.json_response(self._state())
+
+    async def _get_calls(self, request: web.Request) -> web.Response:
+        """Call records, newest first; page on with ``before`` = the last
+        record's ``created_at``."""
+        self._check(request)
+        if self._storage is None:
+            raise web.HTTPNotFound(text="this platform keeps no call records")
+        try:
+            limit = int(request.query.get("limit", "50"))
+            before = float(request.query["before"]) if "before" in request.query else None
+        except ValueError:
+            raise web.HTTPBadRequest(text="limit must be an integer, before a time") from None
+        if before is not None and not math.isfinite(before):
+            raise web.HTTPBadRequest(text="before must be a finite time")
+        if not 1 <= limit <= MAX_CALLS_PAGE:
+            raise web.HTTPBadRequest(text=f"limit must be between 1 and {MAX_CALLS_PAGE}")
+        records = await self._storage.calls(limit, before)
+        calls = [r.as_dict() for r in records]
+        next_before = calls[-1]["created_at"] if len(calls) == limit else None
+        return web.json_response({"calls": calls, "next_before": next_before})

@@ -8,6 +8,7 @@ format is documented in docs/administration.md; an example:
     alert_timeout_s = 12          # R12
     ice_addresses = ["127.0.0.1"] # where media may flow
     trunk_token = "..."           # callers present it (made at start when absent)
+    database = "platform.sqlite3" # durable state (relative: to this file)
 
     [agents.alice]
     password_hash = "$argon2id$v=19$..."   # agent-phone-platform --hash-password
@@ -75,6 +76,9 @@ class PlatformConfig:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     source: str = "built-in demo"
+    #: The SQLite file for agents, settings and call records (None: the
+    #: default of agent_phone.cloud.storage.default_path).
+    database: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def queues_of(self, agent: str) -> list[str]:
@@ -198,4 +202,14 @@ def load_config(path: Path) -> PlatformConfig:
         tls_cert_file=tls_cert,
         tls_key_file=tls_key,
         source=str(path),
+        database=_database(platform, path),
     )
+
+
+def _database(platform: dict[str, object], path: Path) -> str | None:
+    value = platform.get("database")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("platform.database must be a file name")
+    return str(path.parent / Path(value).expanduser())

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
+from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
@@ -18,8 +20,10 @@ from agent_phone.cloud.admin import AdminApi, Timeouts
 from agent_phone.cloud.config import PlatformConfig
 from agent_phone.cloud.connections import ConnectionManager, RequestError
 from agent_phone.cloud.events import EventLog
+from agent_phone.cloud.records import CallRecorder
 from agent_phone.cloud.routing import Router
 from agent_phone.cloud.sessions import AgentSession, CallerSession, error_for
+from agent_phone.cloud.storage import PLATFORM_RESTART, Storage, default_path, open_storage
 from agent_phone.cloud.tls import fingerprint_of, server_ssl_context
 from agent_phone.media.ice import restrict_ice_addresses
 from agent_phone.protocol import (
@@ -93,17 +97,29 @@ class InsecureListenError(ValueError):
 class Platform:
     """Builds the platform's parts and serves them."""
 
-    def __init__(self, config: PlatformConfig, events: EventLog | None = None) -> None:
+    def __init__(
+        self,
+        config: PlatformConfig,
+        events: EventLog | None = None,
+        storage: Storage | None = None,
+    ) -> None:
         self.config = config
         self.events = events or EventLog()
         self.agents: dict[str, AgentSession] = {}
+        # Durable state first: a database that cannot be used stops the start.
+        self.storage = storage or open_storage(storage_path(config))
+        self.storage.seed_agents(
+            (a.name, sorted(a.permissions), a.persistent_timeout_s) for a in config.agents.values()
+        )
         self.timeouts = Timeouts(config)
+        self.timeouts.restore(self.storage)
         self.admin_token = config.admin_token or secrets.token_urlsafe(24)
         self.trunk_token = config.trunk_token or secrets.token_urlsafe(24)
         self.connections = ConnectionManager(config, self.events, self.timeouts)
         self.router = Router(
             config, self.events, self.connections, lambda: list(self.agents.values())
         )
+        self.records = CallRecorder(self.events, self.storage, self.connections.link)
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self.url = ""
@@ -130,8 +146,15 @@ class Platform:
         app.router.add_get("/ws", self._websocket)
         app.router.add_get("/health", self._health)
         AdminApi(
-            config=self.config, timeouts=self.timeouts, events=self.events, token=self.admin_token
+            config=self.config,
+            timeouts=self.timeouts,
+            events=self.events,
+            token=self.admin_token,
+            storage=self.storage,
         ).add_routes(app)
+        # Calls a previous run left open (it was killed) are ended, never lost.
+        if closed := self.storage.close_unfinished(PLATFORM_RESTART, time.time()):
+            self.events.emit("calls_closed", reason=PLATFORM_RESTART, call_ids=closed)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
@@ -154,8 +177,9 @@ class Platform:
             config=self.config.source,
             queues=sorted(self.config.queues),
             agents=sorted(self.config.agents),
-            persistent_timeout_s=self.config.persistent_timeout_s,
+            persistent_timeout_s=self.timeouts.default_s,
             alert_timeout_s=self.config.alert_timeout_s,
+            database=self.storage.location,
         )
         return self.url
 
@@ -214,9 +238,20 @@ class Platform:
         for session in list(self.agents.values()):
             await session.sign_out("shutdown")
         await self.router.close()
+        await self.records.close()
+        await self.storage.close()
         await self.connections.close()
         for ws in list(self._sockets):
             await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def storage_path(config: PlatformConfig) -> Path | None:
+    """The configured database, or the default (docs/administration.md);
+    None: a temporary one for this run."""
+    if config.database is not None:
+        return Path(config.database)
+    from_file = config.source != "built-in demo"
+    return default_path(Path(config.source) if from_file else None)

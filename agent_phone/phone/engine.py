@@ -22,6 +22,7 @@ from agent_phone.phone import events
 from agent_phone.phone.audio_io import CallAudio
 from agent_phone.phone.connection import PhoneConnection
 from agent_phone.phone.connection_state import ConnectionStateModel, ConnectionStatus
+from agent_phone.phone.quality import QualityReporter
 from agent_phone.phone.settings import PhoneSettings
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
@@ -103,6 +104,8 @@ class PhoneEngine:
         self._signed_in: asyncio.Future[SignedIn] | None = None
         self._tasks = TaskSet("phone")
         self._closing = False
+        #: Reports the current call's quality (``quality`` events).
+        self._quality: QualityReporter | None = None
 
     # --- observers ---------------------------------------------------------------
 
@@ -304,6 +307,9 @@ class PhoneEngine:
         call, self.call = self.call, None
         if call is None:
             return
+        quality, self._quality = self._quality, None
+        if quality is not None:
+            await quality.finish()
         if call.state is not CallState.ALERTING:
             if self.connection is not None:
                 await self.connection.detach()
@@ -374,6 +380,10 @@ class PhoneEngine:
             raise PhoneError("the call's connection is gone")
         call.state = CallState.ANSWERING
         call.answered_at = time.monotonic()
+        self._quality = QualityReporter(call.call_id, connection.pc, self._emit)
+        await self._quality.begin()  # the baseline, before this call's media
+        if self.call is not call:
+            return  # ended while the baseline was read
         # The answer goes first, so the customer's audio is on its way while
         # the devices open; the track is resumed once the microphone is open,
         # so the customer's first frame from us is already the agent's voice.

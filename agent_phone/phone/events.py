@@ -113,3 +113,21 @@ class Error(PhoneEvent):
     message: str
     code: str = "error"
     call_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quality(PhoneEvent):
+    """Call quality during a call (every ~2 s) and at its end (``final``);
+    counts are for this call only (agent_phone/media/quality.py)."""
+
+    name: ClassVar[str] = "quality"
+    call_id: str
+    final: bool
+    packets_received: int
+    packets_lost: int
+    fraction_lost: float
+    jitter_ms: float | None
+    rtt_ms: float | None
+    packets_sent: int
+    remote_packets_lost: int
+    remote_fraction_lost: float | None

@@ -44,6 +44,7 @@ class PhoneBridge(QObject):
     ended = Signal(object)  # events.Ended
     muted = Signal(object)  # events.Muted
     error = Signal(object)  # events.Error
+    quality = Signal(object)  # events.Quality
     #: Every event, after its own signal (for logs and tests). Not named
     #: ``event``: that would shadow QObject.event(), Qt's event dispatch.
     any_event = Signal(object)
@@ -63,6 +64,7 @@ class PhoneBridge(QObject):
             events.Ended: self.ended,
             events.Muted: self.muted,
             events.Error: self.error,
+            events.Quality: self.quality,
         }
 
     def attach(self, engine: PhoneEngine) -> None:

@@ -1,0 +1,406 @@
+"""What the platform keeps across restarts: agents, admin settings, call records.
+
+``Storage`` is the interface the platform uses; ``SqliteStorage`` is the
+embedded implementation (stdlib ``sqlite3``), and a server database
+(PostgreSQL, say) can replace it by implementing the same few methods.
+
+The platform's event loop never waits on the disk: every write is queued, in
+order, to one writer thread that runs it as its own short transaction (WAL
+journal, ``synchronous=FULL``, so a commit survives a crash of the process
+and of the machine). Reads for the admin API run on the same thread. Only
+``open``/``load`` at start block, before anything is served.
+
+Two platforms must never share one database (each would close the other's
+calls as ``platform_restart``): the file is locked for the life of the
+process, and a second platform on it stops with a clear message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+#: End reason of a call that was still in progress when the platform died.
+PLATFORM_RESTART = "platform_restart"
+
+
+class StorageError(Exception):
+    """The database cannot be used; the message names the file and why."""
+
+
+@dataclass
+class CallRecord:
+    """One customer call, from the moment it was queued to its end."""
+
+    call_id: str
+    caller: str
+    queue: str
+    created_at: float
+    #: Times the call was put in its queue: 1, plus one per requeue.
+    queued_count: int = 1
+    #: Why it went back each time (``declined``, ``connection_lost``...).
+    requeue_reasons: list[str] = field(default_factory=list)
+    #: Agents it was offered to, in order (an agent may appear twice).
+    offered_to: list[str] = field(default_factory=list)
+    answered_by: str | None = None
+    answered_at: float | None = None
+    #: Routed -> offered to the agent who answered, in ms.
+    delivery_ms: float | None = None
+    over_persistent_connection: bool | None = None
+    ended_at: float | None = None
+    end_reason: str | None = None
+    #: ``customer``, ``agent`` or ``platform``.
+    ended_by: str | None = None
+    #: Call quality as the platform measured it on the agent's connection.
+    quality: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    name: str
+    permissions: list[str]
+    #: Set by an administrator (wins over the configuration file).
+    admin_timeout_set: bool
+    persistent_timeout_s: float | None
+    in_config: bool
+
+
+class Storage(Protocol):
+    """The platform's durable state. Writes return at once and are applied in
+    the order they were made; ``close`` waits until they are on disk."""
+
+    location: str
+
+    def seed_agents(self, agents: Iterable[tuple[str, list[str], float | None]]) -> None:
+        """The configuration's agents (name, permissions, timeout); blocking, at start."""
+
+    def agents(self) -> list[AgentRecord]:
+        """Every agent ever configured; blocking, at start."""
+
+    def settings(self) -> dict[str, Any]:
+        """Settings an administrator changed; blocking, at start."""
+
+    def close_unfinished(self, reason: str, ended_at: float) -> list[str]:
+        """End calls left open by a previous run; blocking, at start."""
+
+    def put_setting(self, key: str, value: Any) -> None: ...
+
+    def put_agent_timeout(self, agent: str, timeout_s: float | None) -> None: ...
+
+    def put_call(self, record: CallRecord) -> None: ...
+
+    async def calls(self, limit: int, before: float | None = None) -> list[CallRecord]:
+        """Newest first; ``before``: only calls created before this time."""
+
+    async def call(self, call_id: str) -> CallRecord | None: ...
+
+    async def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS agents (
+    name TEXT PRIMARY KEY,
+    permissions TEXT NOT NULL,
+    config_timeout_s REAL,
+    admin_timeout_set INTEGER NOT NULL DEFAULT 0,
+    admin_timeout_s REAL,
+    in_config INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (
+    call_id TEXT PRIMARY KEY,
+    caller TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    queued_count INTEGER NOT NULL,
+    requeue_reasons TEXT NOT NULL,
+    offered_to TEXT NOT NULL,
+    answered_by TEXT,
+    answered_at REAL,
+    delivery_ms REAL,
+    over_persistent_connection INTEGER,
+    ended_at REAL,
+    end_reason TEXT,
+    ended_by TEXT,
+    quality TEXT
+);
+CREATE INDEX IF NOT EXISTS calls_created ON calls (created_at);
+CREATE INDEX IF NOT EXISTS calls_open ON calls (ended_at) WHERE ended_at IS NULL;
+"""
+
+_CALL_COLUMNS = [f.name for f in dataclasses.fields(CallRecord)]
+_JSON_COLUMNS = {"requeue_reasons", "offered_to", "quality"}
+
+
+def _to_row(record: CallRecord) -> tuple[Any, ...]:
+    row = []
+    for name in _CALL_COLUMNS:
+        value = getattr(record, name)
+        if name in _JSON_COLUMNS:
+            value = None if value is None else json.dumps(value)
+        elif name == "over_persistent_connection" and value is not None:
+            value = int(value)
+        row.append(value)
+    return tuple(row)
+
+
+def _from_row(row: sqlite3.Row) -> CallRecord:
+    values: dict[str, Any] = {}
+    for name in _CALL_COLUMNS:
+        value = row[name]
+        if name in _JSON_COLUMNS and value is not None:
+            value = json.loads(value)
+        elif name == "over_persistent_connection" and value is not None:
+            value = bool(value)
+        values[name] = value
+    return CallRecord(**values)
+
+
+def default_path(config_path: Path | None) -> Path | None:
+    """Next to the configuration file (``platform.toml`` -> ``platform.sqlite3``);
+    for the built-in demo None: a temporary file for this run (``open_storage``)."""
+    return None if config_path is None else config_path.with_suffix(".sqlite3")
+
+
+class SqliteStorage:
+    """``Storage`` in one SQLite file, written by one thread."""
+
+    def __init__(self, path: Path, temporary: bool = False) -> None:
+        self.path = path
+        #: A throwaway file (the demo's): removed with its folder on close.
+        self.temporary = temporary
+        self.location = str(path)
+        self._lock_file = self._lock(path)
+        try:
+            self._db = self._open(path)
+        except sqlite3.Error as exc:
+            self._lock_file.close()
+            raise StorageError(f"cannot use the database {path}: {exc}") from None
+        # One thread owns the connection: writes stay in order, reads see them.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storage")
+        self._closed = False
+        self.writes = 0
+        self.write_s_max = 0.0
+
+    @staticmethod
+    def _lock(path: Path) -> Any:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(f"{path}.lock", "w")  # noqa: SIM115 - held for the process's life
+        except OSError as exc:
+            raise StorageError(f"cannot use the database {path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise StorageError(
+                f"the database {path} is in use by another platform process"
+            ) from None
+        return lock
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"schema version {row[0]} is newer than this platform's {SCHEMA_VERSION}"
+            )
+        return db
+
+    # --- at start (blocking, before serving) -------------------------------------
+
+    def seed_agents(self, agents: Iterable[tuple[str, list[str], float | None]]) -> None:
+        rows = list(agents)
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("UPDATE agents SET in_config = 0")
+            self._db.executemany(
+                "INSERT INTO agents (name, permissions, config_timeout_s, in_config)"
+                " VALUES (?, ?, ?, 1) ON CONFLICT (name) DO UPDATE SET"
+                " permissions = excluded.permissions,"
+                " config_timeout_s = excluded.config_timeout_s, in_config = 1",
+                [(name, json.dumps(sorted(perms)), timeout) for name, perms, timeout in rows],
+            )
+
+    def agents(self) -> list[AgentRecord]:
+        out = []
+        for row in self._db.execute("SELECT * FROM agents ORDER BY name"):
+            admin = bool(row["admin_timeout_set"])
+            out.append(
+                AgentRecord(
+                    name=row["name"],
+                    permissions=json.loads(row["permissions"]),
+                    admin_timeout_set=admin,
+                    persistent_timeout_s=row["admin_timeout_s"]
+                    if admin
+                    else row["config_timeout_s"],
+                    in_config=bool(row["in_config"]),
+                )
+            )
+        return out
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            row["key"]: json.loads(row["value"])
+            for row in self._db.execute("SELECT key, value FROM settings")
+        }
+
+    def close_unfinished(self, reason: str, ended_at: float) -> list[str]:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            ids = [
+                row[0]
+                for row in self._db.execute("SELECT call_id FROM calls WHERE ended_at IS NULL")
+            ]
+            self._db.execute(
+                "UPDATE calls SET ended_at = ?, end_reason = ?, ended_by = 'platform'"
+                " WHERE ended_at IS NULL",
+                (ended_at, reason),
+            )
+        return ids
+
+    # --- while running (queued to the writer thread) ----------------------------------
+
+    def _submit(self, what: str, work: Callable[[], T]) -> Future[T]:
+        if self._closed:
+            # Only at shutdown, after the last call was written.
+            logger.warning("storage closed: %s not written", what)
+            done: Future[T] = Future()
+            done.set_exception(StorageError("the storage is closed"))
+            return done
+
+        def timed() -> T:
+            started = time.perf_counter()
+            try:
+                return work()
+            finally:
+                took = time.perf_counter() - started
+                self.writes += 1
+                self.write_s_max = max(self.write_s_max, took)
+
+        future = self._pool.submit(timed)
+        future.add_done_callback(lambda f: self._log_failure(what, f))
+        return future
+
+    @staticmethod
+    def _log_failure(what: str, future: Future[Any]) -> None:
+        if not future.cancelled() and (exc := future.exception()) is not None:
+            logger.error("storage: %s failed: %s", what, exc, exc_info=exc)
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(sql, params)
+
+    def put_setting(self, key: str, value: Any) -> None:
+        self._submit(
+            f"setting {key}",
+            lambda: self._write(
+                "INSERT INTO settings VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            ),
+        )
+
+    def put_agent_timeout(self, agent: str, timeout_s: float | None) -> None:
+        self._submit(
+            f"timeout of {agent}",
+            lambda: self._write(
+                "UPDATE agents SET admin_timeout_set = 1, admin_timeout_s = ? WHERE name = ?",
+                (timeout_s, agent),
+            ),
+        )
+
+    def put_call(self, record: CallRecord) -> None:
+        row = _to_row(record)  # a snapshot: the record may change before the write runs
+        placeholders = ", ".join("?" for _ in _CALL_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _CALL_COLUMNS[1:])
+        sql = (
+            f"INSERT INTO calls ({', '.join(_CALL_COLUMNS)}) VALUES ({placeholders})"
+            f" ON CONFLICT (call_id) DO UPDATE SET {updates}"
+        )
+        self._submit(f"call {record.call_id}", lambda: self._write(sql, row))
+
+    def _read_calls(self, limit: int, before: float | None) -> list[CallRecord]:
+        if before is None:
+            rows = self._db.execute(
+                "SELECT * FROM calls ORDER BY created_at DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM calls WHERE created_at < ? ORDER BY created_at DESC LIMIT ?",
+                (before, limit),
+            )
+        return [_from_row(r) for r in rows]
+
+    async def calls(self, limit: int, before: float | None = None) -> list[CallRecord]:
+        return await asyncio.wrap_future(
+            self._submit("read calls", lambda: self._read_calls(limit, before))
+        )
+
+    def _read_call(self, call_id: str) -> CallRecord | None:
+        row = self._db.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+        return None if row is None else _from_row(row)
+
+    async def call(self, call_id: str) -> CallRecord | None:
+        return await asyncio.wrap_future(
+            self._submit("read call", lambda: self._read_call(call_id))
+        )
+
+    def flush(self) -> None:
+        """Block until every queued write is done (tests, shutdown)."""
+        self._submit("flush", lambda: None).result()
+
+    async def close(self) -> None:
+        """Idempotent: waits for queued writes, then closes the file."""
+        if self._closed:
+            return
+        await asyncio.get_running_loop().run_in_executor(None, self.flush)
+        self._closed = True
+        self._pool.shutdown(wait=True)
+        self._db.close()
+        self._lock_file.close()
+        if self.temporary:
+            shutil.rmtree(self.path.parent, ignore_errors=True)
+
+
+def open_storage(path: Path | None) -> SqliteStorage:
+    """The database at ``path``; None: a temporary one for this run only."""
+    if path is None:
+        path = Path(tempfile.mkdtemp(prefix="agent-phone-platform-")) / "platform.sqlite3"
+        logger.warning("storage: %s is temporary: nothing is kept after this run", path)
+        return SqliteStorage(path, temporary=True)
+    storage = SqliteStorage(path)
+    logger.info("storage: %s (pid %d)", path, os.getpid())
+    return storage
