@@ -59,6 +59,7 @@ async def _run(args: argparse.Namespace) -> int:
         caller=args.caller,
         duration_s=args.duration or None,
         wait_s=args.wait,
+        listen=True,
     )
     hangup = asyncio.Event()
     loop = asyncio.get_running_loop()
