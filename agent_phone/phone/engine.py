@@ -452,11 +452,11 @@ class PhoneEngine:
         ``Error`` event); the microphone stays open while held but only
         silence is sent, and the platform drops the agent's audio too.
         """
-        call = self._require_call(call_id, CallState.ANSWERING, CallState.CONNECTED)
+        call = self._require_call(call_id, *CallState)
         await self._send(HoldCall(call_id=call.call_id))
 
     async def unhold(self, call_id: str | None = None) -> None:
-        call = self._require_call(call_id, CallState.ANSWERING, CallState.CONNECTED)
+        call = self._require_call(call_id, *CallState)
         await self._send(UnholdCall(call_id=call.call_id))
 
     async def send_dtmf(self, digits: str, call_id: str | None = None) -> None:
@@ -466,7 +466,7 @@ class PhoneEngine:
             validate_dtmf(digits)
         except ValueError as exc:
             raise PhoneError(str(exc)) from None
-        call = self._require_call(call_id, CallState.ANSWERING, CallState.CONNECTED)
+        call = self._require_call(call_id, *CallState)
         await self._send(SendDtmf(call_id=call.call_id, digits=digits))
         if call.state is CallState.CONNECTED and not call.held:
             tones = dtmf_samples(digits, level_dbm0=KEY_FEEDBACK_DBM0)
