@@ -224,6 +224,54 @@ def test_a_requeued_customer_hears_the_waiting_tone_again(
     assert summary["waiting_tone_s"] >= 0.8, summary
 
 
+def test_a_call_hung_up_on_hold_leaves_the_kept_connection_unheld(
+    platform, start_phone, start_caller, tmp_path: Path
+):
+    """Calls held over a persistent connection must not get stuck: the next
+    call over the same connection carries audio both ways, un-held."""
+    phone = start_phone(
+        platform.url,
+        "bob",
+        "--on-queue",
+        "--auto-answer",
+        "--mic-file",
+        _mic(tmp_path),
+        "--speaker-file",
+        str(tmp_path / "agent.wav"),
+    )
+    phone.wait_for("presence", on_queue=True)
+    first = start_caller(platform.url, "--tone", str(CUSTOMER_HZ), "--duration", "0")
+    one = phone.wait_for("answered", timeout=30)["call_id"]
+    phone.send("hold")
+    phone.wait_for("held", on=True, call_id=one)
+    time.sleep(1.5)
+    phone.send("hangup")  # while held
+    code, summary = first.result(timeout=20)
+    assert code == 0 and summary["ended_by"] == "agent" and summary["hold_tone_s"] >= 0.8
+
+    mark = phone.mark()
+    second = start_caller(
+        platform.url,
+        "--tone",
+        str(CUSTOMER_HZ),
+        "--record",
+        str(tmp_path / "second.wav"),
+        "--duration",
+        "3",
+    )
+    alert = phone.wait_for("alerting", since=mark, timeout=30)
+    assert alert["over_persistent_connection"] is True  # the same connection (R3)
+    code, summary = second.result(timeout=30)
+    assert code == 0 and summary["hold_tone_s"] == 0, summary
+    assert not phone.matching("held", call_id=alert["call_id"])
+    heard = read_wav(tmp_path / "second.wav")
+    assert dominates(heard[-2 * RATE :], AGENT_HZ, 392.0)  # the agent, not the music
+    assert phone.quit() == 0
+    # ...and the agent hears the second customer: the speaker file ends with them.
+    agent = read_wav(tmp_path / "agent.wav")
+    assert dominates(agent[-2 * RATE :], CUSTOMER_HZ, 392.0)
+
+
 class RawAgent:
     """A hand-driven agent socket: sends anything, reads every reply."""
 

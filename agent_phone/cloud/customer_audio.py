@@ -15,11 +15,18 @@ import logging
 
 import numpy as np
 
-from agent_phone.media.audio import FRAME_SAMPLES
+from agent_phone.media.audio import FRAME_SAMPLES, SAMPLE_RATE
 from agent_phone.media.fifo import AudioFifo
 from agent_phone.media.tones import LoopedTone, dtmf_samples, hold_music, waiting_tone
 
 logger = logging.getLogger(__name__)
+
+#: At most this much DTMF waits to be played (a flood of keys is refused).
+MAX_PENDING_DTMF_S = 10.0
+
+
+class DtmfBusy(Exception):
+    """Too many keys are still waiting to be played."""
 
 
 class Feed(enum.Enum):
@@ -61,10 +68,18 @@ class CustomerFeed:
         self._from_agent.clear()
 
     def play_dtmf(self, digits: str) -> float:
-        """Queue ``digits`` (validated: ValueError); returns their length in seconds."""
+        """Queue ``digits`` (validated: ValueError); returns their length in seconds.
+
+        Raises ``DtmfBusy`` when more than ``MAX_PENDING_DTMF_S`` would wait."""
         samples = dtmf_samples(digits)
+        waiting_s = (self._dtmf.size + samples.size) / SAMPLE_RATE
+        if waiting_s > MAX_PENDING_DTMF_S:
+            raise DtmfBusy(
+                f"{self._dtmf.size / SAMPLE_RATE:.1f} s of DTMF keys are still playing;"
+                f" at most {MAX_PENDING_DTMF_S:g} s may wait"
+            )
         self._dtmf = np.concatenate([self._dtmf, samples])
-        return round(samples.size / 48000, 3)
+        return round(samples.size / SAMPLE_RATE, 3)
 
     async def start(self) -> None:
         pass

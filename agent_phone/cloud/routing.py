@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from agent_phone.cloud.config import PlatformConfig
 from agent_phone.cloud.connections import ConnectionManager, RequestError
-from agent_phone.cloud.customer_audio import Feed
+from agent_phone.cloud.customer_audio import DtmfBusy, Feed
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.media_edge import AgentLink, CustomerLeg, LinkError
 from agent_phone.protocol import (
@@ -336,6 +336,8 @@ class Router:
             seconds = call.leg.feed.play_dtmf(digits)
         except ValueError as exc:  # the codec checks too; this is the same rule
             raise RequestError("invalid", str(exc), call_id) from None
+        except DtmfBusy as exc:
+            raise RequestError("wrong_state", str(exc), call_id) from None
         self._events.emit(
             "dtmf", call_id=call.id, agent=agent.name, digits=digits, duration_s=seconds
         )

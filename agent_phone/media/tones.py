@@ -21,6 +21,7 @@ sine of 0.22 of full scale.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -114,20 +115,27 @@ def dtmf_samples(
     return np.rint(np.concatenate(parts)).astype(DTYPE)
 
 
+def _frozen(x: np.ndarray) -> np.ndarray:
+    x.setflags(write=False)
+    return x
+
+
+@functools.cache
 def waiting_tone() -> np.ndarray:
-    """One period of the waiting tone (loop it)."""
+    """One period of the waiting tone (loop it); made once, read-only."""
     period = int(SAMPLE_RATE * WAITING_PERIOD_S)
     on = int(SAMPLE_RATE * WAITING_ON_S)
     out = np.zeros(period)
     out[:on] = _fade(_sine(WAITING_HZ, on, TONE_AMPLITUDE * 32767))
-    return np.rint(out).astype(DTYPE)
+    return _frozen(np.rint(out).astype(DTYPE))
 
 
+@functools.cache
 def hold_music() -> np.ndarray:
-    """One bar of the hold music (loop it)."""
+    """One bar of the hold music (loop it); made once, read-only."""
     n = int(SAMPLE_RATE * HOLD_NOTE_S)
     notes = [_fade(_sine(f, n, TONE_AMPLITUDE * 32767)) for f in HOLD_NOTES_HZ]
-    return np.rint(np.concatenate(notes)).astype(DTYPE)
+    return _frozen(np.rint(np.concatenate(notes)).astype(DTYPE))
 
 
 class LoopedTone:
@@ -140,7 +148,7 @@ class LoopedTone:
     def __init__(self, pattern: np.ndarray) -> None:
         if pattern.size == 0:
             raise ValueError("an empty pattern")
-        self._pattern = pattern.astype(DTYPE)
+        self._pattern = pattern if pattern.dtype == DTYPE else pattern.astype(DTYPE)
         self._position = 0
 
     def restart(self) -> None:
@@ -294,7 +302,9 @@ class HeardAnalysis:
         seconds = len(x) / SAMPLE_RATE
         if power[0] > 0.5 * total:
             self.waiting_s += seconds
-        elif float(power[1:].sum()) > 0.5 * total:
+        # A block across a change of note holds each note for part of it,
+        # which the single-bin DFT sees squared: a lower bar for the music.
+        elif float(power[1:].sum()) > 0.35 * total:
             self.hold_s += seconds
 
     async def start(self) -> None:
