@@ -289,7 +289,9 @@ class CallPanel(QFrame):
         lines = list(self._facts)
         if self._answered:
             lines.append(self._answered)
-        if self._hearing:
+        if self._held:
+            lines.append("On hold: the customer hears music, and neither of you the other")
+        elif self._hearing:
             lines.append("You can hear the customer")
         self.detail.setText("\n".join(lines))
 
@@ -309,6 +311,7 @@ class CallPanel(QFrame):
 
     def _on_held(self, event: events.Held) -> None:
         self._set_held(event.on)
+        self._show_facts()
         self._show()
 
     def _set_held(self, on: bool) -> None:
