@@ -468,7 +468,8 @@ class PhoneEngine:
             raise PhoneError(str(exc)) from None
         call = self._require_call(call_id, *CallState)
         await self._send(SendDtmf(call_id=call.call_id, digits=digits))
-        if call.state is CallState.CONNECTED and not call.held:
+        # (Bounded like the platform's queue of keys: 10 s.)
+        if call.state is CallState.CONNECTED and not call.held and call.key_feedback.size < 480_000:
             tones = dtmf_samples(digits, level_dbm0=KEY_FEEDBACK_DBM0)
             call.key_feedback = np.concatenate([call.key_feedback, tones])
         self._emit(events.DtmfSent(call_id=call.call_id, digits=digits))
