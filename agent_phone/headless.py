@@ -76,6 +76,15 @@ class Headless:
                 await e.hangup(call_id)
             case "mute":
                 e.set_mute(_flag(c))
+            case "hold":
+                await e.hold(call_id)
+            case "unhold":
+                await e.unhold(call_id)
+            case "dtmf":
+                digits = c.get("digits")
+                if not isinstance(digits, str):
+                    raise PhoneError('"digits" must be a string of 0-9, *, #, A-D')
+                await e.send_dtmf(digits, call_id)
             case "on_queue":
                 await e.set_on_queue(True)
             case "off_queue":

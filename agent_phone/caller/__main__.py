@@ -80,6 +80,7 @@ async def _run(args: argparse.Namespace) -> int:
         wait_s=args.wait,
         trunk_token=args.trunk_token or os.environ.get(TOKEN_ENV, ""),
         ca_file=args.ca,
+        listen=True,
     )
     hangup = asyncio.Event()
     loop = asyncio.get_running_loop()

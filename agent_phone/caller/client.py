@@ -12,12 +12,14 @@ from collections.abc import AsyncGenerator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 from aiortc import RTCSessionDescription
 
-from agent_phone.media.audio import AudioSink, AudioSource
+from agent_phone.media.audio import SAMPLE_RATE, AudioSink, AudioSource
 from agent_phone.media.dtls import FingerprintError, check_fingerprints
 from agent_phone.media.peer import new_peer_connection, tune_audio_receivers
-from agent_phone.media.tracks import OutboundAudioTrack, receive_audio
+from agent_phone.media.tones import HeardAnalysis
+from agent_phone.media.tracks import OutboundAudioTrack, receive_timed_audio
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
     CallAccepted,
@@ -35,6 +37,10 @@ from agent_phone.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
+#: A jump in the sender's clock this long is a gap, recorded as silence.
+_GAP_SAMPLES = SAMPLE_RATE // 25
+_MAX_GAP_SAMPLES = SAMPLE_RATE * 10
+
 
 @dataclass
 class CallResult:
@@ -50,6 +56,17 @@ class CallResult:
     reason: str | None = None
     error: str | None = None
     positions: list[int] = field(default_factory=list)
+    #: What the customer heard (with ``CallPlan.listen``; agent_phone.media.tones):
+    #: DTMF digits in order, seconds of the waiting tone and of the hold
+    #: music, and the dominant frequency (Hz, 0 = silence) of each second
+    #: heard, the first starting at ``heard_from`` (Unix time of the first
+    #: frame heard; what the platform did not send is recorded as silence,
+    #: so the recording keeps to the platform's clock from there).
+    dtmf_heard: str = ""
+    waiting_tone_s: float = 0.0
+    hold_tone_s: float = 0.0
+    heard_timeline: list[int] = field(default_factory=list)
+    heard_from: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -68,6 +85,8 @@ class CallPlan:
     trunk_token: str = field(default="", repr=False)
     #: Verify a wss:// platform against this CA file instead of the system's.
     ca_file: Path | None = None
+    #: Analyse what is heard (DTMF, tones; ~1-2 % of a core per call).
+    listen: bool = False
 
 
 async def place_call(
@@ -86,16 +105,37 @@ async def place_call(
     track = OutboundAudioTrack(source)
     tasks = TaskSet("caller")
     received = 0
+    heard = HeardAnalysis() if plan.listen else None
+    first_pts = 0
+    samples_heard = 0
 
-    def hear(samples: object) -> None:
-        nonlocal received
-        received += 1
+    def keep(samples: np.ndarray) -> None:
+        nonlocal samples_heard
+        samples_heard += samples.size
         if sink is not None:
-            sink.write(samples)  # type: ignore[arg-type]
+            sink.write(samples)
+        if heard is not None:
+            heard.write(samples)
+
+    def hear(samples: np.ndarray, pts: int) -> None:
+        nonlocal received, first_pts
+        received += 1
+        if result.heard_from is None:
+            result.heard_from = time.time()
+            first_pts = pts
+        # Audio is placed by the sender's clock (RTP timestamps), not by
+        # when it arrived: a stretch the platform did not send (it stalled)
+        # is silence to the customer and kept as such, and audio that
+        # arrives late in a burst (this process stalled) is not stretched.
+        # So the recording keeps to the platform's clock.
+        ahead = (pts - first_pts) % 2**32 - samples_heard
+        if _GAP_SAMPLES < ahead < _MAX_GAP_SAMPLES:
+            keep(np.zeros(ahead, dtype=samples.dtype))
+        keep(samples)
 
     @pc.on("track")
     def _on_track(remote: object) -> None:
-        tasks.spawn(receive_audio(remote, hear), "receive")  # type: ignore[arg-type]
+        tasks.spawn(receive_timed_audio(remote, hear), "receive")  # type: ignore[arg-type]
 
     started = time.monotonic()
     answered_at = 0.0
@@ -178,6 +218,11 @@ async def place_call(
             result.talk_s = round(time.monotonic() - answered_at, 3)
         elif not result.wait_s:
             result.wait_s = round(time.monotonic() - started, 3)
+        if heard is not None:
+            result.dtmf_heard = heard.digits
+            result.waiting_tone_s = round(heard.waiting_s, 1)
+            result.hold_tone_s = round(heard.hold_s, 1)
+            result.heard_timeline = list(heard.timeline)
         if messages is not None:
             await messages.aclose()
         await tasks.close()

@@ -5,6 +5,11 @@ persistent connection keeps); a ``CustomerLeg`` is one customer's call. A call
 is carried by bridging a customer leg onto an agent link: the customer's audio
 feeds the link's outbound track and the agent's audio feeds the leg's.
 Between calls a link's sender has no track, so it sends no audio at all.
+
+What the customer hears is chosen by the leg's ``CustomerFeed`` (the waiting
+tone, the agent, the hold music, DTMF). While a call is held the bridge is
+cut both ways here, on the platform: the agent's audio is dropped and the
+link sends the agent silence, whatever the phone does.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 from aiortc import RTCRtpSender, RTCSessionDescription
 
+from agent_phone.cloud.customer_audio import CustomerFeed, Feed
 from agent_phone.media.fifo import AudioFifo
 from agent_phone.media.liveness import Heartbeat, create_liveness_channel
 from agent_phone.media.peer import new_peer_connection, tune_audio_receivers
@@ -50,18 +56,28 @@ class CustomerLeg:
     """The WebRTC leg to one customer; answers the caller's offer."""
 
     def __init__(self, call_id: str) -> None:
-        self.call_id = call_id
         self.pc = new_peer_connection()
         #: Customer audio, waiting for the agent's track to read it.
         self.from_customer = AudioFifo()
         #: Agent audio, read by the track to the customer.
         self.to_customer = AudioFifo()
-        self._track = OutboundAudioTrack(self.to_customer)
+        #: What the customer hears: the waiting tone until an agent is bridged.
+        self.feed = CustomerFeed(self.to_customer, call_id)
+        self.call_id = call_id
+        self._track = OutboundAudioTrack(self.feed)
         self._tasks = TaskSet(f"leg-{call_id}")
         self._closed = False
         self._connected = asyncio.Event()
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def call_id(self) -> str:
+        return self.feed.call_id
+
+    @call_id.setter
+    def call_id(self, call_id: str) -> None:
+        self.feed.call_id = call_id
 
     def _on_state(self) -> None:
         if self.pc.connectionState == "connected":
@@ -112,6 +128,8 @@ class AgentLink:
         self._track = OutboundAudioTrack(parked=True)
         self._transceiver.sender.replaceTrack(self._track)
         self._deliver: Callable[[np.ndarray], None] | None = None
+        self._leg: CustomerLeg | None = None
+        self._held = False
         self._tasks = TaskSet(self.id)
         self._connected = asyncio.Event()
         channel = create_liveness_channel(self.pc)
@@ -135,7 +153,7 @@ class AgentLink:
         self._tasks.spawn(receive_audio(track, self._from_agent), "receive")  # type: ignore[arg-type]
 
     def _from_agent(self, samples: np.ndarray) -> None:
-        if self._deliver is not None:
+        if self._deliver is not None and not self._held:
             self._deliver(samples)
 
     def _on_connection_state(self) -> None:
@@ -174,14 +192,33 @@ class AgentLink:
     def attach(self, leg: CustomerLeg) -> None:
         """Bridge a customer leg onto this connection: audio flows both ways."""
         leg.from_customer.clear()
+        self._leg = leg
+        self._held = False
+        leg.feed.set_mode(Feed.AGENT)
         self._deliver = leg.to_customer.write
         self._track.play(leg.from_customer)
         self.calls_carried += 1
 
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def set_held(self, on: bool) -> None:
+        """Hold: the customer hears the hold music, neither side hears the other."""
+        if self._leg is None or on == self._held:
+            return
+        logger.info("%s %s: %s", self.id, self._leg.call_id, "held" if on else "resumed")
+        self._held = on
+        # Silence to the agent; the customer's audio is still read (and dropped).
+        self._track.muted = on
+        self._leg.feed.set_mode(Feed.HOLD if on else Feed.AGENT)
+
     async def detach(self) -> None:
         """End the bridge; the link sends nothing again until the next call."""
         self._deliver = None
-        await self._track.park()
+        self._leg = None
+        self._held = False
+        await self._track.park()  # also unmutes
 
     async def close(self) -> None:
         if self.state is LinkState.CLOSED:

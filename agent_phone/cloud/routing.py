@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING
 
 from agent_phone.cloud.config import PlatformConfig
 from agent_phone.cloud.connections import ConnectionManager, RequestError
+from agent_phone.cloud.customer_audio import DtmfBusy, Feed
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.media_edge import AgentLink, CustomerLeg, LinkError
 from agent_phone.protocol import (
     CallConnected,
     CallEnded,
+    CallHeld,
     CallOffered,
     Message,
     PresenceChanged,
@@ -66,6 +68,8 @@ class Call:
     #: Agents who declined it, and until when they are skipped for it.
     declined_by: dict[str, float] = field(default_factory=dict)
     alert_timer: asyncio.TimerHandle | None = None
+    #: On hold (connected calls only): the customer hears the hold music.
+    held: bool = False
 
 
 class Router:
@@ -110,6 +114,9 @@ class Router:
         call.state = CallState.QUEUED
         call.agent = None
         call.link = None
+        call.held = False
+        # The customer hears the waiting tone again until the next agent answers.
+        call.leg.feed.set_mode(Feed.WAITING)
         call.attempt += 1
         self._cancel_alert(call)
         self._queues[call.queue].appendleft(call)
@@ -294,6 +301,46 @@ class Router:
             agent.on_queue = False
             agent.send(PresenceChanged(on_queue=False, reason=reason))
             self._events.emit("presence", agent=agent.name, on_queue=False, reason=reason)
+
+    # --- hold and DTMF -----------------------------------------------------------
+
+    def _connected_call(self, agent: AgentSession, call_id: str, what: str) -> Call:
+        call = self._own_call(agent, call_id)
+        if call.state is not CallState.CONNECTED or call.link is None:
+            raise RequestError(
+                "wrong_state", f"call {call_id!r} is {call.state.value}; {what}", call_id
+            )
+        return call
+
+    def hold(self, agent: AgentSession, call_id: str, on: bool) -> None:
+        """Hold or take off hold; the media edge cuts or restores the bridge."""
+        verb = "hold" if on else "unhold"
+        call = self._connected_call(agent, call_id, f"only a connected call can {verb}")
+        if call.held == on:
+            state = "already on hold" if on else "not on hold"
+            raise RequestError("wrong_state", f"call {call_id!r} is {state}", call_id)
+        assert call.link is not None
+        call.held = on
+        call.link.set_held(on)
+        agent.send(CallHeld(call_id=call.id, on=on))
+        self._events.emit("call_held", call_id=call.id, agent=agent.name, on=on)
+
+    def send_dtmf(self, agent: AgentSession, call_id: str, digits: str) -> None:
+        """Play the digits to the customer in band; refused while the call is held."""
+        call = self._connected_call(agent, call_id, "DTMF needs a connected call")
+        if call.held:
+            raise RequestError(
+                "wrong_state", f"call {call_id!r} is on hold; take it off hold first", call_id
+            )
+        try:
+            seconds = call.leg.feed.play_dtmf(digits)
+        except ValueError as exc:  # the codec checks too; this is the same rule
+            raise RequestError("invalid", str(exc), call_id) from None
+        except DtmfBusy as exc:
+            raise RequestError("wrong_state", str(exc), call_id) from None
+        self._events.emit(
+            "dtmf", call_id=call.id, agent=agent.name, digits=digits, duration_s=seconds
+        )
 
     # --- ending calls ----------------------------------------------------------
 

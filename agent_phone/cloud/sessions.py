@@ -29,15 +29,18 @@ from agent_phone.protocol import (
     EndConnection,
     Error,
     Hangup,
+    HoldCall,
     Message,
     PlaceCall,
     PresenceChanged,
+    SendDtmf,
     SetPersistent,
     SetPresence,
     SignedIn,
     SignedOut,
     SignIn,
     SignOut,
+    UnholdCall,
 )
 
 if TYPE_CHECKING:
@@ -102,6 +105,12 @@ class AgentSession:
                 await p.connections.set_persistent(self, on)
             case EndConnection():
                 await p.connections.end_connection(self)
+            case HoldCall(call_id=call_id):
+                p.router.hold(self, call_id, True)
+            case UnholdCall(call_id=call_id):
+                p.router.hold(self, call_id, False)
+            case SendDtmf(call_id=call_id, digits=digits):
+                p.router.send_dtmf(self, call_id, digits)
             case SignOut():
                 await self.sign_out("requested")
                 await self._close_transport()

@@ -161,3 +161,19 @@ async def receive_audio(track: MediaStreamTrack, deliver: Callable[[np.ndarray],
             return
         assert isinstance(frame, AudioFrame)
         deliver(to_mono(frame))
+
+
+async def receive_timed_audio(
+    track: MediaStreamTrack, deliver: Callable[[np.ndarray, int], None]
+) -> None:
+    """``receive_audio``, also handing over each frame's place on the sender's
+    clock: its RTP timestamp in samples (48 kHz for Opus; it wraps at 2**32).
+    A listener places audio by it, not by when it arrived."""
+    to_mono = _ToMono()
+    while True:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        assert isinstance(frame, AudioFrame)
+        deliver(to_mono(frame), int(frame.pts or 0))

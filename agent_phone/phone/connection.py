@@ -34,6 +34,8 @@ class PhoneConnection:
         self.closed = False
         self._on_dead = on_dead
         self._track = OutboundAudioTrack(parked=True)
+        self._mute = False
+        self._held = False
         self._transceiver: RTCRtpTransceiver | None = None
         self._deliver: Callable[[np.ndarray], None] | None = None
         self._tasks = TaskSet(connection_id)
@@ -48,11 +50,24 @@ class PhoneConnection:
 
     @property
     def muted(self) -> bool:
-        return self._track.muted
+        return self._mute
 
     @muted.setter
     def muted(self, on: bool) -> None:
-        self._track.muted = on
+        self._mute = on
+        self._track.muted = self._mute or self._held
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    @held.setter
+    def held(self, on: bool) -> None:
+        """On hold the microphone stays open but only silence is sent (the
+        platform drops the agent's audio too); unholding restores the mute
+        the agent had chosen."""
+        self._held = on
+        self._track.muted = self._mute or self._held
 
     @property
     def transport_id(self) -> int:
@@ -114,6 +129,7 @@ class PhoneConnection:
 
     async def detach(self) -> None:
         self._deliver = None
+        self._mute = self._held = False
         await self._track.park()
 
     async def close(self) -> None:

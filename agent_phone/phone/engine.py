@@ -14,10 +14,11 @@ import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from agent_phone.media.tones import dtmf_samples, validate_dtmf
 from agent_phone.phone import events
 from agent_phone.phone.audio_io import CallAudio
 from agent_phone.phone.connection import PhoneConnection
@@ -29,6 +30,7 @@ from agent_phone.protocol import (
     AnswerCall,
     CallConnected,
     CallEnded,
+    CallHeld,
     CallOffered,
     ConnectionAnswer,
     ConnectionOffer,
@@ -37,14 +39,17 @@ from agent_phone.protocol import (
     EndConnection,
     Error,
     Hangup,
+    HoldCall,
     Message,
     PresenceChanged,
+    SendDtmf,
     SetPersistent,
     SetPresence,
     SignedIn,
     SignedOut,
     SignIn,
     SignOut,
+    UnholdCall,
     decode_to_agent,
 )
 from agent_phone.signaling import SignalingClient, SignalingError
@@ -56,6 +61,8 @@ Observer = Callable[[events.PhoneEvent], None]
 
 #: A received frame louder than this (int16 peak, about -50 dBFS) is audible.
 AUDIBLE = 100
+#: The agent's own DTMF keys, played quietly into their speaker as feedback.
+KEY_FEEDBACK_DBM0 = -24.0
 
 
 class PhoneError(Exception):
@@ -86,6 +93,10 @@ class CallInfo:
     connected_at: float = 0.0
     heard: bool = False
     auto: bool = False
+    #: On hold, as the platform last said (``call_held``).
+    held: bool = False
+    #: Key feedback still to be mixed into the speaker.
+    key_feedback: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
 
 
 class PhoneEngine:
@@ -222,6 +233,8 @@ class PhoneEngine:
                 await self._offered(message)
             case CallConnected(call_id=call_id):
                 self._connected(call_id)
+            case CallHeld(call_id=call_id, on=on):
+                self._held(call_id, on)
             case CallEnded(call_id=call_id, reason=reason):
                 if self.call is not None and self.call.call_id == call_id:
                     await self._end_call(reason)
@@ -302,6 +315,17 @@ class PhoneEngine:
                 auto=call.auto,
             )
         )
+
+    def _held(self, call_id: str, on: bool) -> None:
+        call = self.call
+        if call is None or call.call_id != call_id or call.held == on:
+            return
+        call.held = on
+        call.key_feedback = call.key_feedback[:0]
+        if self.connection is not None and self.connection.id == call.connection_id:
+            self.connection.held = on
+        logger.info("%s: %s", call_id, "on hold" if on else "off hold")
+        self._emit(events.Held(call_id=call_id, on=on))
 
     async def _end_call(self, reason: str) -> None:
         call, self.call = self.call, None
@@ -409,7 +433,10 @@ class PhoneEngine:
         write = self.audio.write
 
         def deliver(samples: np.ndarray) -> None:
-            write(samples)
+            if call.key_feedback.size:
+                write(_mix_feedback(call, samples))
+            else:
+                write(samples)
             if not call.heard and samples.size and np.abs(samples).max() > AUDIBLE:
                 call.heard = True
                 ms = (time.monotonic() - call.answered_at) * 1000
@@ -426,6 +453,36 @@ class PhoneEngine:
         call = self._require_call(call_id, CallState.ANSWERING, CallState.CONNECTED)
         await self._send(Hangup(call_id=call.call_id))
         await self._end_call("agent_hangup")
+
+    async def hold(self, call_id: str | None = None) -> None:
+        """Ask the platform to hold the call; ``Held`` follows when it has.
+
+        The platform judges the call's state (a call that is not connected,
+        or already held, is refused with ``wrong_state``, reported as an
+        ``Error`` event); the microphone stays open while held but only
+        silence is sent, and the platform drops the agent's audio too.
+        """
+        call = self._require_call(call_id, *CallState)
+        await self._send(HoldCall(call_id=call.call_id))
+
+    async def unhold(self, call_id: str | None = None) -> None:
+        call = self._require_call(call_id, *CallState)
+        await self._send(UnholdCall(call_id=call.call_id))
+
+    async def send_dtmf(self, digits: str, call_id: str | None = None) -> None:
+        """Play DTMF ``digits`` (0-9 * # A-D, at most 32) to the customer, in band
+        on the platform, with quiet key feedback in the agent's speaker."""
+        try:
+            validate_dtmf(digits)
+        except ValueError as exc:
+            raise PhoneError(str(exc)) from None
+        call = self._require_call(call_id, *CallState)
+        await self._send(SendDtmf(call_id=call.call_id, digits=digits))
+        # (Bounded like the platform's queue of keys: 10 s.)
+        if call.state is CallState.CONNECTED and not call.held and call.key_feedback.size < 480_000:
+            tones = dtmf_samples(digits, level_dbm0=KEY_FEEDBACK_DBM0)
+            call.key_feedback = np.concatenate([call.key_feedback, tones])
+        self._emit(events.DtmfSent(call_id=call.call_id, digits=digits))
 
     def set_mute(self, on: bool) -> None:
         self._require_call(None, CallState.ANSWERING, CallState.CONNECTED)
@@ -468,3 +525,13 @@ class PhoneEngine:
             await self._signaling.close()
         await self.audio.close()
         self.closed.set()
+
+
+def _mix_feedback(call: CallInfo, samples: np.ndarray) -> np.ndarray:
+    """``samples`` with the next stretch of the call's key feedback added."""
+    n = min(samples.size, call.key_feedback.size)
+    mixed = samples.astype(np.int32)
+    mixed[:n] += call.key_feedback[:n]
+    call.key_feedback = call.key_feedback[n:]
+    out: np.ndarray = np.clip(mixed, -32768, 32767).astype(np.int16)
+    return out

@@ -131,3 +131,21 @@ class Quality(PhoneEvent):
     packets_sent: int
     remote_packets_lost: int
     remote_fraction_lost: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Held(PhoneEvent):
+    """The platform put the call on hold (``on``) or took it off hold."""
+
+    name: ClassVar[str] = "held"
+    call_id: str
+    on: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class DtmfSent(PhoneEvent):
+    """DTMF digits went to the platform, which plays them to the customer."""
+
+    name: ClassVar[str] = "dtmf"
+    call_id: str
+    digits: str

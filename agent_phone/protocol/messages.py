@@ -15,7 +15,7 @@ Three conversations share this module:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -25,6 +25,7 @@ __all__ = [
     "CallAccepted",
     "CallConnected",
     "CallEnded",
+    "CallHeld",
     "CallOffered",
     "CallerHangup",
     "CallerToPlatform",
@@ -35,18 +36,21 @@ __all__ = [
     "EndConnection",
     "Error",
     "Hangup",
+    "HoldCall",
     "Message",
     "PlaceCall",
     "PlatformToAgent",
     "PlatformToCaller",
     "PresenceChanged",
     "QueuePosition",
+    "SendDtmf",
     "SetPersistent",
     "SetPresence",
     "SignIn",
     "SignOut",
     "SignedIn",
     "SignedOut",
+    "UnholdCall",
 ]
 
 
@@ -119,6 +123,38 @@ class SignOut(Message, tag="sign_out", frozen=True):
     pass
 
 
+# --- hold and DTMF (phone <-> platform) ----------------------------------------
+
+#: 1 to 32 DTMF keys (the same rule as ``agent_phone.media.tones.validate_dtmf``).
+DtmfDigits = Annotated[str, msgspec.Meta(pattern=r"^[0-9*#A-D]{1,32}$")]
+
+
+class HoldCall(Message, tag="hold_call", frozen=True):
+    """Put the connected call on hold: the customer hears the hold music."""
+
+    call_id: str
+
+
+class UnholdCall(Message, tag="unhold_call", frozen=True):
+    """Take the held call off hold: the two sides hear each other again."""
+
+    call_id: str
+
+
+class SendDtmf(Message, tag="send_dtmf", frozen=True):
+    """Play DTMF keys to the customer, in band (refused while held)."""
+
+    call_id: str
+    digits: DtmfDigits
+
+
+class CallHeld(Message, tag="call_held", frozen=True):
+    """The platform put the call on hold (``on``) or took it off."""
+
+    call_id: str
+    on: bool
+
+
 AgentToPlatform = (
     SignIn
     | SetPresence
@@ -129,6 +165,9 @@ AgentToPlatform = (
     | SetPersistent
     | EndConnection
     | SignOut
+    | HoldCall
+    | UnholdCall
+    | SendDtmf
 )
 
 
@@ -211,6 +250,7 @@ PlatformToAgent = (
     | CallConnected
     | CallEnded
     | Error
+    | CallHeld
 )
 
 

@@ -43,6 +43,8 @@ class PhoneBridge(QObject):
     hearing = Signal(object)  # events.Hearing
     ended = Signal(object)  # events.Ended
     muted = Signal(object)  # events.Muted
+    held = Signal(object)  # events.Held
+    dtmf = Signal(object)  # events.DtmfSent
     error = Signal(object)  # events.Error
     quality = Signal(object)  # events.Quality
     #: Every event, after its own signal (for logs and tests). Not named
@@ -63,6 +65,8 @@ class PhoneBridge(QObject):
             events.Hearing: self.hearing,
             events.Ended: self.ended,
             events.Muted: self.muted,
+            events.Held: self.held,
+            events.DtmfSent: self.dtmf,
             events.Error: self.error,
             events.Quality: self.quality,
         }

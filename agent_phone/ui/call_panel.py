@@ -7,7 +7,10 @@ so each shortcut exists once and a disabled action's shortcut does nothing.
 
 Shortcuts: Ctrl+Return answers; Ctrl+Backspace is the red button, declining
 a ringing call or hanging up a connected one (only one of the two is enabled
-at a time); Ctrl+M mutes.
+at a time); Ctrl+M mutes; Ctrl+H holds and resumes. While a call is
+connected (and not held) the DTMF keypad is enabled, and the digits, ``*``
+and ``#`` typed while the panel (or any of its buttons) has focus send
+those keys too.
 """
 
 from __future__ import annotations
@@ -17,8 +20,16 @@ import logging
 import time
 
 from PySide6.QtCore import QObject, Qt, QTimer
-from PySide6.QtGui import QAction, QFont, QKeySequence
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtGui import QAction, QFont, QKeyEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from agent_phone.phone import events
 from agent_phone.ui.bridges import PhoneBridge
@@ -54,7 +65,19 @@ BUTTON_STYLE = {
     "hangup": _BUTTON.format(**_RED),
     "mute": _BUTTON.format(**_PLAIN)
     + "QToolButton:checked { background: #f9a825; border-color: #c17900; }",
+    "hold": _BUTTON.format(**_PLAIN)
+    + "QToolButton:checked { background: #1565c0; color: white; border-color: #003c8f; }",
 }
+#: The keypad: small plain keys (a real phone's layout, 3 by 4).
+KEYPAD = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#")
+KEY_NAMES = {"*": "star", "#": "pound"}
+_KEY_STYLE = (
+    "QToolButton { background: #eceff1; color: #263238; border: 1px solid #90a4ae;"
+    " border-radius: 3px; font-weight: bold; }"
+    "QToolButton:hover { background: #e3e8eb; }"
+    "QToolButton:focus { border: 2px solid #1565c0; }"
+    "QToolButton:disabled { color: #90a4ae; }"
+)
 
 
 class CallView(enum.Enum):
@@ -85,12 +108,15 @@ class CallActions:
         self.mute = QAction("&Mute", parent)
         self.mute.setCheckable(True)
         self.mute.setShortcut(QKeySequence("Ctrl+M"))
+        self.hold = QAction("H&old", parent)
+        self.hold.setCheckable(True)
+        self.hold.setShortcut(QKeySequence("Ctrl+H"))
         for action in self.all():
             action.setEnabled(False)
             action.setToolTip(f"{action.text().replace('&', '')} ({action.shortcut().toString()})")
 
     def all(self) -> tuple[QAction, ...]:
-        return (self.answer, self.decline, self.hangup, self.mute)
+        return (self.answer, self.decline, self.hangup, self.mute, self.hold)
 
 
 class CallPanel(QFrame):
@@ -108,6 +134,8 @@ class CallPanel(QFrame):
         self._answered = ""
         self._hearing = False
         self._ended_text = ""
+        #: On hold, as the platform last confirmed.
+        self._held = False
         self.call_actions = CallActions(self)
         self._clock = QTimer(self)
         self._clock.setInterval(1000)
@@ -117,11 +145,13 @@ class CallPanel(QFrame):
         self.call_actions.decline.triggered.connect(controller.decline)
         self.call_actions.hangup.triggered.connect(controller.hangup)
         self.call_actions.mute.triggered.connect(controller.set_mute)
+        self.call_actions.hold.triggered.connect(self._on_hold_clicked)
         phone.alerting.connect(self._on_alerting)
         phone.answered.connect(self._on_answered)
         phone.hearing.connect(self._on_hearing)
         phone.ended.connect(self._on_ended)
         phone.muted.connect(self._on_muted)
+        phone.held.connect(self._on_held)
         phone.presence.connect(self._on_presence)
         controller.state_changed.connect(self._on_session)
         controller.answer_failed.connect(self._on_answer_failed)
@@ -155,7 +185,7 @@ class CallPanel(QFrame):
         self.elapsed.setFont(elapsed_font)
         self.buttons: dict[str, QToolButton] = {}
         row = QHBoxLayout()
-        for name in ("answer", "decline", "mute", "hangup"):
+        for name in ("answer", "decline", "mute", "hold", "hangup"):
             action: QAction = getattr(self.call_actions, name)
             button = QToolButton(self)
             button.setDefaultAction(action)
@@ -168,20 +198,59 @@ class CallPanel(QFrame):
             self.buttons[name] = button
             row.addWidget(button)
         row.addStretch(1)
+        self._setup_keypad()
+        info = QVBoxLayout()
+        info.setSpacing(8)
+        info.addWidget(self.title)
+        info.addWidget(self.caller)
+        info.addWidget(self.detail)
+        info.addWidget(self.elapsed)
+        info.addStretch(1)
+        # The keypad beside what it acts on, not under it: the panel stays
+        # as tall as before (1366x768 screens).
+        top = QHBoxLayout()
+        top.addLayout(info, 1)
+        top.addWidget(self.keypad, 0, Qt.AlignmentFlag.AlignTop)
         layout = QVBoxLayout(self)
         layout.setSpacing(8)
-        layout.addWidget(self.title)
-        layout.addWidget(self.caller)
-        layout.addWidget(self.detail)
-        layout.addWidget(self.elapsed)
+        layout.addLayout(top)
         layout.addSpacing(6)
         # The buttons sit right under what they act on, not at the far bottom.
         layout.addLayout(row)
         layout.addStretch(1)
 
+    def _setup_keypad(self) -> None:
+        self.keypad = QWidget(self)
+        self.keypad.setObjectName("keypad")
+        self.keypad.setAccessibleName("Keypad")
+        grid = QGridLayout(self.keypad)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(4)
+        #: The keypad's keys by digit.
+        self.keys: dict[str, QToolButton] = {}
+        for index, digit in enumerate(KEYPAD):
+            key = QToolButton(self.keypad)
+            key.setText(digit)
+            name = KEY_NAMES.get(digit, digit)
+            key.setObjectName(f"key_{name}")
+            key.setAccessibleName(f"Key {name}")
+            key.setToolTip(f"Send {digit} to the caller (type {digit})")
+            key.setFixedSize(40, 30)
+            key.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            key.setStyleSheet(_KEY_STYLE)
+            key.clicked.connect(lambda _checked=False, d=digit: self._send_keys(d))
+            grid.addWidget(key, index // 3, index % 3)
+            self.keys[digit] = key
+        # A click on the panel's background gives it focus, for typed digits.
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+
     @property
     def view(self) -> CallView:
         return self._view
+
+    @property
+    def held(self) -> bool:
+        return self._held
 
     def _set_view(self, view: CallView, why: str) -> None:
         if view is not self._view:
@@ -200,6 +269,7 @@ class CallPanel(QFrame):
         self._hearing = False
         self._show_facts()
         self.call_actions.mute.setChecked(False)
+        self._set_held(False)
         view = CallView.ANSWERING if event.auto_answer else CallView.INCOMING
         self._set_view(view, event.call_id)
 
@@ -219,7 +289,9 @@ class CallPanel(QFrame):
         lines = list(self._facts)
         if self._answered:
             lines.append(self._answered)
-        if self._hearing:
+        if self._held:
+            lines.append("On hold: the customer hears music, and neither of you the other")
+        elif self._hearing:
             lines.append("You can hear the customer")
         self.detail.setText("\n".join(lines))
 
@@ -229,12 +301,25 @@ class CallPanel(QFrame):
             reason += f" Talk time {_duration(event.duration_s)}."
         self._ended_text = reason
         self._connected_at = None
+        self._set_held(False)
         self._set_view(CallView.ENDED, event.reason)
 
     def _on_muted(self, event: events.Muted) -> None:
         self.call_actions.mute.setChecked(event.on)
         self.call_actions.mute.setText("Un&mute" if event.on else "&Mute")
         self.buttons["mute"].setAccessibleName("Unmute" if event.on else "Mute")
+
+    def _on_held(self, event: events.Held) -> None:
+        self._set_held(event.on)
+        self._show_facts()
+        self._show()
+
+    def _set_held(self, on: bool) -> None:
+        self._held = on
+        hold = self.call_actions.hold
+        hold.setChecked(on)
+        hold.setText("Res&ume" if on else "H&old")
+        self.buttons["hold"].setAccessibleName("Resume" if on else "Hold")
 
     def _on_presence(self, event: events.Presence) -> None:
         self._on_queue = event.on_queue
@@ -258,6 +343,26 @@ class CallPanel(QFrame):
         self._set_view(CallView.ANSWERING, "answer clicked")
         self._controller.answer()
 
+    def _on_hold_clicked(self, _checked: bool) -> None:
+        # The button shows what the platform confirmed (``held``), not the click.
+        self.call_actions.hold.setChecked(self._held)
+        self._controller.set_hold(not self._held)
+
+    def _send_keys(self, digits: str) -> None:
+        if self.keypad.isEnabled():
+            self._controller.send_dtmf(digits)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
+        text = event.text()
+        plain = not event.modifiers() & ~(
+            Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.KeypadModifier
+        )
+        if plain and len(text) == 1 and text in KEYPAD and self.keypad.isEnabled():
+            self.keys[text].animateClick()  # shows which key went, and sends it
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
     def _on_tick(self) -> None:
         if self._connected_at is not None:
             self.elapsed.setText(_duration(time.monotonic() - self._connected_at))
@@ -280,7 +385,7 @@ class CallPanel(QFrame):
             CallView.IDLE: "No call",
             CallView.INCOMING: "Incoming call",
             CallView.ANSWERING: "Connecting…",
-            CallView.CONNECTED: "On a call",
+            CallView.CONNECTED: "On hold" if self._held else "On a call",
             CallView.ENDED: "Call ended",
         }
         self.title.setText(titles[view])
@@ -307,3 +412,8 @@ class CallPanel(QFrame):
         self.buttons["decline"].setVisible(ringing)
         self.buttons["hangup"].setVisible(talking)
         self.buttons["mute"].setVisible(talking)
+        connected = view is CallView.CONNECTED
+        self.call_actions.hold.setEnabled(connected)
+        self.buttons["hold"].setVisible(talking)
+        self.keypad.setVisible(talking)
+        self.keypad.setEnabled(connected and not self._held)

@@ -237,6 +237,14 @@ class PhoneController(QObject):
         except PhoneError as exc:
             self.failed.emit(f"Cannot {'mute' if on else 'unmute'}: {exc}")
 
+    def set_hold(self, on: bool) -> None:
+        """Ask for hold (or resume); the panel follows the platform's ``held``."""
+        what = "put the call on hold" if on else "take the call off hold"
+        self._command(what, lambda e: e.hold() if on else e.unhold())
+
+    def send_dtmf(self, digits: str) -> None:
+        self._command(f"send {digits}", lambda e: e.send_dtmf(digits))
+
     def set_persistent(self, on: bool) -> None:
         """The setting; applied at once when signed in, else at the next sign-in."""
         if self._engine is None or self._state is not SessionState.SIGNED_IN:
