@@ -1,0 +1,171 @@
+"""The window's ringer, connect tone and call history, against real processes.
+
+As tests/test_ui_window.py: the real window offscreen (``GuiApp``) on a
+qasync loop, a real platform and real callers on loopback, and real
+PortAudio on the tests' virtual sound card. The window's ringer device is the
+virtual card's second output, ``ringer`` (its own null sink), so what rings
+there is told apart from what the speaker plays: this test records both
+sinks' monitors and looks for the ring's 440 + 480 Hz and the connect tone's
+1 kHz with an FFT (tests/audio_analysis.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from audio_analysis import has_tone, rms
+from PySide6.QtCore import Qt
+from test_ui_window import qloop, run, signed_in, until, window  # noqa: F401
+
+from agent_phone.phone.history import CallHistory
+from agent_phone.phone.sounds import CONNECT_HZ, RING_HZ
+from agent_phone.ui.call_panel import CallView
+from agent_phone.ui.history_view import HistoryDialog
+from agent_phone.ui.settings import AUTO_ANSWER, RINGER, RINGER_VOLUME
+
+RINGER_DEVICE = "ringer"  # tests/virtual_audio.py's RINGER_PCM
+
+
+def streams_on(virtual_audio: Any, sink: str) -> int:
+    """How many playback streams PulseAudio has on ``sink`` now."""
+    sinks = dict(
+        (line.split("\t")[1], line.split("\t")[0])
+        for line in virtual_audio.pactl("list", "short", "sinks").splitlines()
+    )
+    inputs = virtual_audio.pactl("list", "short", "sink-inputs").splitlines()
+    return sum(1 for line in inputs if line.split("\t")[1] == sinks[sink])
+
+
+def has_ring(samples: np.ndarray) -> bool:
+    return all(has_tone(samples, f, tolerance_hz=8) for f in RING_HZ)
+
+
+def tone_in_windows(samples: np.ndarray, freq: float, seconds: float = 0.25) -> bool:
+    """``freq`` in any ``seconds``-long window (half overlapping)."""
+    n = int(48000 * seconds)
+    return any(
+        has_tone(samples[i : i + n], freq, tolerance_hz=10)
+        for i in range(0, max(1, samples.size - n), n // 2)
+    )
+
+
+def test_ringer_rings_until_answered_and_history_survives_a_restart(
+    qloop, qtbot, virtual_audio, start_platform, start_caller, tmp_path
+):
+    platform = start_platform(alert_timeout_s=3)
+    history_file = tmp_path / "call-history.jsonl"
+
+    async def steps() -> None:
+        async with window(tmp_path) as gui:
+            gui.store.set(RINGER, RINGER_DEVICE)
+            gui.store.set(RINGER_VOLUME, 100)
+            win, panel = gui.window, gui.window.call_panel
+            await signed_in(gui, platform.url, "bob")
+            win.agent_panel.queue_action.trigger()
+            await until(lambda: win.agent_panel.on_queue, "on queue")
+
+            # 1. Rings on the ringer device (not the speaker) until answered.
+            caller = start_caller(
+                platform.url, "--tone", "300", "--duration", "0", "--caller", "Dana"
+            )
+            await until(lambda: panel.view is CallView.INCOMING, "the incoming call", 20)
+            ringer = virtual_audio.start_recording(2.0, sink="ringer")
+            speaker = virtual_audio.start_recording(2.0)
+            await until(lambda: ringer.full.is_set() and speaker.full.is_set(), "2 s recorded")
+            rang, speaker_heard = ringer.stop(), speaker.stop()
+            assert has_ring(rang), f"no ring on the ringer sink (rms {rms(rang):.0f})"
+            assert not any(has_tone(speaker_heard, f) for f in RING_HZ)
+            assert gui.sounds.ringing
+
+            qtbot.mouseClick(panel.buttons["answer"], Qt.MouseButton.LeftButton)
+            await until(lambda: panel.view is CallView.CONNECTED, "the call connected")
+            await until(lambda: streams_on(virtual_audio, "ringer") == 0, "the ringer closed", 3)
+            # A whole ring cycle (2 s on, 4 s off): a ring still going would be heard.
+            after = virtual_audio.start_recording(6.5, sink="ringer")
+            await until(lambda: after.full.is_set(), "6.5 s recorded", 15)
+            quiet = after.stop()
+            assert rms(quiet) < 10 and not has_ring(quiet), f"rms {rms(quiet):.0f}"
+            # A manually answered call gets no connect tone.
+            assert gui.sounds.tones_played == 0
+            qtbot.mouseClick(panel.buttons["hangup"], Qt.MouseButton.LeftButton)
+            await until(lambda: panel.view is CallView.ENDED, "the call ended")
+            code, summary = await asyncio.to_thread(caller.result, 30)
+            assert summary["answered"] is True and summary["agent"] == "bob"
+
+            # 2. Not answered: the platform's alert timeout (3 s) ends the ring.
+            caller = start_caller(
+                platform.url, "--duration", "0", "--wait", "6", "--caller", "Eve"
+            )
+            await until(lambda: panel.view is CallView.INCOMING, "the second call", 20)
+            await until(lambda: streams_on(virtual_audio, "ringer") == 1, "ringing again", 3)
+            await until(lambda: panel.view is CallView.ENDED, "the alert timeout", 10)
+            await until(lambda: streams_on(virtual_audio, "ringer") == 0, "the ring stopped", 3)
+            assert not gui.sounds.ringing
+            code, summary = await asyncio.to_thread(caller.result, 30)
+            assert summary["answered"] is False
+
+            # 3. Both calls in the history window, newest first.
+            win.history_action.trigger()
+            dialog = win.findChild(HistoryDialog)
+            assert dialog is not None and dialog.isVisible()
+            rows = dialog.rows()
+            assert [r[1] for r in rows] == ["Eve", "Dana"]
+            assert rows[0][2] == "support" and rows[0][4] == "Missed" and rows[0][3] == ""
+            assert "Not answered in time" in rows[0][5]
+            assert rows[1][4] == "Answered" and rows[1][3].startswith("0:0")
+            assert rows[1][6] == "No" and rows[0][6] == "Yes"  # the 2nd came over the kept one
+            assert all(r[7].endswith(" ms") for r in rows)
+            first = gui.history.records()
+            dana, eve = first[1], first[0]
+            assert dana.answered and dana.duration_s > 2.0 and dana.end_reason == "agent_hangup"
+            assert not eve.answered and eve.end_reason == "alert_timeout"
+            assert eve.over_persistent_connection and not dana.over_persistent_connection
+            assert 0 < dana.delivery_ms < 5000 and 0 < eve.delivery_ms < 5000
+            assert dana.time < eve.time
+            dialog.close()
+
+        # 4. A new app object (a restart) reads the same calls back.
+        assert CallHistory(history_file).records() == first
+        async with window(tmp_path) as again:
+            again.window.history_action.trigger()
+            dialog = again.window.findChild(HistoryDialog)
+            assert dialog is not None and [r[1] for r in dialog.rows()] == ["Eve", "Dana"]
+            assert dialog.rows() == rows
+            dialog.close()
+
+    run(qloop, steps(), timeout=90)
+
+
+def test_auto_answer_plays_the_connect_tone_on_the_speaker(
+    qloop, virtual_audio, platform, start_caller, tmp_path
+):
+    async def steps() -> None:
+        async with window(tmp_path) as gui:
+            gui.store.set(RINGER, RINGER_DEVICE)
+            gui.store.set(AUTO_ANSWER, True)
+            win, panel = gui.window, gui.window.call_panel
+            await signed_in(gui, platform.url, "carol")
+            win.agent_panel.queue_action.trigger()
+            await until(lambda: win.agent_panel.on_queue, "on queue")
+
+            speaker = virtual_audio.start_recording(20.0)
+            ringer = virtual_audio.start_recording(20.0, sink="ringer")
+            caller = start_caller(
+                platform.url, "--tone", "300", "--duration", "3", "--caller", "Fay"
+            )
+            await until(lambda: panel.view is CallView.CONNECTED, "auto-answered", 20)
+            await until(lambda: gui.sounds.tones_played == 1, "the connect tone started", 5)
+            await asyncio.sleep(1.0)
+            heard, rang = speaker.stop(), ringer.stop()
+            code, summary = await asyncio.to_thread(caller.result, 30)
+            assert code == 0 and summary["answered"] and summary["agent"] == "carol"
+
+            assert tone_in_windows(heard, CONNECT_HZ), "no connect tone on the speaker"
+            assert rms(rang) < 10 and not has_ring(rang), "an auto-answered call rang"
+            assert gui.sounds.rings_started == 0
+            record = gui.history.records()[0]
+            assert record.caller == "Fay" and record.answered and record.auto_answered
+
+    run(qloop, steps(), timeout=60)
