@@ -15,15 +15,18 @@ import asyncio
 from typing import Any
 
 import numpy as np
+import test_ui_window
 from audio_analysis import has_tone, rms
 from PySide6.QtCore import Qt
-from test_ui_window import qloop, run, signed_in, until, window  # noqa: F401
+from test_ui_window import run, signed_in, until, window
 
 from agent_phone.phone.history import CallHistory
 from agent_phone.phone.sounds import CONNECT_HZ, RING_HZ
 from agent_phone.ui.call_panel import CallView
 from agent_phone.ui.history_view import HistoryDialog
 from agent_phone.ui.settings import AUTO_ANSWER, RINGER, RINGER_VOLUME
+
+qloop = test_ui_window.qloop  # the same fixture
 
 RINGER_DEVICE = "ringer"  # tests/virtual_audio.py's RINGER_PCM
 
@@ -95,9 +98,7 @@ def test_ringer_rings_until_answered_and_history_survives_a_restart(
             assert summary["answered"] is True and summary["agent"] == "bob"
 
             # 2. Not answered: the platform's alert timeout (3 s) ends the ring.
-            caller = start_caller(
-                platform.url, "--duration", "0", "--wait", "6", "--caller", "Eve"
-            )
+            caller = start_caller(platform.url, "--duration", "0", "--wait", "6", "--caller", "Eve")
             await until(lambda: panel.view is CallView.INCOMING, "the second call", 20)
             await until(lambda: streams_on(virtual_audio, "ringer") == 1, "ringing again", 3)
             await until(lambda: panel.view is CallView.ENDED, "the alert timeout", 10)
