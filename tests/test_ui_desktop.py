@@ -12,19 +12,23 @@ sinks' monitors and looks for the ring's 440 + 480 Hz and the connect tone's
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import numpy as np
 import test_ui_window
-from audio_analysis import has_tone, rms
+from audio_analysis import has_tone, make_tone, rms
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 from test_ui_window import run, signed_in, until, window
 
 from agent_phone.phone.history import CallHistory
-from agent_phone.phone.sounds import CONNECT_HZ, RING_HZ
+from agent_phone.phone.sounds import CONNECT_HZ, RING_HZ, TEST_HZ
 from agent_phone.ui.call_panel import CallView
 from agent_phone.ui.history_view import HistoryDialog
-from agent_phone.ui.settings import AUTO_ANSWER, RINGER, RINGER_VOLUME
+from agent_phone.ui.settings import AUTO_ANSWER, RINGER, RINGER_VOLUME, SPEAKER
+from agent_phone.ui.settings_dialog import SettingsDialog
+from agent_phone.ui.tray import should_notify
 
 qloop = test_ui_window.qloop  # the same fixture
 
@@ -169,4 +173,165 @@ def test_auto_answer_plays_the_connect_tone_on_the_speaker(
             record = gui.history.records()[0]
             assert record.caller == "Fay" and record.answered and record.auto_answered
 
+            # A new speaker chosen between calls is used from the next call
+            # (here the virtual card's second output), with no new sign-in.
+            await until(lambda: panel.view is CallView.ENDED, "the call ended")
+            gui.store.set(SPEAKER, RINGER_DEVICE)
+            assert "from the next call" in win.statusBar().currentMessage()
+            speaker = virtual_audio.start_recording(20.0)
+            ringer = virtual_audio.start_recording(20.0, sink="ringer")
+            caller = start_caller(
+                platform.url, "--tone", "300", "--duration", "2", "--caller", "Hal"
+            )
+            await until(lambda: panel.view is CallView.CONNECTED, "the second call", 20)
+            await asyncio.sleep(1.5)
+            heard, rang = speaker.stop(), ringer.stop()
+            await asyncio.to_thread(caller.result, 30)
+            assert has_tone(rang, 300) and tone_in_windows(rang, CONNECT_HZ)
+            assert not has_tone(heard, 300) and not tone_in_windows(heard, CONNECT_HZ)
+
     run(qloop, steps(), timeout=60)
+
+
+def test_minimised_window_notifies_and_the_notification_brings_the_call_forward(
+    qloop, virtual_audio, platform, start_caller, tmp_path
+):
+    async def steps() -> None:
+        async with window(tmp_path) as gui:
+            win, panel, tray = gui.window, gui.window.call_panel, gui.tray
+            await signed_in(gui, platform.url, "bob")
+            win.agent_panel.queue_action.trigger()
+            await until(lambda: win.agent_panel.on_queue, "on queue")
+
+            win.showMinimized()
+            await until(win.isMinimized, "minimised")
+            start_caller(platform.url, "--duration", "0", "--wait", "20", "--caller", "Gus")
+            await until(lambda: panel.view is CallView.INCOMING, "the incoming call", 20)
+            assert [n.title for n in tray.notifications] == ["Incoming call: Gus"]
+            assert "support" in tray.notifications[0].text
+            # With a system tray the notification is shown there; offscreen has
+            # none, and the same action is what a click on the icon or the
+            # notification runs.
+            assert tray.tray_available == QSystemTrayIcon.isSystemTrayAvailable()
+            tray.show_action.trigger()
+            await until(lambda: not win.isMinimized() and win.isVisible(), "restored")
+            await until(lambda: QApplication.activeWindow() is win, "the window active")
+            assert panel.buttons["answer"].hasFocus()
+            # The window is in front now: the next call needs no notification.
+            panel.call_actions.decline.trigger()
+            await until(lambda: panel.view is CallView.ENDED, "declined")
+            assert len(tray.notifications) == 1
+
+    run(qloop, steps())
+
+
+def test_notification_only_for_a_ringing_call_the_agent_cannot_see():
+    assert should_notify(visible=False, minimized=False, auto_answer=False)
+    assert should_notify(visible=True, minimized=True, auto_answer=False)
+    assert not should_notify(visible=True, minimized=False, auto_answer=False)
+    assert not should_notify(visible=False, minimized=False, auto_answer=True)
+    assert not should_notify(visible=True, minimized=True, auto_answer=True)
+
+
+async def _settings_dialog(gui: Any, refresh_ms: int = 0) -> SettingsDialog:
+    gui.window.device_refresh_ms = refresh_ms
+    gui.window.settings_action.trigger()
+    dialog = gui.window.findChild(SettingsDialog)
+    assert dialog is not None and dialog.isVisible()
+    await until(lambda: "devices found" in dialog.device_status.text(), "the device list")
+    return dialog
+
+
+async def _meter_readings(dialog: SettingsDialog, seconds: float) -> list[int]:
+    readings: list[int] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        await asyncio.sleep(0.1)
+        readings.append(dialog.meter.value())
+    return readings
+
+
+def test_settings_meter_test_sound_and_ringer_volume(qloop, qtbot, virtual_audio, tmp_path):
+    async def steps() -> None:
+        async with window(tmp_path) as gui:
+            dialog = await _settings_dialog(gui)
+            assert RINGER_DEVICE in dialog.device_names(RINGER.key)
+
+            # The microphone meter: silence reads low, a -10 dBFS tone high.
+            await until(dialog.meter.isEnabled, "the meter running")
+            quiet = await _meter_readings(dialog, 1.0)
+            assert max(quiet) < -45, quiet
+            feed = virtual_audio.play_into_mic(make_tone(880, 3.0, amplitude=0.3))
+            loud = await _meter_readings(dialog, 2.0)
+            feed.stop()
+            assert max(loud) > -16, loud
+            await until(lambda: dialog.meter.value() < -45, "the meter falling back", 3)
+
+            # Test on the speaker: the test sound is heard on the speaker sink.
+            speaker = virtual_audio.start_recording(4.0)
+            qtbot.mouseClick(dialog._test_buttons[SPEAKER.key], Qt.MouseButton.LeftButton)
+            await until(lambda: dialog._test_buttons[SPEAKER.key].isEnabled(), "played", 8)
+            heard = speaker.stop()
+            assert has_tone(heard, TEST_HZ), f"rms {rms(heard):.0f}"
+
+            # Test on the ringer chosen in the list (not saved yet), at its volume.
+            combo = dialog._devices[RINGER.key][1]
+            combo.setCurrentIndex(combo.findData(RINGER_DEVICE))
+            slider = dialog._numbers[RINGER_VOLUME.key][1]
+            levels = []
+            for volume in (100, 30):
+                slider.setValue(volume)
+                ringer = virtual_audio.start_recording(4.0, sink="ringer")
+                speaker = virtual_audio.start_recording(4.0)
+                qtbot.mouseClick(dialog._test_buttons[RINGER.key], Qt.MouseButton.LeftButton)
+                await until(lambda: not dialog._test_buttons[RINGER.key].isEnabled(), "busy", 2)
+                await until(lambda: dialog._test_buttons[RINGER.key].isEnabled(), "played", 8)
+                rang, heard = ringer.stop(), speaker.stop()
+                assert has_tone(rang, TEST_HZ) and not has_tone(heard, TEST_HZ)
+                levels.append(np.abs(rang).max())
+            # 30 % on a squared curve: about 0.09 of full volume.
+            assert 0.05 < levels[1] / levels[0] < 0.14, levels
+            assert gui.store.get(RINGER) == ""  # nothing saved until OK
+            dialog.accept()
+            assert gui.store.get(RINGER) == RINGER_DEVICE
+            assert gui.store.get(RINGER_VOLUME) == 30
+            assert gui.sounds.settings.ringer_device == RINGER_DEVICE
+            assert gui.sounds.settings.ringer_volume == 30
+
+    run(qloop, steps())
+
+
+def test_settings_lists_a_device_plugged_in_while_it_is_open(qloop, virtual_audio, tmp_path):
+    """A new ALSA device stands in for a headset plugged in: PortAudio sees it
+    only after re-initialising, which the open dialog does every few seconds."""
+    config = virtual_audio.paths.alsa_config
+    original = config.read_text()
+
+    async def steps() -> None:
+        async with window(tmp_path) as gui:
+            dialog = await _settings_dialog(gui, refresh_ms=300)
+            assert "headset_test" not in dialog.device_names(SPEAKER.key)
+            refreshes = gui.window._device_tools.refreshes
+            config.write_text(original + 'pcm.headset_test { type pulse device "speaker" }\n')
+            await until(
+                lambda: "headset_test" in dialog.device_names(SPEAKER.key), "the new device", 10
+            )
+            assert "headset_test" in dialog.device_names(RINGER.key)
+            assert gui.window._device_tools.refreshes > refreshes
+            dialog._devices[SPEAKER.key][1].setCurrentIndex(
+                dialog._devices[SPEAKER.key][1].findData("headset_test")
+            )
+            config.write_text(original)
+            # The choice is kept, marked as unplugged, rather than silently lost.
+            combo = dialog._devices[SPEAKER.key][1]
+            await until(
+                lambda: combo.currentText() == "headset_test (not found)", "the device gone", 10
+            )
+            assert "headset_test" not in dialog.device_names(RINGER.key)
+            dialog.reject()
+
+    try:
+        run(qloop, steps())
+    finally:
+        config.write_text(original)
+        virtual_audio.reinit_portaudio()
