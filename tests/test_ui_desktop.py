@@ -22,7 +22,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 from test_ui_window import run, signed_in, until, window
 
-from agent_phone.phone.history import CallHistory
+from agent_phone.phone.history import CallHistory, CallRecord
 from agent_phone.phone.sounds import CONNECT_HZ, RING_HZ, TEST_HZ
 from agent_phone.ui.call_panel import CallView
 from agent_phone.ui.history_view import HistoryDialog
@@ -335,3 +335,48 @@ def test_settings_lists_a_device_plugged_in_while_it_is_open(qloop, virtual_audi
     finally:
         config.write_text(original)
         virtual_audio.reinit_portaudio()
+
+
+def _record(n: int, answered: bool = True) -> CallRecord:
+    return CallRecord(
+        call_id=f"c{n}",
+        time=1_700_000_000.0 + n,
+        caller=f"Caller {n}",
+        queue="support",
+        answered=answered,
+        auto_answered=False,
+        duration_s=65.0 if answered else 0.0,
+        end_reason="customer_hangup" if answered else "alert_timeout",
+        over_persistent_connection=n > 0,
+        delivery_ms=1.5,
+    )
+
+
+def test_history_file_is_bounded_and_survives_a_torn_line(tmp_path):
+    path = tmp_path / "h.jsonl"
+    history = CallHistory(path, limit=3)
+    for n in range(7):
+        history.add(_record(n, answered=n % 2 == 0))
+    assert [r.call_id for r in history.records()] == ["c6", "c5", "c4"]
+    assert len(path.read_text().splitlines()) <= 6  # rewritten past 2 x limit
+    with path.open("a") as f:
+        f.write('{"call_id": "c7", "time": 1')  # a crash mid-write
+    again = CallHistory(path, limit=3)
+    assert again.records() == history.records()
+    assert again.records()[1].outcome == "missed"
+
+
+def test_history_window_is_named_and_keyboard_reachable(qapp, qtbot, tmp_path):
+    history = CallHistory(tmp_path / "h.jsonl")
+    history.add(_record(0))
+    dialog = HistoryDialog(history)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.rows()[0][1:5] == ["Caller 0", "support", "1:05", "Answered"]
+    history.add(_record(1, answered=False))  # a call ending while it is open
+    assert [r[1] for r in dialog.rows()] == ["Caller 1", "Caller 0"]
+    assert dialog.rows()[0][4] == "Missed" and dialog.rows()[0][6] == "Yes"
+    for widget in (dialog, dialog.table, dialog.summary):
+        assert widget.accessibleName()
+    assert "2 calls: 1 answered" in dialog.summary.text()
+    assert dialog.table.focusPolicy() & Qt.FocusPolicy.TabFocus
