@@ -132,8 +132,6 @@ class HistoryDialog(QDialog):
             if records
             else "No calls yet."
         )
-        if records and self.table.currentRow() < 0:
-            self.table.setCurrentCell(0, 0)
         self.updated.emit()
 
     def rows(self) -> list[list[str]]:

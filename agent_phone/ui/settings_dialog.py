@@ -139,7 +139,7 @@ class SettingsDialog(QDialog):
                 self.meter.setAccessibleDescription(
                     "How loud the chosen microphone is now, in dB below full scale."
                 )
-                audio_form.addRow("Level:", self.meter)
+                audio_form.addRow("Mic level:", self.meter)
                 self._label_for(audio_form, self.meter)
                 combo.currentIndexChanged.connect(self._on_mic_index)
         slider = QSlider(Qt.Orientation.Horizontal, audio)
