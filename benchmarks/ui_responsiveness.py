@@ -122,6 +122,35 @@ class StallMeter:
         (self.call if self.in_call else self.idle).append(late)
 
 
+CONTROL = """
+import json, sys, time
+from PySide6.QtCore import QCoreApplication, QTimer, Qt
+app = QCoreApplication([])
+late, last = [], [time.perf_counter()]
+def tick():
+    now = time.perf_counter()
+    late.append(max(0.0, (now - last[0]) * 1000 - TICK))
+    last[0] = now
+t = QTimer(); t.setTimerType(Qt.TimerType.PreciseTimer); t.setInterval(TICK)
+t.timeout.connect(tick); t.start()
+QTimer.singleShot(int(float(sys.argv[1]) * 1000), app.quit)
+app.exec()
+print(json.dumps(late))
+""".replace("TICK", str(TICK_MS))
+
+
+def start_control(seconds: float) -> subprocess.Popen[str]:
+    """The bare Qt loop of the module docstring, for ``seconds``."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    return subprocess.Popen(
+        [sys.executable, "-c", CONTROL, str(seconds)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 def stats(values: list[float]) -> dict[str, float]:
     if not values:
         return {"ticks": 0}
@@ -172,14 +201,20 @@ async def drive_window(url: str, calls: int, workdir: Path) -> dict[str, Any]:
         await asyncio.sleep(5.0)
         out["rss_idle_mb"] = round(rss_mb(), 1)
         talk = []
+        control = start_control(calls * 6.0)
         cpu0, wall0 = time.process_time(), time.monotonic()
         for n in range(1, calls + 1):
             caller = CallerProcess(
                 url, "--tone", "440", "--duration", "3", "--caller", f"Bench {n}", log_dir=workdir
             )
             try:
+                await until(
+                    lambda: panel.view in (CallView.ANSWERING, CallView.CONNECTED),
+                    f"call {n} offered",
+                    30,
+                )
+                meter.in_call = True  # from the offer: call set-up counts as the call
                 await until(lambda: panel.view is CallView.CONNECTED, f"call {n}", 30)
-                meter.in_call = True
                 began = time.monotonic()
                 await until(lambda: panel.view is CallView.ENDED, f"call {n} ended", 30)
                 talk.append(time.monotonic() - began)
@@ -201,6 +236,8 @@ async def drive_window(url: str, calls: int, workdir: Path) -> dict[str, Any]:
         out["talk_s_total"] = round(sum(talk), 1)
         out["stall_idle"] = stats(meter.idle)
         out["stall_call"] = stats(meter.call)
+        control_out, _ = await asyncio.to_thread(control.communicate, None, calls * 6.0 + 30)
+        out["stall_control"] = stats(json.loads(control_out or "[]"))
         out["history_records"] = len(gui.history.records())
         out["connect_tones"] = gui.sounds.tones_played
     finally:
@@ -215,7 +252,16 @@ def main() -> int:
     p.add_argument("--calls", type=int, default=10)
     p.add_argument("--runs", type=int, default=5, help="start-up runs")
     p.add_argument("--json", type=Path, default=REPO / "benchmarks/results/ui_responsiveness.json")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run everything at this niceness (e.g. -15, as root): on a machine shared "
+        "with other loads, shows the stalls of our own code apart from CPU starvation",
+    )
     opts = p.parse_args()
+    if opts.nice:
+        os.setpriority(os.PRIO_PROCESS, 0, opts.nice)  # inherited by every child
 
     import virtual_audio
 
@@ -241,6 +287,7 @@ def main() -> int:
         "qt_platform": os.environ["QT_QPA_PLATFORM"],
         "tick_ms": TICK_MS,
         "cores": os.cpu_count(),
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
     try:
@@ -277,6 +324,11 @@ def main() -> int:
         ("Qt loop, largest stall during calls", f"{call.get('max_ms', 'n/a')} ms"),
         ("Qt loop, p99 lateness during calls", f"{call.get('p99_ms', 'n/a')} ms"),
         ("Qt loop, largest stall idle", f"{idle.get('max_ms', 'n/a')} ms"),
+        (
+            "control (bare Qt loop beside it): largest / p99",
+            f"{result['stall_control'].get('max_ms', 'n/a')} ms / "
+            f"{result['stall_control'].get('p99_ms', 'n/a')} ms",
+        ),
         ("ticks measured in calls / idle", f"{call.get('ticks', 0)} / {idle.get('ticks', 0)}"),
         ("RSS signed in", f"{result['rss_signed_in_mb']} MB"),
         ("RSS idle (5 s later)", f"{result['rss_idle_mb']} MB"),
@@ -292,7 +344,7 @@ def main() -> int:
         s = result["startup_window_mapped_s"]
         rows.insert(0, ("start-up to window mapped (median)", f"{s['median']} s (n={s['runs']})"))
     width = max(len(r[0]) for r in rows)
-    print(f"UI responsiveness ({result['qt_platform']}, {opts.calls} calls)")
+    print(f"UI responsiveness ({result['qt_platform']}, {opts.calls} calls, nice {result['nice']})")
     for what, value in rows:
         print(f"  {what:<{width}}  {value}")
     verdict = call.get("max_ms", float("inf")) < STALL_TARGET_MS

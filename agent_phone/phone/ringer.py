@@ -23,6 +23,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from agent_phone.phone import events
 from agent_phone.phone.devices import AudioDeviceError
 from agent_phone.phone.sounds import SoundPlayer, connect_tone, ring_cadence, scaled
@@ -45,6 +47,8 @@ class AlertSoundSettings:
     ringer_volume: int = 80
     #: Play the connect tone for auto-answered calls.
     connect_tone: bool = True
+    #: False: no sound at all (e.g. a demo on a machine with no sound card).
+    enabled: bool = True
 
 
 class AlertSounds:
@@ -62,6 +66,12 @@ class AlertSounds:
         self._max_ring_s = max_ring_s
         self._tasks = TaskSet("sounds")
         self._ring: asyncio.Task[None] | None = None
+        #: The ring at the last volume used: made once, not at each call
+        #: (6 s of samples: a few ms of the loop's time).
+        self._ring_samples: tuple[int, np.ndarray] | None = None
+        # Made now, at start-up, rather than on the loop when a call rings.
+        self._ring_at(settings.ringer_volume)
+        connect_tone()
         self._ring_call: str | None = None
         #: Counters, for logs and tests.
         self.rings_started = 0
@@ -76,6 +86,8 @@ class AlertSounds:
         self.settings = settings
 
     def on_event(self, event: events.PhoneEvent) -> None:
+        if not self.settings.enabled:
+            return
         match event:
             case events.Alerting(call_id=call_id, auto_answer=False):
                 self._start_ring(call_id)
@@ -109,13 +121,18 @@ class AlertSounds:
         s = self.settings
         player = SoundPlayer(s.ringer_device, name=f"ringer for {call_id}")
         try:
-            await player.play(scaled(ring_cadence(), s.ringer_volume), loop=True)
+            await player.play(self._ring_at(s.ringer_volume), loop=True)
             await asyncio.sleep(self._max_ring_s)
             logger.info("ringer for %s stopped after %.0f s", call_id, self._max_ring_s)
         except AudioDeviceError as exc:
             self._report(f"The ringer cannot ring: {exc}")
         finally:
             await asyncio.shield(player.stop())
+
+    def _ring_at(self, volume: int) -> np.ndarray:
+        if self._ring_samples is None or self._ring_samples[0] != volume:
+            self._ring_samples = (volume, scaled(ring_cadence(), volume))
+        return self._ring_samples[1]
 
     async def _connect_tone(self) -> None:
         player = SoundPlayer(self.settings.speaker_device, name="connect tone")

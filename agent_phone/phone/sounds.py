@@ -16,6 +16,7 @@ the end of a clip reaches the loop through ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -55,21 +56,30 @@ def _int16(wave: np.ndarray) -> np.ndarray:
     return np.clip(np.round(wave * 32767), -32768, 32767).astype(DTYPE)
 
 
+def _frozen(samples: np.ndarray) -> np.ndarray:
+    # Made once and shared (functools.cache): nobody may write into them.
+    samples.setflags(write=False)
+    return samples
+
+
+@functools.cache
 def ring_cadence() -> np.ndarray:
     """One ring cycle (6 s), to be looped: 2 s of 440 + 480 Hz, 4 s of silence."""
     on = _tone(RING_HZ, RING_ON_S, 0.5)
-    return _int16(np.concatenate([on, np.zeros(int(SAMPLE_RATE * RING_OFF_S))]))
+    return _frozen(_int16(np.concatenate([on, np.zeros(int(SAMPLE_RATE * RING_OFF_S))])))
 
 
+@functools.cache
 def connect_tone() -> np.ndarray:
     """Two 120 ms beeps at 1 kHz, 80 ms apart (0.32 s)."""
     beep = _tone((CONNECT_HZ,), 0.12, 0.4)
-    return _int16(np.concatenate([beep, np.zeros(int(SAMPLE_RATE * 0.08)), beep]))
+    return _frozen(_int16(np.concatenate([beep, np.zeros(int(SAMPLE_RATE * 0.08)), beep])))
 
 
+@functools.cache
 def test_tone() -> np.ndarray:
     """0.8 s of 660 Hz, for the settings dialog's Test Sound button."""
-    return _int16(_tone((TEST_HZ,), 0.8, 0.4))
+    return _frozen(_int16(_tone((TEST_HZ,), 0.8, 0.4)))
 
 
 test_tone.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
@@ -77,6 +87,8 @@ test_tone.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 def scaled(samples: np.ndarray, volume: int) -> np.ndarray:
     """``samples`` at ``volume`` percent (0-100), with a perceptual (squared) curve."""
+    if volume >= 100:
+        return samples
     gain = (max(0, min(100, volume)) / 100.0) ** 2
     return _int16(samples.astype(np.float64) / 32767 * gain)
 

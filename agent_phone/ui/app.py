@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import logging.handlers
 import os
@@ -201,6 +202,9 @@ class GuiApp:
 
     async def _start_demo(self, demo: DemoRun) -> None:
         url = await demo.start()
+        if not demo.has_devices:
+            # No sound card: the demo's audio is files; nothing to ring on.
+            self.sounds.configure(dataclasses.replace(self.sounds.settings, enabled=False))
         # run_gui gives the demo a throwaway settings file, so this does not
         # touch the agent's own: alice takes calls at once, with no click.
         self.store.set(AUTO_ANSWER, True)
