@@ -160,6 +160,7 @@ def stats(values: list[float]) -> dict[str, float]:
         "max_ms": round(ordered[-1], 2),
         "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))], 2),
         "median_ms": round(statistics.median(ordered), 2),
+        "over_target": sum(1 for v in ordered if v >= STALL_TARGET_MS),
     }
 
 
@@ -330,6 +331,11 @@ def main() -> int:
             f"{result['stall_control'].get('p99_ms', 'n/a')} ms",
         ),
         ("ticks measured in calls / idle", f"{call.get('ticks', 0)} / {idle.get('ticks', 0)}"),
+        (
+            f"ticks late by >= {STALL_TARGET_MS:.0f} ms: in calls / idle / control",
+            f"{call.get('over_target')} / {idle.get('over_target')} / "
+            f"{result['stall_control'].get('over_target')}",
+        ),
         ("RSS signed in", f"{result['rss_signed_in_mb']} MB"),
         ("RSS idle (5 s later)", f"{result['rss_idle_mb']} MB"),
         (f"RSS after {opts.calls} calls", f"{result['rss_after_calls_mb']} MB"),
