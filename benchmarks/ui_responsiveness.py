@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -36,7 +37,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -96,12 +99,23 @@ def start_up(url: str, display: str, runs: int) -> list[float]:
 class StallMeter:
     """A 5 ms PreciseTimer; the lateness of each tick, sorted into idle and in-call."""
 
-    def __init__(self) -> None:
+    def __init__(self, diagnose: bool = False) -> None:
         from PySide6.QtCore import Qt, QTimer
 
+        self._diagnose = diagnose
         self.in_call = False
+        #: What the window is doing now (set by the driver), for the stalls' log.
+        self.phase = "idle"
         self.idle: list[float] = []
         self.call: list[float] = []
+        #: (phase, lateness ms) of every tick late by 30 ms or more.
+        self.stalls: list[tuple[str, float]] = []
+        #: Durations (ms) of the garbage collector's full (generation 2) runs.
+        self.gc_ms: list[float] = []
+        self._gc_began = 0.0
+        #: Stacks of the GUI thread sampled during stalls, with counts.
+        self.samples: dict[str, int] = {}
+        self._watching = False
         self._last = time.perf_counter()
         self._timer = QTimer()
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -111,15 +125,54 @@ class StallMeter:
     def start(self) -> None:
         self._last = time.perf_counter()
         self._timer.start()
+        gc.callbacks.append(self._on_gc)
+        if self._diagnose:
+            self._watching = True
+            threading.Thread(target=self._watch, name="stall-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Where the GUI thread is when a tick is 40 ms overdue (one sample per stall).
+
+        A stack ending in the event dispatcher's wait means the thread was
+        idle and simply not scheduled (or waiting for the GIL); anything else
+        is the code that held the loop.
+        """
+        main = threading.main_thread().ident
+        sampled_for = 0.0
+        while self._watching:
+            time.sleep(0.005)
+            last = self._last
+            if time.perf_counter() - last > 0.045 and sampled_for != last:
+                sampled_for = last
+                frame = sys._current_frames().get(main or 0)
+                if frame is not None:
+                    stack = traceback.extract_stack(frame)[-4:]
+                    where = " < ".join(
+                        f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(stack)
+                    )
+                    self.samples[where] = self.samples.get(where, 0) + 1
 
     def stop(self) -> None:
+        self._watching = False
         self._timer.stop()
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, event: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if event == "start":
+            self._gc_began = time.perf_counter()
+        else:
+            self.gc_ms.append((time.perf_counter() - self._gc_began) * 1000)
 
     def _tick(self) -> None:
         now = time.perf_counter()
         late = max(0.0, (now - self._last) * 1000 - TICK_MS)
         self._last = now
         (self.call if self.in_call else self.idle).append(late)
+        if late >= 30:
+            self.stalls.append((self.phase, round(late, 1)))
 
 
 CONTROL = """
@@ -164,7 +217,9 @@ def stats(values: list[float]) -> dict[str, float]:
     }
 
 
-async def drive_window(url: str, calls: int, workdir: Path) -> dict[str, Any]:
+async def drive_window(
+    url: str, calls: int, workdir: Path, diagnose: bool = False
+) -> dict[str, Any]:
     from procs import CallerProcess
     from test_ui_window import MemoryKeyring, _args
 
@@ -188,7 +243,7 @@ async def drive_window(url: str, calls: int, workdir: Path) -> dict[str, Any]:
         _args(), store, PasswordVault(MemoryKeyring()), history_path=workdir / "history.jsonl"
     )
     gui.window.show()
-    meter = StallMeter()
+    meter = StallMeter(diagnose)
     panel = gui.window.call_panel
     out: dict[str, Any] = {}
     try:
@@ -205,8 +260,19 @@ async def drive_window(url: str, calls: int, workdir: Path) -> dict[str, Any]:
         control = start_control(calls * 6.0)
         cpu0, wall0 = time.process_time(), time.monotonic()
         for n in range(1, calls + 1):
-            caller = CallerProcess(
-                url, "--tone", "440", "--duration", "3", "--caller", f"Bench {n}", log_dir=workdir
+            meter.phase = "between calls"
+            # Started from a worker thread: spawning a process is the benchmark's
+            # work, not the window's, and must not count as the window's stall.
+            caller = await asyncio.to_thread(
+                CallerProcess,
+                url,
+                "--tone",
+                "440",
+                "--duration",
+                "3",
+                "--caller",
+                f"Bench {n}",
+                log_dir=workdir,
             )
             try:
                 await until(
@@ -215,17 +281,20 @@ async def drive_window(url: str, calls: int, workdir: Path) -> dict[str, Any]:
                     30,
                 )
                 meter.in_call = True  # from the offer: call set-up counts as the call
+                meter.phase = "answering"
                 await until(lambda: panel.view is CallView.CONNECTED, f"call {n}", 30)
+                meter.phase = "connected"
                 began = time.monotonic()
                 await until(lambda: panel.view is CallView.ENDED, f"call {n} ended", 30)
                 talk.append(time.monotonic() - began)
                 meter.in_call = False
+                meter.phase = "ended"
                 code, summary = await asyncio.to_thread(caller.result, 30)
                 if not summary.get("answered"):
                     raise RuntimeError(f"call {n} not answered: {summary}")
             finally:
                 meter.in_call = False
-                caller.stop()
+                await asyncio.to_thread(caller.stop)
             await asyncio.sleep(0.5)
         meter.stop()
         # This process's own CPU use over the calls: small against the
@@ -237,6 +306,12 @@ async def drive_window(url: str, calls: int, workdir: Path) -> dict[str, Any]:
         out["talk_s_total"] = round(sum(talk), 1)
         out["stall_idle"] = stats(meter.idle)
         out["stall_call"] = stats(meter.call)
+        phases: dict[str, list[float]] = {}
+        for phase, late in meter.stalls:
+            phases.setdefault(phase, []).append(late)
+        out["stalls_30ms_by_phase"] = {k: sorted(v, reverse=True) for k, v in phases.items()}
+        out["stall_stacks"] = dict(sorted(meter.samples.items(), key=lambda kv: -kv[1]))
+        out["gc_full_runs_ms"] = [round(x, 1) for x in sorted(meter.gc_ms, reverse=True)]
         control_out, _ = await asyncio.to_thread(control.communicate, None, calls * 6.0 + 30)
         out["stall_control"] = stats(json.loads(control_out or "[]"))
         out["history_records"] = len(gui.history.records())
@@ -259,6 +334,11 @@ def main() -> int:
         default=0,
         help="run everything at this niceness (e.g. -15, as root): on a machine shared "
         "with other loads, shows the stalls of our own code apart from CPU starvation",
+    )
+    p.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="sample the GUI thread's stack whenever a tick is 45 ms overdue (adds a thread)",
     )
     opts = p.parse_args()
     if opts.nice:
@@ -309,7 +389,11 @@ def main() -> int:
         loop = qasync.QEventLoop(app)
         asyncio.set_event_loop(loop)
         with loop:
-            result.update(loop.run_until_complete(drive_window(platform.url, opts.calls, workdir)))
+            result.update(
+                loop.run_until_complete(
+                    drive_window(platform.url, opts.calls, workdir, opts.diagnose)
+                )
+            )
     finally:
         platform.stop()
         if xvfb is not None:
@@ -356,6 +440,11 @@ def main() -> int:
     verdict = call.get("max_ms", float("inf")) < STALL_TARGET_MS
     print(f"  target: largest stall during calls < {STALL_TARGET_MS:.0f} ms: "
           f"{'met' if verdict else 'NOT met'}")  # fmt: skip
+    for phase, lates in result["stalls_30ms_by_phase"].items():
+        print(f"  stalls >= 30 ms while {phase}: {lates[:8]}")
+    print(f"  full GC runs (ms): {result['gc_full_runs_ms'][:8]}")
+    for where, count in list(result["stall_stacks"].items())[:8]:
+        print(f"  GUI thread during a stall ({count}x): {where}")
     opts.json.parent.mkdir(parents=True, exist_ok=True)
     opts.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"  written to {opts.json}")
