@@ -48,7 +48,9 @@ MAX_ROWS = 500
 
 
 def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
+    # Whole seconds, cut as the call panel's clock cuts them: the same call
+    # reads the same in both.
+    minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
