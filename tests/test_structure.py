@@ -13,6 +13,8 @@ def test_engine_protocol_platform_and_caller_import_no_qt():
         "import sys\n"
         "import agent_phone.protocol, agent_phone.phone.engine, agent_phone.cloud.server\n"
         "import agent_phone.caller.client, agent_phone.headless, agent_phone.app\n"
+        "import agent_phone.phone.ringer, agent_phone.phone.history\n"
+        "import agent_phone.phone.device_check\n"
         "qt = {'PySide6', 'qasync', 'shiboken6'}\n"
         "qt = sorted(m for m in sys.modules if m.split('.')[0] in qt)\n"
         "print(','.join(qt))\n"

@@ -139,7 +139,12 @@ class Recorder:
 @contextlib.asynccontextmanager
 async def window(tmp_path: Path, **args: Any) -> AsyncIterator[GuiApp]:
     store = SettingsStore.at(tmp_path / "settings.ini")
-    gui = GuiApp(_args(**args), store, PasswordVault(MemoryKeyring()))
+    gui = GuiApp(
+        _args(**args),
+        store,
+        PasswordVault(MemoryKeyring()),
+        history_path=tmp_path / "call-history.jsonl",
+    )
     gui.window.show()
     try:
         yield gui

@@ -80,6 +80,9 @@ load-module module-loopback source=speaker.monitor sink=blackhole latency_msec=2
 source_dont_move=true sink_dont_move=true
 load-module module-loopback source=micsink.monitor sink=blackhole latency_msec=20 \
 source_dont_move=true sink_dont_move=true
+load-module module-null-sink sink_name=ringer rate=48000 channels=2
+load-module module-loopback source=ringer.monitor sink=blackhole latency_msec=20 \
+source_dont_move=true sink_dont_move=true
 set-default-sink speaker
 set-default-source micsink.monitor
 """
@@ -87,9 +90,14 @@ set-default-source micsink.monitor
 ALSA_CONFIG = """\
 pcm.speaker_monitor { type pulse device "speaker.monitor" }
 pcm.mic_feed        { type pulse device "micsink" }
+pcm.ringer          { type pulse device "ringer" }
+pcm.ringer_monitor  { type pulse device "ringer.monitor" }
 """
 
 SPEAKER_MONITOR_PCM = "speaker_monitor"
+#: A second output for the app (its ringer device, by this name) and its monitor.
+RINGER_PCM = "ringer"
+RINGER_MONITOR_PCM = "ringer_monitor"
 MIC_FEED_PCM = "mic_feed"
 
 
@@ -385,6 +393,7 @@ class VirtualAudio:
         self.process: subprocess.Popen[bytes] | None = None
         self.sd: Any = None
         self.speaker_monitor_device = -1
+        self.ringer_monitor_device = -1
         self.mic_feed_device = -1
         self.start_seconds = float("nan")
         self._open: set[Playback | Recording] = set()
@@ -480,6 +489,7 @@ class VirtualAudio:
         sd._terminate()
         sd._initialize()
         self.speaker_monitor_device = self._find_device(SPEAKER_MONITOR_PCM, "input")
+        self.ringer_monitor_device = self._find_device(RINGER_MONITOR_PCM, "input")
         self.mic_feed_device = self._find_device(MIC_FEED_PCM, "output")
 
     def _find_device(self, name: str, kind: str) -> int:
@@ -546,7 +556,9 @@ class VirtualAudio:
         self.check_alive()
         return self._track(Playback(self, self.mic_feed_device, samples, rate, loop))
 
-    def start_recording(self, max_seconds: float = MAX_RECORDING_SECONDS) -> Recording:
+    def start_recording(
+        self, max_seconds: float = MAX_RECORDING_SECONDS, sink: str = "speaker"
+    ) -> Recording:
         """Start recording what is played on the speaker (``speaker_monitor``), int16 mono 48 kHz.
 
         ``.stop()`` returns the samples. Recording stops by itself after ``max_seconds``.
@@ -554,7 +566,8 @@ class VirtualAudio:
         self.check_alive()
         if not 0 < max_seconds <= MAX_RECORDING_SECONDS:
             raise ValueError(f"max_seconds must be in (0, {MAX_RECORDING_SECONDS}]")
-        return self._track(Recording(self, self.speaker_monitor_device, RATE, max_seconds))
+        device = self.ringer_monitor_device if sink == "ringer" else self.speaker_monitor_device
+        return self._track(Recording(self, device, RATE, max_seconds))
 
     def record_speaker(self, seconds: float) -> np.ndarray:
         """Record ``seconds`` of the speaker (int16 mono 48 kHz), blocking; bounded."""

@@ -43,6 +43,7 @@ __all__ = [
     "MicrophoneStats",
     "SpeakerSink",
     "SpeakerStats",
+    "StreamHandle",
     "list_devices",
     "match_device",
     "refresh_devices",
@@ -524,6 +525,12 @@ class _StreamHandle:
             (time.monotonic() - opened) * 1000,
         )
         return stream, what
+
+
+#: For the other players of this package (``agent_phone.phone.sounds``): a
+#: stream opened and closed as the microphone's and the speaker's are, so
+#: ``sounddevice`` is still imported only here.
+StreamHandle = _StreamHandle
 
 
 def _close_stream(stream: Any, what: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import logging.handlers
 import os
@@ -26,6 +27,9 @@ from typing import Any
 import platformdirs
 from PySide6.QtWidgets import QApplication
 
+from agent_phone.phone.history import CallHistory
+from agent_phone.phone.history import default_path as default_history_path
+from agent_phone.phone.ringer import AlertSounds
 from agent_phone.ui.bridges import ConnectionStateBridge, PhoneBridge
 from agent_phone.ui.controller import (
     EngineFactory,
@@ -36,9 +40,15 @@ from agent_phone.ui.controller import (
 from agent_phone.ui.demo_run import DemoRun
 from agent_phone.ui.main_window import MainWindow
 from agent_phone.ui.passwords import PasswordVault
-from agent_phone.ui.settings import AUTO_ANSWER, ON_QUEUE_AT_SIGN_IN, SettingsStore
+from agent_phone.ui.settings import (
+    AUTO_ANSWER,
+    ON_QUEUE_AT_SIGN_IN,
+    SettingsStore,
+    alert_sound_settings,
+)
 from agent_phone.ui.sign_in import SignInForm
 from agent_phone.ui.tasks import OwnedTasks
+from agent_phone.ui.tray import TrayNotifier
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +131,7 @@ class GuiApp:
         store: SettingsStore,
         vault: PasswordVault,
         engine_factory: EngineFactory = default_engine,
+        history_path: Path | None = None,
     ) -> None:
         self.args = args
         self.store = store
@@ -130,8 +141,31 @@ class GuiApp:
         if args.demo:
             self.demo = DemoRun(args, OwnedTasks("demo"))
             engine_factory = self.demo.engine
-        self.controller = PhoneController(self.phone, self.connection, engine_factory)
-        self.window = MainWindow(self.controller, self.phone, self.connection, store, vault)
+        # The engine's observers with no Qt in them: the ringer and the call history.
+        self.history = CallHistory(history_path or default_history_path())
+        self.sounds = AlertSounds(alert_sound_settings(store))
+        self.controller = PhoneController(
+            self.phone,
+            self.connection,
+            engine_factory,
+            observers=(self.sounds.on_event, self.history.on_event),
+        )
+        self.window = MainWindow(
+            self.controller,
+            self.phone,
+            self.connection,
+            store,
+            vault,
+            history=self.history,
+            sounds=self.sounds,
+        )
+        self.sounds.on_error = lambda text: self.window.statusBar().showMessage(text, 15000)
+        panel = self.window.call_panel
+        self.tray = TrayNotifier(
+            self.window,
+            self.phone,
+            focus=lambda: panel.buttons["answer"] if panel.buttons["answer"].isVisible() else panel,
+        )
         if self.demo is not None:
             self.demo.tasks.failed.connect(self.window.statusBar().showMessage)
         self._closed = asyncio.Event()
@@ -168,6 +202,9 @@ class GuiApp:
 
     async def _start_demo(self, demo: DemoRun) -> None:
         url = await demo.start()
+        if not demo.has_devices:
+            # No sound card: the demo's audio is files; nothing to ring on.
+            self.sounds.configure(dataclasses.replace(self.sounds.settings, enabled=False))
         # run_gui gives the demo a throwaway settings file, so this does not
         # touch the agent's own: alice takes calls at once, with no click.
         self.store.set(AUTO_ANSWER, True)
@@ -186,6 +223,8 @@ class GuiApp:
     async def close(self) -> None:
         """Hang up, sign out, close the engine and the demo. Idempotent."""
         await self.controller.close()
+        await self.sounds.close()
+        self.tray.close()
         if self.demo is not None:
             await self.demo.close()
 
@@ -211,17 +250,19 @@ def run_gui(args: argparse.Namespace) -> int:
         # changes each run, and it turns auto answer on).
         demo_dir = Path(tempfile.mkdtemp(prefix="agent-phone-demo-"))
         store = SettingsStore.at(demo_dir / "settings.ini")
+        history: Path | None = demo_dir / "call-history.jsonl"
     else:
         store = SettingsStore.at(settings_file())
+        history = None  # the user data directory (platformdirs)
     try:
         with loop:
-            code: int = loop.run_until_complete(_run(args, store))
+            code: int = loop.run_until_complete(_run(args, store, history))
             return code
     finally:
         asyncio.set_event_loop(None)
 
 
-async def _run(args: argparse.Namespace, store: SettingsStore) -> int:
+async def _run(args: argparse.Namespace, store: SettingsStore, history: Path | None) -> int:
     # Built inside the running loop: the demo platform's parts expect one.
-    gui = GuiApp(args, store, PasswordVault())
+    gui = GuiApp(args, store, PasswordVault(), history_path=history)
     return await gui.run()

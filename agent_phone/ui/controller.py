@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import enum
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -20,7 +20,8 @@ from PySide6.QtCore import QObject, Signal
 from agent_phone.media.ice import restrict_ice_addresses
 from agent_phone.phone import events
 from agent_phone.phone.audio_io import call_audio
-from agent_phone.phone.engine import PhoneEngine, PhoneError
+from agent_phone.phone.device_check import switch_call_devices
+from agent_phone.phone.engine import Observer, PhoneEngine, PhoneError
 from agent_phone.phone.settings import PhoneSettings
 from agent_phone.ui.bridges import ConnectionStateBridge, PhoneBridge
 from agent_phone.ui.tasks import OwnedTasks
@@ -70,8 +71,13 @@ class PhoneController(QObject):
         connection: ConnectionStateBridge,
         engine_factory: EngineFactory = default_engine,
         parent: QObject | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         super().__init__(parent)
+        #: Engine observers with no Qt in them (the ringer, the call history),
+        #: subscribed to each engine this controller makes.
+        self._observers = tuple(observers)
+        self._unsubscribe: list[Callable[[], None]] = []
         self._phone = phone
         self._connection = connection
         self._factory = engine_factory
@@ -117,6 +123,7 @@ class PhoneController(QObject):
         self._engine = engine
         self._phone.attach(engine)
         self._connection.attach(engine.connection_state)
+        self._unsubscribe = [engine.subscribe(observer) for observer in self._observers]
         try:
             await engine.start()
         except PhoneError as exc:  # SignInError, or going on queue failed
@@ -184,6 +191,9 @@ class PhoneController(QObject):
         try:
             await engine.close()
         finally:
+            for unsubscribe in self._unsubscribe:
+                unsubscribe()
+            self._unsubscribe = []
             self._phone.detach()
             self._connection.detach()
 
@@ -266,3 +276,15 @@ class PhoneController(QObject):
         if engine is not None:
             engine.settings = dataclasses.replace(engine.settings, auto_answer=on)
             logger.info("auto answer %s", "on" if on else "off")
+
+    def switch_devices(self, mic: str | None, speaker: str | None) -> bool:
+        """Use these devices from the next call; False when only the next sign-in can."""
+        engine = self._engine
+        if engine is None:
+            return True  # the next sign-in reads the settings anyway
+        if not switch_call_devices(engine.audio, mic, speaker, lambda: self.in_call):
+            return False
+        engine.settings = dataclasses.replace(
+            engine.settings, mic_device=mic, speaker_device=speaker
+        )
+        return True

@@ -52,6 +52,11 @@ class DemoRun:
         return self.url
 
     @property
+    def has_devices(self) -> bool:
+        """A default microphone and speaker exist (known after ``start()``)."""
+        return self._has_devices
+
+    @property
     def audio_note(self) -> str:
         if self._has_devices:
             return "Demo audio: your default microphone and speaker."

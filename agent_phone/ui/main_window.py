@@ -16,15 +16,28 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox, QVBoxLayou
 
 from agent_phone import __version__
 from agent_phone.phone import events
+from agent_phone.phone.history import CallHistory
+from agent_phone.phone.ringer import AlertSounds
 from agent_phone.resources import resource
 from agent_phone.ui.agent_panel import AgentPanel
 from agent_phone.ui.bridges import ConnectionStateBridge, PhoneBridge
 from agent_phone.ui.call_panel import CallPanel
 from agent_phone.ui.controller import PhoneController, SessionState
+from agent_phone.ui.device_tools import REFRESH_MS, DeviceTools
+from agent_phone.ui.history_view import HistoryDialog
 from agent_phone.ui.indicator import ConnectionIndicator, reason_text
 from agent_phone.ui.passwords import PasswordVault
-from agent_phone.ui.settings import AUTO_ANSWER, MIC, PERSISTENT, RINGER, SPEAKER, SettingsStore
-from agent_phone.ui.settings_dialog import SettingsDialog, load_devices
+from agent_phone.ui.settings import (
+    AUTO_ANSWER,
+    MIC,
+    PERSISTENT,
+    RINGER,
+    RINGER_VOLUME,
+    SPEAKER,
+    SettingsStore,
+    alert_sound_settings,
+)
+from agent_phone.ui.settings_dialog import SettingsDialog
 from agent_phone.ui.sign_in import SignInFlow
 
 logger = logging.getLogger(__name__)
@@ -38,6 +51,9 @@ SHORTCUTS = """\
 <tr><td><b>Ctrl+M</b></td><td>Mute / unmute</td></tr>
 <tr><td><b>Ctrl+O</b></td><td>Go on / off queue</td></tr>
 <tr><td><b>Ctrl+,</b></td><td>Settings</td></tr>
+<tr><td><b>Ctrl+H</b></td><td>Hold / resume the connected call</td></tr>
+<tr><td><b>0-9, *, #</b></td><td>DTMF keys (call panel focused, call connected)</td></tr>
+<tr><td><b>Ctrl+Shift+H</b></td><td>Call history</td></tr>
 <tr><td><b>Ctrl+Q</b></td><td>Quit (hangs up first)</td></tr>
 <tr><td><b>Alt+P</b>, <b>Alt+C</b></td><td>The Phone and Call menus</td></tr>
 </table>"""
@@ -54,8 +70,19 @@ class MainWindow(QMainWindow):
         connection: ConnectionStateBridge,
         store: SettingsStore,
         vault: PasswordVault,
+        history: CallHistory | None = None,
+        sounds: AlertSounds | None = None,
     ) -> None:
         super().__init__()
+        self._history = history
+        self._sounds = sounds
+        self._history_dialog: HistoryDialog | None = None
+        self._device_tools: DeviceTools | None = None
+        #: How often an open settings dialog re-reads the device list (0: only
+        #: on opening and on Refresh).
+        self.device_refresh_ms = REFRESH_MS
+        #: A microphone/speaker change made during a call, applied when it ends.
+        self._devices_pending = False
         self._controller = controller
         self._phone = phone
         self._connection = connection
@@ -72,6 +99,7 @@ class MainWindow(QMainWindow):
         phone.alerting.connect(self._on_alerting)
         phone.answered.connect(self._on_call_over_or_answered)
         phone.ended.connect(self._on_call_over_or_answered)
+        phone.ended.connect(self._on_call_ended)
         phone.reconnecting.connect(self._on_reconnecting)
         store.changed.connect(self._on_setting_changed)
         self._on_session(controller.state)
@@ -122,6 +150,8 @@ class MainWindow(QMainWindow):
         self.connection_info = QAction("", self)
         self.connection_info.setEnabled(False)
         self.settings_action = self._action("Se&ttings…", self._on_settings, "Ctrl+,")
+        self.history_action = self._action("Call &History…", self._on_history, "Ctrl+Shift+H")
+        self.history_action.setEnabled(self._history is not None)
         self.quit_action = self._action("&Quit", self.close, "Ctrl+Q")
         for item in (
             self.sign_in_action,
@@ -133,6 +163,7 @@ class MainWindow(QMainWindow):
             self.end_connection_action,
             self.connection_info,
             None,
+            self.history_action,
             self.settings_action,
             None,
             self.quit_action,
@@ -167,8 +198,9 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(event.message[:1].upper() + event.message[1:], MESSAGE_MS)
 
     def _on_alerting(self, event: events.Alerting) -> None:
-        # No ringer yet: the taskbar entry flashes and the title names the
-        # caller, so a call is noticed with the window behind others.
+        # Besides the ringer (AlertSounds) and the tray's notification: the
+        # taskbar entry flashes and the title names the caller, so a call is
+        # noticed with the window behind others.
         self.setWindowTitle(f"Incoming call: {event.caller} - {self._title}")
         if not event.auto_answer:
             QApplication.alert(self)
@@ -213,9 +245,41 @@ class MainWindow(QMainWindow):
             self.persistent_action.setChecked(self._store.get(PERSISTENT))
         elif key == AUTO_ANSWER.key:
             self._controller.set_auto_answer(self._store.get(AUTO_ANSWER))
-        elif key in (MIC.key, SPEAKER.key, RINGER.key):
+        if key in (SPEAKER.key, RINGER.key, RINGER_VOLUME.key) and self._sounds is not None:
+            self._sounds.configure(alert_sound_settings(self._store))
+        if key in (MIC.key, SPEAKER.key):
+            self._apply_devices()
+
+    def _apply_devices(self) -> None:
+        mic, speaker = self._store.get(MIC) or None, self._store.get(SPEAKER) or None
+        if self._controller.switch_devices(mic, speaker):
+            self._devices_pending = False
             if self._controller.state is not SessionState.SIGNED_OUT:
-                self._on_message("The new audio device is used from the next sign-in.")
+                self._on_message("The new audio devices are used from the next call.")
+        else:
+            self._devices_pending = True
+            self._on_message("The new audio devices are used when this call ends.")
+
+    def _on_call_ended(self, _event: events.Ended) -> None:
+        if self._devices_pending:
+            self._apply_devices()
+
+    def _on_history(self) -> None:
+        if self._history is None:
+            return
+        if self._history_dialog is None:
+            dialog = HistoryDialog(self._history, self)
+            dialog.finished.connect(self._on_history_finished)
+            self._history_dialog = dialog
+        self._history_dialog.show()
+        self._history_dialog.raise_()
+        self._history_dialog.activateWindow()
+        self._history_dialog.table.setFocus()
+
+    def _on_history_finished(self, _result: int) -> None:
+        dialog, self._history_dialog = self._history_dialog, None
+        if dialog is not None:
+            dialog.deleteLater()
 
     def _on_settings(self) -> None:
         if self._settings_dialog is not None:
@@ -223,19 +287,16 @@ class MainWindow(QMainWindow):
             return
         dialog = SettingsDialog(self._store, self)
         dialog.finished.connect(self._on_settings_finished)
-        dialog.refresh_requested.connect(self._on_refresh_devices)
         self._settings_dialog = dialog
+        self._device_tools = DeviceTools(
+            dialog, self._controller.tasks, refresh_ms=self.device_refresh_ms, parent=dialog
+        )
         dialog.open()
-        self._controller.tasks.spawn("list the audio devices", load_devices(dialog))
-
-    def _on_refresh_devices(self) -> None:
-        if self._settings_dialog is not None:
-            self._controller.tasks.spawn(
-                "refresh the audio devices", load_devices(self._settings_dialog, refresh=True)
-            )
+        self._device_tools.start()
 
     def _on_settings_finished(self, result: int) -> None:
         dialog, self._settings_dialog = self._settings_dialog, None
+        self._device_tools = None  # closed by the dialog's finished signal; a child of it
         if dialog is None:
             return
         if result == SettingsDialog.DialogCode.Accepted:

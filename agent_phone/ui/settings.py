@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 
 from PySide6.QtCore import QByteArray, QObject, QSettings, Signal
 
+from agent_phone.phone.ringer import AlertSoundSettings
 from agent_phone.phone.settings import PhoneSettings
 
 logger = logging.getLogger(__name__)
@@ -64,22 +65,28 @@ MIC = Setting(
     str,
     "",
     "Microphone",
-    "The input device for calls (empty: the system default). Applies from the next sign-in.",
+    "The input device for calls (empty: the system default). Applies from the next call.",
 )
 SPEAKER = Setting(
     "audio/speaker",
     str,
     "",
     "Speaker",
-    "The output device for calls (empty: the system default). Applies from the next sign-in.",
+    "The output device for calls (empty: the system default). Applies from the next call.",
 )
 RINGER = Setting(
     "audio/ringer",
     str,
     "",
     "Ringer",
-    "The device that rings for an incoming call (empty: the speaker). "
-    "Stored for when the phone rings; the engine does not ring yet.",
+    "The device that rings for an incoming call (empty: the speaker). Applies from the next call.",
+)
+RINGER_VOLUME = Setting(
+    "audio/ringer_volume",
+    int,
+    80,
+    "Ringer volume",
+    "How loud the phone rings, in percent (0 is silent).",
 )
 PLATFORM_URL = Setting(
     "account/platform",
@@ -112,6 +119,7 @@ REGISTRY: tuple[Setting[bool] | Setting[int] | Setting[str], ...] = (
     MIC,
     SPEAKER,
     RINGER,
+    RINGER_VOLUME,
     PLATFORM_URL,
     USER,
     RECONNECT_ATTEMPTS,
@@ -180,6 +188,16 @@ class SettingsStore(QObject):
         if found != VERSION:
             self._qs.setValue("meta/version", VERSION)
             self._qs.sync()
+
+
+def alert_sound_settings(store: SettingsStore) -> AlertSoundSettings:
+    """The ringer's frozen settings: the ringer device (else the speaker) and volume."""
+    speaker = store.get(SPEAKER) or None
+    return AlertSoundSettings(
+        ringer_device=store.get(RINGER) or speaker,
+        speaker_device=speaker,
+        ringer_volume=max(0, min(100, store.get(RINGER_VOLUME))),
+    )
 
 
 def stored_ice_addresses(store: SettingsStore) -> tuple[str, ...]:

@@ -1,19 +1,18 @@
 """The Settings dialog, built from the settings registry.
 
 Each field's label and help text come from its ``Setting``; the dialog holds
-no defaults of its own. Device lists come from PortAudio, which blocks while
-it probes the host APIs, so ``load_devices`` runs it in a worker thread and
-hands the list to the open dialog (the dialog itself stays synchronous).
+no defaults of its own. The dialog itself stays synchronous: the device
+lists, the Test buttons and the microphone meter are served by
+``DeviceTools`` (agent_phone/ui/device_tools.py), which does the blocking
+PortAudio work off the loop and hands results back here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
-import shiboken6
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -21,15 +20,19 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
+    QProgressBar,
     QPushButton,
+    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from agent_phone.phone.devices import AudioDeviceError, DeviceInfo, list_devices, refresh_devices
+from agent_phone.phone.devices import DeviceInfo
+from agent_phone.phone.sounds import level_db
 from agent_phone.ui.settings import (
     AUTO_ANSWER,
     ICE_ADDRESSES,
@@ -39,6 +42,7 @@ from agent_phone.ui.settings import (
     PLATFORM_URL,
     RECONNECT_ATTEMPTS,
     RINGER,
+    RINGER_VOLUME,
     SPEAKER,
     Setting,
     SettingsStore,
@@ -57,6 +61,10 @@ DEVICE_KINDS = {MIC.key: "input", SPEAKER.key: "output", RINGER.key: "output"}
 class SettingsDialog(QDialog):
     #: The agent asked to re-read the device list (a headset was plugged in).
     refresh_requested = Signal()
+    #: Test: play the test sound on this output device ("" = default) at this volume.
+    test_sound_requested = Signal(str, int)
+    #: The microphone chosen in the list changed ("" = default): meter that one.
+    mic_changed = Signal(str)
 
     def __init__(self, store: SettingsStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -64,7 +72,8 @@ class SettingsDialog(QDialog):
         self._checks: dict[str, tuple[Setting[bool], QCheckBox]] = {}
         self._texts: dict[str, tuple[Setting[str], QLineEdit]] = {}
         self._devices: dict[str, tuple[Setting[str], QComboBox]] = {}
-        self._numbers: dict[str, tuple[Setting[int], QSpinBox]] = {}
+        self._numbers: dict[str, tuple[Setting[int], QSpinBox | QSlider]] = {}
+        self._test_buttons: dict[str, QPushButton] = {}
         self._setup_ui()
         self._registry: dict[str, Setting[bool] | Setting[int] | Setting[str]] = {
             key: setting
@@ -102,9 +111,58 @@ class SettingsDialog(QDialog):
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
             )
             self._fill_combo(combo, [], self._store.get(device), DEVICE_KINDS[device.key])
-            audio_form.addRow(f"{device.label}:", combo)
-            self._label_for(audio_form, combo)
+            field: QWidget = combo
+            if device is not MIC:
+                # The combo and its Test button on one row.
+                field = QWidget(audio)
+                row = QHBoxLayout(field)
+                row.setContentsMargins(0, 0, 0, 0)
+                row.addWidget(combo, 1)
+                test = QPushButton("Test", field)
+                test.setAccessibleName(f"Play a test sound on the {device.label.lower()}")
+                test.setToolTip(f"Play a short sound on the {device.label.lower()} chosen here")
+                test.clicked.connect(lambda _c=False, key=device.key: self._on_test(key))
+                row.addWidget(test)
+                self._test_buttons[device.key] = test
+            audio_form.addRow(f"{device.label}:", field)
+            label = audio_form.labelForField(field)
+            if isinstance(label, QLabel):
+                label.setBuddy(combo)
             self._devices[device.key] = (device, combo)
+            if device is MIC:
+                self.meter = QProgressBar(audio)
+                self.meter.setRange(-60, 0)
+                self.meter.setValue(-60)
+                self.meter.setFormat("%v dB")
+                self.meter.setMaximumHeight(16)
+                self.meter.setAccessibleName("Microphone level")
+                self.meter.setAccessibleDescription(
+                    "How loud the chosen microphone is now, in dB below full scale."
+                )
+                audio_form.addRow("Mic level:", self.meter)
+                self._label_for(audio_form, self.meter)
+                combo.currentIndexChanged.connect(self._on_mic_index)
+        slider = QSlider(Qt.Orientation.Horizontal, audio)
+        slider.setRange(0, 100)
+        slider.setSingleStep(5)
+        slider.setPageStep(10)
+        slider.setValue(self._store.get(RINGER_VOLUME))
+        slider.setAccessibleName(RINGER_VOLUME.label)
+        slider.setAccessibleDescription(RINGER_VOLUME.description)
+        slider.setToolTip(RINGER_VOLUME.description)
+        volume_row = QWidget(audio)
+        volume_layout = QHBoxLayout(volume_row)
+        volume_layout.setContentsMargins(0, 0, 0, 0)
+        volume_layout.addWidget(slider, 1)
+        self.volume_value = QLabel(f"{slider.value()} %", volume_row)
+        self.volume_value.setMinimumWidth(44)
+        slider.valueChanged.connect(lambda v: self.volume_value.setText(f"{v} %"))
+        volume_layout.addWidget(self.volume_value)
+        audio_form.addRow(f"{RINGER_VOLUME.label}:", volume_row)
+        volume_label = audio_form.labelForField(volume_row)
+        if isinstance(volume_label, QLabel):
+            volume_label.setBuddy(slider)
+        self._numbers[RINGER_VOLUME.key] = (RINGER_VOLUME, slider)
         self.device_status = QLabel("Reading the device list…", audio)
         self.device_status.setWordWrap(True)
         self.device_status.setAccessibleName("Device list status")
@@ -182,23 +240,58 @@ class SettingsDialog(QDialog):
             combo.addItem(f"{current} (not found)", current)
         combo.setCurrentIndex(max(0, combo.findData(current)))
 
-    # --- slots for load_devices ---------------------------------------------------------
+    # --- slots for DeviceTools ---------------------------------------------------------
 
-    def set_devices(self, devices: list[DeviceInfo]) -> None:
+    def set_devices(self, devices: list[DeviceInfo], note: str = "") -> None:
         for setting, combo in self._devices.values():
             chosen = combo.currentData() or ""
+            names = [combo.itemData(i) for i in range(combo.count())]
+            combo.blockSignals(True)  # the same choice stays: no new meter for it
             self._fill_combo(combo, devices, chosen, DEVICE_KINDS[setting.key])
+            combo.blockSignals(False)
+            if names != [combo.itemData(i) for i in range(combo.count())]:
+                logger.info("%s list changed: %d entries", setting.label, combo.count())
         count = sum(1 for d in devices if d.max_input_channels or d.max_output_channels)
-        self.device_status.setText(
+        text = (
             f"{count} audio devices found."
             if count
             else "No audio devices found: plug a headset in, then Refresh Devices."
         )
+        self.device_status.setText(f"{text} {note}".strip())
         self.refresh.setEnabled(True)
+
+    def device_names(self, key: str) -> list[str]:
+        """The device names a list offers (the system default excluded)."""
+        combo = self._devices[key][1]
+        return [str(combo.itemData(i)) for i in range(1, combo.count())]
+
+    def _on_mic_index(self, _index: int) -> None:
+        self.mic_changed.emit(self.chosen_mic())
+
+    def chosen_mic(self) -> str:
+        return str(self._devices[MIC.key][1].currentData() or "")
+
+    def set_level(self, peak: float | None) -> None:
+        """The microphone meter: a peak (0-1), or None when it cannot be metered."""
+        self.meter.setEnabled(peak is not None)
+        self.meter.setValue(round(level_db(peak)) if peak is not None else -60)
+
+    def _on_test(self, key: str) -> None:
+        device = str(self._devices[key][1].currentData() or "")
+        if key == RINGER.key and not device:
+            device = str(self._devices[SPEAKER.key][1].currentData() or "")
+        volume = self._numbers[RINGER_VOLUME.key][1].value() if key == RINGER.key else 100
+        self._test_buttons[key].setEnabled(False)
+        self.test_sound_requested.emit(device, volume)
+
+    def test_sound_done(self) -> None:
+        for button in self._test_buttons.values():
+            button.setEnabled(True)
 
     def set_device_error(self, message: str) -> None:
         self.device_status.setText(message)
         self.refresh.setEnabled(True)
+        self.test_sound_done()
 
     def _on_refresh(self) -> None:
         self.refresh.setEnabled(False)
@@ -229,16 +322,3 @@ class SettingsDialog(QDialog):
                 self._store.set(setting, value)
                 changed.append(key)
         return changed
-
-
-async def load_devices(dialog: SettingsDialog, refresh: bool = False) -> None:
-    """Read the device list off the loop and give it to ``dialog``."""
-    try:
-        devices = await asyncio.to_thread(refresh_devices if refresh else list_devices)
-    except AudioDeviceError as exc:
-        logger.warning("device list: %s", exc)
-        if shiboken6.isValid(dialog):
-            dialog.set_device_error(str(exc))
-        return
-    if shiboken6.isValid(dialog):  # the agent may have closed it meanwhile
-        dialog.set_devices(devices)

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Take the window's screenshots in docs/screenshots from the real app.
+
+    python docs/screenshots/make.py [--out docs/screenshots]
+
+Starts the tests' virtual sound card, a private Xvfb (1366x768, Qt's xcb
+platform) and the real platform as a process, builds the window as
+``run_gui`` does, and drives it through real calls from caller processes:
+signed in, an incoming call (ringing), a call in progress, the call ended,
+a declined and an auto-answered call for the history, the settings dialog
+with a tone playing into the microphone (the meter), the Phone menu, and the
+indicator in each state as it passed through them. Each picture is the
+widget's own ``grab()``: what Qt drew, with no window-manager frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+
+async def until(condition: Any, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def scenes(url: str, out: Path, audio: Any, workdir: Path) -> None:
+    from audio_analysis import make_tone
+    from procs import CallerProcess
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
+    from test_ui_window import MemoryKeyring, _args
+
+    from agent_phone.phone.connection_state import Indicator
+    from agent_phone.ui.app import GuiApp
+    from agent_phone.ui.call_panel import CallView
+    from agent_phone.ui.controller import SessionState
+    from agent_phone.ui.history_view import HistoryDialog
+    from agent_phone.ui.passwords import PasswordVault
+    from agent_phone.ui.settings import AUTO_ANSWER, SettingsStore
+    from agent_phone.ui.settings_dialog import SettingsDialog
+    from agent_phone.ui.sign_in import SignInForm
+
+    store = SettingsStore.at(workdir / "settings.ini")
+    gui = GuiApp(
+        _args(), store, PasswordVault(MemoryKeyring()), history_path=workdir / "history.jsonl"
+    )
+    win, panel = gui.window, gui.window.call_panel
+    win.resize(560, 440)
+    win.show()
+    states: dict[Indicator, QPixmap] = {}
+
+    def note_state(_status: Any) -> None:
+        state = win.indicator.shown_state
+        if state not in states or state is Indicator.ACTIVE:
+            states[state] = win.indicator.grab()
+
+    gui.connection.changed.connect(note_state)
+    await asyncio.sleep(0.5)
+    states[Indicator.OFF] = win.indicator.grab()
+
+    def save(widget: Any, name: str) -> None:
+        widget.grab().save(str(out / name))
+        print("wrote", out / name, flush=True)
+
+    callers: list[Any] = []
+
+    def call(*args: str) -> None:
+        callers.append(CallerProcess(url, *args, log_dir=workdir))
+
+    try:
+        win.sign_in.submit(SignInForm(url, "bob", "demo", save_account=False))
+        await until(lambda: gui.controller.state is SessionState.SIGNED_IN, "signed in")
+        await asyncio.sleep(0.5)
+        save(win, "signed-in-off-queue.png")
+        win.agent_panel.queue_action.trigger()
+        await until(lambda: win.agent_panel.on_queue, "on queue")
+
+        call("--tone", "440", "--duration", "0", "--caller", "Dana Whitfield")
+        await until(lambda: panel.view is CallView.INCOMING, "incoming")
+        await asyncio.sleep(0.8)
+        save(win, "incoming-call.png")
+        panel.call_actions.answer.trigger()
+        await until(lambda: "hear the customer" in panel.detail.text(), "audio")
+        await asyncio.sleep(2.3)
+        win.statusBar().clearMessage()
+        save(win, "in-call.png")
+        panel.call_actions.hangup.trigger()
+        await until(lambda: panel.view is CallView.ENDED, "ended")
+        await asyncio.sleep(0.3)
+        save(win, "call-ended.png")
+
+        call("--duration", "0", "--wait", "10", "--caller", "Marcus Lee")
+        await until(lambda: panel.view is CallView.INCOMING, "second call")
+        await asyncio.sleep(1.0)
+        panel.call_actions.decline.trigger()
+        await until(lambda: panel.view is CallView.ENDED, "declined")
+        store.set(AUTO_ANSWER, True)
+        call("--tone", "440", "--duration", "2", "--caller", "Priya Shah", "--wait", "20")
+        await until(lambda: panel.view is CallView.CONNECTED, "auto answered", 30)
+        await until(lambda: panel.view is CallView.ENDED, "third ended", 30)
+
+        win.history_action.trigger()
+        history = win.findChild(HistoryDialog)
+        assert history is not None
+        await asyncio.sleep(0.5)
+        save(history, "history.png")
+        history.close()
+
+        win.device_refresh_ms = 0
+        win.settings_action.trigger()
+        dialog = win.findChild(SettingsDialog)
+        assert dialog is not None
+        await until(lambda: "devices found" in dialog.device_status.text(), "devices")
+        feed = audio.play_into_mic(make_tone(440, 6.0, amplitude=0.12))
+        await until(lambda: dialog.meter.value() > -30, "the meter", 5)
+        await asyncio.sleep(0.35)
+        save(dialog, "settings.png")
+        feed.stop()
+        dialog.reject()
+
+        menu = win.menuBar().actions()[0].menu()
+        win.activateWindow()
+        menu.popup(win.mapToGlobal(QPoint(0, win.menuBar().height())))
+        await asyncio.sleep(0.6)
+        shot = win.grab()
+        painter = QPainter(shot)
+        painter.drawPixmap(win.mapFromGlobal(menu.pos()), menu.grab())
+        painter.end()
+        menu.hide()
+        shot.save(str(out / "phone-menu.png"))
+        print("wrote", out / "phone-menu.png", flush=True)
+
+        win.persistent_action.trigger()  # off: the indicator's last state
+        await until(lambda: win.indicator.shown_state is Indicator.OFF, "off")
+        win.persistent_action.trigger()
+
+        order = [Indicator.ACTIVE, Indicator.CONNECTING, Indicator.INACTIVE, Indicator.OFF]
+        missing = [s.value for s in order if s not in states]
+        if missing:
+            raise RuntimeError(f"indicator states not seen: {missing}")
+        scale, cell_w, cell_h = 3, 284, 150
+        legend = QPixmap(cell_w * len(order), cell_h)
+        legend.fill(QColor("white"))
+        painter = QPainter(legend)
+        painter.setFont(QFont("DejaVu Sans", 13))
+        for i, state in enumerate(order):
+            pix = states[state]
+            big = pix.scaled(
+                pix.width() * scale, pix.height() * scale, Qt.AspectRatioMode.KeepAspectRatio
+            )
+            x = i * cell_w + (cell_w - big.width()) // 2
+            painter.drawPixmap(x, 28, big)
+            painter.drawText(i * cell_w, 100, cell_w, 40, Qt.AlignmentFlag.AlignCenter, state.value)
+        painter.end()
+        legend.save(str(out / "indicator-states.png"))
+        print("wrote", out / "indicator-states.png", flush=True)
+    finally:
+        win.close()
+        await gui.close()
+        for caller in callers:
+            caller.stop()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
+    opts = p.parse_args()
+    import virtual_audio
+    from test_packaging import start_xvfb, stop_process
+
+    audio = virtual_audio.VirtualAudio(virtual_audio.prepare_environment())
+    audio.start()
+    xvfb, display = start_xvfb()
+    os.environ.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
+    from procs import PlatformProcess
+
+    workdir = Path(tempfile.mkdtemp(prefix="agent-phone-shots-"))
+    platform = PlatformProcess(None, log_dir=workdir)
+    try:
+        from PySide6.QtWidgets import QApplication
+
+        app = QApplication.instance() or QApplication(sys.argv[:1])
+        app.setQuitOnLastWindowClosed(False)
+        import qasync
+
+        loop = qasync.QEventLoop(app)
+        asyncio.set_event_loop(loop)
+        with loop:
+            loop.run_until_complete(scenes(platform.url, opts.out, audio, workdir))
+    finally:
+        platform.stop()
+        stop_process(xvfb)
+        audio.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
