@@ -159,13 +159,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     restrict_ice_addresses(tuple(args.ice_address or ["127.0.0.1"]))
-    if args.ca is not None:
-        # The window has no CA setting yet (docs/security.md, "Not yet").
-        print(
-            "agent-phone: --ca is used by --headless only; the window verifies "
-            "wss:// platforms against the system's trust store",
-            file=sys.stderr,
-        )
     from agent_phone.ui.app import run_gui
 
     return run_gui(args)

@@ -37,6 +37,7 @@ from agent_phone.ui.controller import SessionState
 from agent_phone.ui.passwords import PasswordVault
 from agent_phone.ui.settings import (
     AUTO_ANSWER,
+    CA_FILE,
     PERSISTENT,
     RECONNECT_ATTEMPTS,
     USER,
@@ -428,4 +429,26 @@ def test_losing_the_platform_without_reconnecting_asks_to_sign_in(qloop, start_p
             assert "connection to the platform was lost" in dialog.error.text()
             assert gui.window.indicator.shown_state is Indicator.OFF
 
+    run(qloop, steps())
+
+
+def test_signs_in_to_a_wss_platform_with_the_ca_setting(qloop, start_platform, tmp_path):
+    platform = start_platform(extra=("--dev-tls", str(tmp_path / "tls")))
+    assert platform.url.startswith("wss://") and platform.tls_cert
+
+    async def steps() -> None:
+        # No CA file: the dev certificate is not in the system's store.
+        async with window(tmp_path / "untrusted") as gui:
+            await sign_in_with_dialog(gui, platform.url, "bob", "demo")
+            dialog = gui.window.sign_in.dialog
+            assert dialog is not None
+            await until(lambda: "not trusted" in dialog.error.text(), "the untrusted error")
+            assert gui.controller.state is SessionState.SIGNED_OUT
+        # The setting names the platform's certificate: signed in.
+        (tmp_path / "trusted").mkdir()
+        SettingsStore.at(tmp_path / "trusted" / "settings.ini").set(CA_FILE, platform.tls_cert)
+        async with window(tmp_path / "trusted") as gui:
+            await signed_in(gui, platform.url, "bob")
+
+    (tmp_path / "untrusted").mkdir()
     run(qloop, steps())

@@ -119,6 +119,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("mic_file", "speaker_file"):
         if value := getattr(args, name, None):
             out[name] = value
+    if ca := getattr(args, "ca", None):
+        out["ca_file"] = Path(ca)
     return out
 
 

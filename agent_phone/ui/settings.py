@@ -111,6 +111,14 @@ ICE_ADDRESSES = Setting(
     "Media addresses",
     "The local addresses call audio may use, separated by commas.",
 )
+CA_FILE = Setting(
+    "network/ca_file",
+    str,
+    "",
+    "CA certificate",
+    "A PEM file to verify a wss:// platform against instead of the system's trust store "
+    "(e.g. the cert.pem of agent-phone-platform --dev-tls); empty uses the system's.",
+)
 
 REGISTRY: tuple[Setting[bool] | Setting[int] | Setting[str], ...] = (
     PERSISTENT,
@@ -124,6 +132,7 @@ REGISTRY: tuple[Setting[bool] | Setting[int] | Setting[str], ...] = (
     USER,
     RECONNECT_ATTEMPTS,
     ICE_ADDRESSES,
+    CA_FILE,
 )
 
 
@@ -220,6 +229,7 @@ def phone_settings(
     speaker_file: Path | None = None,
     reconnect_attempts: int | None = None,
     ice_addresses: tuple[str, ...] | None = None,
+    ca_file: Path | None = None,
 ) -> PhoneSettings:
     """The engine's frozen settings: the store's values, with any overrides given."""
     return PhoneSettings(
@@ -234,6 +244,7 @@ def phone_settings(
         mic_file=mic_file,
         speaker_file=speaker_file,
         ice_addresses=ice_addresses or stored_ice_addresses(store),
+        ca_file=ca_file or (Path(store.get(CA_FILE)).expanduser() if store.get(CA_FILE) else None),
         reconnect_attempts=max(
             0, store.get(RECONNECT_ATTEMPTS) if reconnect_attempts is None else reconnect_attempts
         ),

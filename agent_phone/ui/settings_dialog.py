@@ -35,6 +35,7 @@ from agent_phone.phone.devices import DeviceInfo
 from agent_phone.phone.sounds import level_db
 from agent_phone.ui.settings import (
     AUTO_ANSWER,
+    CA_FILE,
     ICE_ADDRESSES,
     MIC,
     ON_QUEUE_AT_SIGN_IN,
@@ -175,7 +176,7 @@ class SettingsDialog(QDialog):
 
         network = QGroupBox("Platform", self)
         network_form = QFormLayout(network)
-        for text in (PLATFORM_URL, ICE_ADDRESSES):
+        for text in (PLATFORM_URL, ICE_ADDRESSES, CA_FILE):
             line = QLineEdit(self._store.get(text), network)
             line.setAccessibleName(text.label)
             line.setAccessibleDescription(text.description)
