@@ -38,6 +38,10 @@ from agent_phone.protocol import (
     Hangup,
     Message,
     PresenceChanged,
+    RefreshSession,
+    ResumeSession,
+    SessionRefreshed,
+    SessionResumed,
     SetPersistent,
     SetPresence,
     SignedIn,
@@ -56,6 +60,14 @@ Observer = Callable[[events.PhoneEvent], None]
 #: A received frame louder than this (int16 peak, about -50 dBFS) is audible.
 AUDIBLE = 100
 
+#: The session token is refreshed when this fraction of its lifetime is gone.
+REFRESH_AT = 0.6
+#: Resume attempts after the WebSocket drops: at most this many, within the
+#: platform's grace period; beyond the first few only while the media
+#: connection is alive (with none, a platform that is gone is not waited for).
+RESUME_MAX_ATTEMPTS = 12
+RESUME_QUICK_ATTEMPTS = 4
+
 
 class PhoneError(Exception):
     """A command that cannot be carried out; the message says why."""
@@ -63,6 +75,12 @@ class PhoneError(Exception):
 
 class SignInError(PhoneError):
     pass
+
+
+class ResumeRefused(PhoneError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class CallState(enum.Enum):
@@ -103,6 +121,13 @@ class PhoneEngine:
         self._signed_in: asyncio.Future[SignedIn] | None = None
         self._tasks = TaskSet("phone")
         self._closing = False
+        # --- session token and resume ---
+        self._session_token: str | None = None
+        self._resume_grace_s = 0.0
+        self._alert_timeout_s = 12.0
+        self._refresh_task: asyncio.Task[None] | None = None
+        self._resumed: asyncio.Future[SessionResumed] | None = None
+        self._recovering = False
 
     # --- observers ---------------------------------------------------------------
 
@@ -135,15 +160,17 @@ class PhoneEngine:
 
     async def _sign_in(self, timeout: float) -> None:
         s = self.settings
-        if self._signaling is not None:
-            await self._signaling.close()
-        self._signaling = SignalingClient(s.platform, decode_to_agent)
+        old, self._signaling = self._signaling, None
+        if old is not None:
+            await old.close()
+        client = SignalingClient(s.platform, decode_to_agent)
+        self._signaling = client
         try:
-            await self._signaling.connect()
+            await client.connect()
         except SignalingError as exc:
             raise SignInError(str(exc)) from None
         self._signed_in = asyncio.get_running_loop().create_future()
-        self._tasks.spawn(self._read(), "signaling")
+        self._tasks.spawn(self._read(client), "signaling")
         await self._send(
             SignIn(
                 version=PROTOCOL_VERSION,
@@ -160,17 +187,20 @@ class PhoneEngine:
                 f"the platform did not answer the sign-in within {timeout:g} s"
             ) from None
 
-    async def _read(self) -> None:
-        assert self._signaling is not None
+    async def _read(self, client: SignalingClient) -> None:
         try:
-            async for message in self._signaling.messages():
+            async for message in client.messages():
                 try:
                     await self._handle(message)
                 except PhoneError as exc:
                     self._emit(events.Error(message=str(exc), code="phone"))
         finally:
-            if not self._closing:
-                self._tasks.spawn(self._platform_lost(), "lost")
+            # Only the current socket's end matters (a replaced one is closed on purpose).
+            if client is self._signaling:
+                if self._resumed is not None and not self._resumed.done():
+                    self._resumed.set_exception(SignalingError("the platform closed the socket"))
+                if not self._closing and not self._recovering:
+                    self._tasks.spawn(self._platform_lost(), "lost")
 
     async def _send(self, message: Message) -> None:
         if self._signaling is None:
@@ -186,6 +216,10 @@ class PhoneEngine:
         match message:
             case SignedIn():
                 self.agent = message.agent
+                self._session_token = message.session_token or None
+                self._resume_grace_s = message.resume_grace_s
+                self._alert_timeout_s = message.alert_timeout_s
+                self._schedule_refresh(message.token_expires_in_s)
                 self.connection_state.signed_in()
                 self._emit(
                     events.SignedIn(
@@ -196,6 +230,15 @@ class PhoneEngine:
                 )
                 if self._signed_in is not None and not self._signed_in.done():
                     self._signed_in.set_result(message)
+            case SessionRefreshed():
+                self._session_token = message.session_token
+                self._schedule_refresh(message.token_expires_in_s)
+                self._emit(events.SessionRefreshed(expires_in_s=message.token_expires_in_s))
+            case SessionResumed():
+                if self._resumed is not None and not self._resumed.done():
+                    self._resumed.set_result(message)
+            case Error() if self._resumed is not None and not self._resumed.done():
+                self._resumed.set_exception(ResumeRefused(message.code, message.message))
             case Error():
                 if self._signed_in is not None and not self._signed_in.done():
                     self._signed_in.set_exception(SignInError(message.message))
@@ -314,6 +357,7 @@ class PhoneEngine:
     async def _signed_out(self, reason: str) -> None:
         self.agent = None
         self.on_queue = False
+        self._forget_session()
         await self._end_call(reason)
         await self._drop_connection(reason)
         self.connection_state.signed_out(reason)
@@ -321,6 +365,9 @@ class PhoneEngine:
 
     async def _platform_lost(self) -> None:
         unexpected = self.agent is not None
+        if unexpected and self._session_token is not None and not self._closing:
+            if await self._resume() or self._closing:
+                return
         was_on_queue = self.on_queue
         if unexpected:
             self._emit(events.Error(message="lost the connection to the platform", code="lost"))
@@ -353,6 +400,139 @@ class PhoneEngine:
             return
         self._emit(events.Error(message="could not reach the platform again", code="lost"))
         self.closed.set()
+
+    # --- session token refresh and resume (docs/protocol.md "Sessions") -------------
+
+    def _schedule_refresh(self, expires_in_s: float) -> None:
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            self._refresh_task = None
+        if expires_in_s > 0:
+            delay = max(0.2, expires_in_s * REFRESH_AT)
+            self._refresh_task = self._tasks.spawn(self._refresh_after(delay), "refresh")
+
+    async def _refresh_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await self._send(RefreshSession())
+        except PhoneError as exc:  # the socket is down: the resume reschedules it
+            logger.info("session refresh not sent: %s", exc)
+
+    def _forget_session(self) -> None:
+        self._session_token = None
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            self._refresh_task = None
+
+    async def _resume(self) -> bool:
+        """The WebSocket dropped while signed in: reconnect with backoff and
+        resume the session (the call and its media go on meanwhile). False
+        when it cannot be resumed: the caller then signs in afresh or stops."""
+        self._recovering = True
+        lost_at = time.monotonic()
+        deadline = lost_at + max(1.0, self._resume_grace_s - 1.0)
+        code, why = "unreachable", "could not reach the platform"
+        try:
+            for attempt in range(1, RESUME_MAX_ATTEMPTS + 1):
+                delay = min(2.0, 0.25 * 2 ** (attempt - 1))
+                if attempt > RESUME_QUICK_ATTEMPTS and self.connection is None:
+                    code, why = "no_connection", f"{why}, and no media connection is alive"
+                    break
+                if time.monotonic() + delay > deadline:
+                    why = f"{why} within the grace period"
+                    break
+                self._emit(events.Resuming(attempt=attempt, delay_s=delay))
+                await asyncio.sleep(delay)
+                if self._closing or self._session_token is None:
+                    return True
+                try:
+                    snapshot = await self._try_resume(self._session_token, timeout=5.0)
+                except ResumeRefused as exc:
+                    code, why = exc.code, str(exc)
+                    break
+                except (SignalingError, PhoneError, TimeoutError) as exc:
+                    logger.info("resume attempt %d failed: %s", attempt, exc or "timed out")
+                    continue
+                await self._resync(snapshot, time.monotonic() - lost_at, attempt)
+                return True
+            old, self._signaling = self._signaling, None
+            if old is not None:
+                await old.close()
+            logger.warning("session not resumed (%s): %s", code, why)
+            self._emit(events.ResumeFailed(code=code, message=why))
+            return False
+        finally:
+            self._recovering = False
+
+    async def _try_resume(self, token: str, timeout: float) -> SessionResumed:
+        client = SignalingClient(self.settings.platform, decode_to_agent)
+        await client.connect(timeout)
+        old, self._signaling = self._signaling, client
+        if old is not None:
+            await old.close()
+        resumed: asyncio.Future[SessionResumed] = asyncio.get_running_loop().create_future()
+        self._resumed = resumed
+        self._tasks.spawn(self._read(client), "signaling")
+        try:
+            await self._send(ResumeSession(version=PROTOCOL_VERSION, session_token=token))
+            return await asyncio.wait_for(asyncio.shield(resumed), timeout)
+        finally:
+            self._resumed = None
+            if not resumed.done():
+                resumed.cancel()
+
+    async def _resync(self, snapshot: SessionResumed, away_s: float, attempts: int) -> None:
+        """Make the phone's state the platform's: presence, connection, call."""
+        self._resume_grace_s = snapshot.resume_grace_s
+        self._schedule_refresh(snapshot.token_expires_in_s)
+        if snapshot.on_queue != self.on_queue:
+            self.on_queue = snapshot.on_queue
+            self._emit(events.Presence(on_queue=snapshot.on_queue, reason="resumed"))
+        conn = snapshot.connection
+        if self.connection is not None and (
+            conn is None or conn.connection_id != self.connection.id
+        ):
+            await self._drop_connection("resumed")
+        theirs = snapshot.call
+        if self.call is not None and (theirs is None or theirs.call_id != self.call.call_id):
+            await self._end_call("ended_while_disconnected")
+        elif self.call is not None and theirs is not None and theirs.state == "connected":
+            self._connected(theirs.call_id)
+        elif self.call is None and theirs is not None and theirs.state == "alerting":
+            # Offered while the offer was in flight: alert now (or decline, when
+            # the phone has no such connection, so it goes to the next agent).
+            await self._offered(
+                CallOffered(
+                    call_id=theirs.call_id,
+                    caller=theirs.caller,
+                    queue=theirs.queue,
+                    connection_id=theirs.connection_id or "",
+                    over_persistent_connection=False,
+                    alert_timeout_s=self._alert_timeout_s,
+                )
+            )
+        elif self.call is None and theirs is not None and theirs.state == "connected":
+            # Connected on the platform but not here: hand the customer on.
+            await self._send(Hangup(call_id=theirs.call_id, requeue=True))
+        if conn is not None:
+            self.connection_state.platform_reported(conn)
+        elif (shown := self.connection_state.status).connection_id is not None:
+            self.connection_state.platform_reported(
+                ConnectionState(connection_id=shown.connection_id, state="closed", reason="resumed")
+            )
+        call = self.call
+        self._emit(
+            events.Resumed(
+                agent=snapshot.agent,
+                on_queue=snapshot.on_queue,
+                connection_id=conn.connection_id if conn else None,
+                connection_state=conn.state if conn else None,
+                call_id=call.call_id if call else None,
+                call_state=call.state.value if call else None,
+                away_s=round(away_s, 3),
+                attempts=attempts,
+            )
+        )
 
     # --- commands ----------------------------------------------------------------
 
@@ -453,6 +633,7 @@ class PhoneEngine:
         if self.agent is not None:
             self.agent = None
             self.connection_state.signed_out("closed")
+        self._forget_session()
         await self._tasks.close()
         if self._signaling is not None:
             await self._signaling.close()
