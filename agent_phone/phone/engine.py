@@ -442,7 +442,9 @@ class PhoneEngine:
                     why = f"{why} within the grace period"
                     break
                 self._emit(events.Resuming(attempt=attempt, delay_s=delay))
-                await asyncio.sleep(delay)
+                if not await self._wait_to_resume(delay, attempt > RESUME_QUICK_ATTEMPTS):
+                    code, why = "no_connection", f"{why}, and no media connection is alive"
+                    break
                 if self._closing or self._session_token is None:
                     return True
                 try:
@@ -463,6 +465,19 @@ class PhoneEngine:
             return False
         finally:
             self._recovering = False
+
+    async def _wait_to_resume(self, delay: float, need_connection: bool) -> bool:
+        """Sleep ``delay``; False at once if the media connection dies meanwhile
+        and only it was worth waiting for."""
+        end = time.monotonic() + delay
+        for _ in range(int(delay / 0.1) + 2):
+            if need_connection and self.connection is None:
+                return False
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(0.1, left))
+        return True
 
     async def _try_resume(self, token: str, timeout: float) -> SessionResumed:
         client = SignalingClient(self.settings.platform, decode_to_agent)
