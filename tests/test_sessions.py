@@ -376,3 +376,57 @@ async def test_refusals_are_logged_without_secrets(platform, start_phone, start_
     platform.stop()
     logged = everything_logged(platform)
     assert token not in logged and '"demo"' not in logged
+
+
+def test_a_call_ended_while_cut_off_is_ended_at_the_phone_on_resume(
+    platform, start_phone, start_caller, tmp_path: Path
+):
+    """The customer hangs up while the phone's WebSocket is down: the
+    ``call_ended`` is never delivered, and the resume's snapshot ends the call
+    at the phone, whose indicator then shows the kept connection as the
+    platform has it."""
+    from agent_phone.media.wav import write_wav
+
+    mic = tmp_path / "mic.wav"
+    write_wav(mic, make_tone(AGENT_HZ, 1.0))
+    with TcpProxy(port_of(platform.url)) as proxy:
+        bob = start_phone(
+            proxied(platform.url, proxy),
+            "bob",
+            "--on-queue",
+            "--auto-answer",
+            "--mic-file",
+            str(mic),
+            "--speaker-file",
+            str(tmp_path / "agent.wav"),
+        )
+        bob.wait_for("presence", on_queue=True)
+        caller = start_caller(platform.url, "--duration", "60")
+        call_id = bob.wait_for("answered", timeout=30)["call_id"]
+        delivered = platform.wait_for("call_delivered", call_id=call_id)
+        mark = bob.mark()
+        proxy.sever()
+        platform.wait_for("agent_detached", agent="bob", timeout=10)
+        caller.proc.terminate()  # the customer hangs up (SIGTERM: a clean hang-up)
+        code, summary = caller.result(timeout=20)
+        assert summary["answered"] is True
+        ended = platform.wait_for("call_ended", call_id=call_id)
+        assert ended["reason"] == "customer_hangup"
+        kept = platform.wait_for("connection_kept", connection_id=delivered["connection_id"])
+        assert not bob.matching("ended")  # the phone has not heard of it yet
+        proxy.restore()
+        resumed = bob.wait_for("resumed", since=mark, timeout=15)
+        assert resumed["call_id"] is None and resumed["call_state"] is None
+        assert resumed["connection_id"] == delivered["connection_id"]
+        assert resumed["connection_state"] == "active"
+        assert bob.wait_for("ended", call_id=call_id)["reason"] == "ended_while_disconnected"
+        shown = bob.wait_for("connection", since=mark, reason="resumed")
+        assert shown["state"] == "active" and shown["in_call"] is False
+        assert shown["connection_id"] == delivered["connection_id"]
+        assert shown["expires_at"] == kept["expires_at"]
+        # And the next call rides that same kept connection (R3).
+        mark = bob.mark()
+        code, summary = start_caller(platform.url, "--duration", "0.5").result(timeout=40)
+        assert code == 0 and summary["agent"] == "bob"
+        assert bob.wait_for("alerting", since=mark)["over_persistent_connection"] is True
+    assert not platform.matching("agent_signed_out")
