@@ -65,7 +65,7 @@ REFRESH_AT = 0.6
 #: Resume attempts after the WebSocket drops: at most this many, within the
 #: platform's grace period; beyond the first few only while the media
 #: connection is alive (with none, a platform that is gone is not waited for).
-RESUME_MAX_ATTEMPTS = 12
+RESUME_MAX_ATTEMPTS = 30
 RESUME_QUICK_ATTEMPTS = 4
 
 
@@ -434,7 +434,7 @@ class PhoneEngine:
         code, why = "unreachable", "could not reach the platform"
         try:
             for attempt in range(1, RESUME_MAX_ATTEMPTS + 1):
-                delay = min(2.0, 0.25 * 2 ** (attempt - 1))
+                delay = min(1.0, 0.25 * 2 ** (attempt - 1))
                 if attempt > RESUME_QUICK_ATTEMPTS and self.connection is None:
                     code, why = "no_connection", f"{why}, and no media connection is alive"
                     break
