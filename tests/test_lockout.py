@@ -99,3 +99,22 @@ async def test_unknown_user_names_are_counted_too(start_platform):
         assert e["code"] == "locked_out" and e["retry_after_s"] > 200  # default 300 s
         e = await raw.error_for(sign_in("bob", WRONG))
         assert e["code"] == "auth_failed"  # per user name: bob is not locked
+
+
+async def test_a_burst_of_parallel_guesses_gets_no_more_than_the_limit(start_platform):
+    """Guesses sent on many sockets at once: attempts in flight count, so no
+    more passwords are checked than the failures the name has left."""
+    platform = await blocking(start_platform, lockout_failures=3, sign_in_delay_s=0.5)
+    raws = [Raw(platform.url) for _ in range(8)]
+    clients = [await r.__aenter__() for r in raws]
+    try:
+        await asyncio.gather(*(c.send(sign_in("carol", WRONG)) for c in clients))
+        errors = await asyncio.gather(*(c.receive("error", timeout=20) for c in clients))
+    finally:
+        for r in raws:
+            await r.__aexit__(None, None, None)
+    codes = sorted(e["code"] for e in errors)
+    assert codes.count("auth_failed") <= 3 and codes.count("locked_out") >= 5, codes
+    checked = [f for f in platform.matching("sign_in_failed", user="carol") if "failures" in f]
+    assert [f["failures"] for f in checked] == [1, 2, 3]  # three passwords checked, no more
+    assert platform.wait_for("user_locked", user="carol")["failures"] == 3

@@ -8,7 +8,8 @@ token is kept, and logs show only its first characters (``token_hint``).
 ``SignInGuard`` slows repeated failed sign-ins for a user name (the answer
 to the second failure waits 0.5 s, then 1, 2 ... s, capped) and, after
 ``lockout_failures`` failures within ``lockout_window_s``, refuses that name
-for ``lockout_s`` (``locked_out``), even with the right password. It never
+for ``lockout_s`` (``locked_out``), even with the right password. Attempts
+in flight count too, so a burst on many sockets gets no more guesses. It never
 sleeps itself: it says how long the caller's own coroutine should wait, so
 one attacker's delay holds up no one else (docs/security.md).
 """
@@ -124,6 +125,8 @@ class SignInGuard:
         self._delay = config.sign_in_delay_s
         self._delay_max = config.sign_in_delay_max_s
         self._users: OrderedDict[str, _Failures] = OrderedDict()
+        #: Sign-ins being checked (or their failure's answer delayed) per name.
+        self._in_flight: dict[str, int] = {}
 
     def check(self, user: str) -> None:
         """Refuse a locked user name at once, before any password is checked."""
@@ -133,6 +136,27 @@ class SignInGuard:
         left = entry.locked_until - time.monotonic()
         if left > 0:
             raise LockedOut(left)
+
+    def begin(self, user: str) -> None:
+        """An attempt for ``user`` starts (``end`` when it is answered). A burst
+        of parallel attempts gets no more password checks than the failures
+        still allowed: the rest are refused at once."""
+        entry = self._users.get(user)
+        now = time.monotonic()
+        if entry is None or (entry.locked_until and entry.locked_until <= now):
+            recent = 0  # a lock that ran out starts the count afresh
+        else:
+            recent = sum(1 for t in entry.times if now - t < self._window)
+        if recent + self._in_flight.get(user, 0) >= self._limit:
+            raise LockedOut(1.0)
+        self._in_flight[user] = self._in_flight.get(user, 0) + 1
+
+    def end(self, user: str) -> None:
+        left = self._in_flight.get(user, 0) - 1
+        if left > 0:
+            self._in_flight[user] = left
+        else:
+            self._in_flight.pop(user, None)
 
     def failed(self, user: str) -> Verdict:
         now = time.monotonic()

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from agent_phone.cloud.auth import LockedOut, token_hint
-from agent_phone.cloud.config import dummy_hash, verify_password
+from agent_phone.cloud.config import AgentConfig, dummy_hash, verify_password
 from agent_phone.cloud.connections import RequestError
 from agent_phone.cloud.media_edge import CustomerLeg, LinkError
 from agent_phone.cloud.routing import Call, CallState
@@ -135,34 +135,14 @@ class AgentSession:
         guard = self._platform.guard
         try:
             guard.check(message.user)
+            guard.begin(message.user)
         except LockedOut:
             self._platform.events.emit("sign_in_failed", user=message.user, code="locked_out")
             raise
-        agent = config.agents.get(message.user)
-        # Verify even for an unknown user so both take the same time.
-        known_hash = agent.password_hash if agent else dummy_hash()
-        ok = await asyncio.to_thread(verify_password, known_hash, message.password)
-        if agent is None or not ok:
-            verdict = guard.failed(message.user)
-            self._platform.events.emit(
-                "sign_in_failed",
-                user=message.user,
-                code="auth_failed",
-                failures=verdict.failures,
-                delay_s=verdict.delay_s,
-            )
-            if verdict.locked_for_s:
-                self._platform.events.emit(
-                    "user_locked",
-                    user=message.user,
-                    failures=verdict.failures,
-                    locked_s=verdict.locked_for_s,
-                )
-            # Only this socket's coroutine waits; the loop serves everyone else.
-            await asyncio.sleep(verdict.delay_s)
-            guard.check(message.user)  # locked now: say so, with the time left
-            raise RequestError("auth_failed", "wrong user name or password")
-        guard.succeeded(message.user)
+        try:
+            agent = await self._authenticate(message)
+        finally:
+            guard.end(message.user)
         previous = self._platform.agents.get(agent.name)
         if previous is not None:
             await previous.sign_out("signed_in_elsewhere")
@@ -194,6 +174,36 @@ class AgentSession:
             "agent_signed_in", agent=self.name, persistent=self.persistent, client=message.client
         )
         await self._platform.connections.signed_in(self)
+
+    async def _authenticate(self, message: SignIn) -> AgentConfig:
+        """The agent whose password this is; a failure is slowed, then locks."""
+        guard = self._platform.guard
+        agent = self._platform.config.agents.get(message.user)
+        # Verify even for an unknown user so both take the same time.
+        known_hash = agent.password_hash if agent else dummy_hash()
+        ok = await asyncio.to_thread(verify_password, known_hash, message.password)
+        if agent is None or not ok:
+            verdict = guard.failed(message.user)
+            self._platform.events.emit(
+                "sign_in_failed",
+                user=message.user,
+                code="auth_failed",
+                failures=verdict.failures,
+                delay_s=verdict.delay_s,
+            )
+            if verdict.locked_for_s:
+                self._platform.events.emit(
+                    "user_locked",
+                    user=message.user,
+                    failures=verdict.failures,
+                    locked_s=verdict.locked_for_s,
+                )
+            # Only this socket's coroutine waits; the loop serves everyone else.
+            await asyncio.sleep(verdict.delay_s)
+            guard.check(message.user)  # locked now: say so, with the time left
+            raise RequestError("auth_failed", "wrong user name or password")
+        guard.succeeded(message.user)
+        return agent
 
     def set_presence(self, on_queue: bool, reason: str) -> None:
         changed = on_queue != self.on_queue
