@@ -22,6 +22,7 @@ from agent_phone.phone import events
 from agent_phone.phone.audio_io import CallAudio
 from agent_phone.phone.connection import PhoneConnection
 from agent_phone.phone.connection_state import ConnectionStateModel, ConnectionStatus
+from agent_phone.phone.session import ResumeRefused, SessionToken, resume_with_retries
 from agent_phone.phone.settings import PhoneSettings
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
@@ -60,14 +61,6 @@ Observer = Callable[[events.PhoneEvent], None]
 #: A received frame louder than this (int16 peak, about -50 dBFS) is audible.
 AUDIBLE = 100
 
-#: The session token is refreshed when this fraction of its lifetime is gone.
-REFRESH_AT = 0.6
-#: Resume attempts after the WebSocket drops: at most this many, within the
-#: platform's grace period; beyond the first few only while the media
-#: connection is alive (with none, a platform that is gone is not waited for).
-RESUME_MAX_ATTEMPTS = 30
-RESUME_QUICK_ATTEMPTS = 4
-
 
 class PhoneError(Exception):
     """A command that cannot be carried out; the message says why."""
@@ -75,12 +68,6 @@ class PhoneError(Exception):
 
 class SignInError(PhoneError):
     pass
-
-
-class ResumeRefused(PhoneError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class CallState(enum.Enum):
@@ -122,10 +109,8 @@ class PhoneEngine:
         self._tasks = TaskSet("phone")
         self._closing = False
         # --- session token and resume ---
-        self._session_token: str | None = None
-        self._resume_grace_s = 0.0
+        self._session = SessionToken(self._tasks, self._send_refresh)
         self._alert_timeout_s = 12.0
-        self._refresh_task: asyncio.Task[None] | None = None
         self._resumed: asyncio.Future[SessionResumed] | None = None
         self._recovering = False
 
@@ -216,10 +201,10 @@ class PhoneEngine:
         match message:
             case SignedIn():
                 self.agent = message.agent
-                self._session_token = message.session_token or None
-                self._resume_grace_s = message.resume_grace_s
                 self._alert_timeout_s = message.alert_timeout_s
-                self._schedule_refresh(message.token_expires_in_s)
+                self._session.update(
+                    message.session_token, message.token_expires_in_s, message.resume_grace_s
+                )
                 self.connection_state.signed_in()
                 self._emit(
                     events.SignedIn(
@@ -231,8 +216,7 @@ class PhoneEngine:
                 if self._signed_in is not None and not self._signed_in.done():
                     self._signed_in.set_result(message)
             case SessionRefreshed():
-                self._session_token = message.session_token
-                self._schedule_refresh(message.token_expires_in_s)
+                self._session.update(message.session_token, message.token_expires_in_s)
                 self._emit(events.SessionRefreshed(expires_in_s=message.token_expires_in_s))
             case SessionResumed():
                 if self._resumed is not None and not self._resumed.done():
@@ -357,7 +341,7 @@ class PhoneEngine:
     async def _signed_out(self, reason: str) -> None:
         self.agent = None
         self.on_queue = False
-        self._forget_session()
+        self._session.forget()
         await self._end_call(reason)
         await self._drop_connection(reason)
         self.connection_state.signed_out(reason)
@@ -365,7 +349,7 @@ class PhoneEngine:
 
     async def _platform_lost(self) -> None:
         unexpected = self.agent is not None
-        if unexpected and self._session_token is not None and not self._closing:
+        if unexpected and self._session.token is not None and not self._closing:
             if await self._resume() or self._closing:
                 return
         was_on_queue = self.on_queue
@@ -403,81 +387,38 @@ class PhoneEngine:
 
     # --- session token refresh and resume (docs/protocol.md "Sessions") -------------
 
-    def _schedule_refresh(self, expires_in_s: float) -> None:
-        if self._refresh_task is not None:
-            self._refresh_task.cancel()
-            self._refresh_task = None
-        if expires_in_s > 0:
-            delay = max(0.2, expires_in_s * REFRESH_AT)
-            self._refresh_task = self._tasks.spawn(self._refresh_after(delay), "refresh")
-
-    async def _refresh_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+    async def _send_refresh(self) -> None:
         try:
             await self._send(RefreshSession())
         except PhoneError as exc:  # the socket is down: the resume reschedules it
             logger.info("session refresh not sent: %s", exc)
-
-    def _forget_session(self) -> None:
-        self._session_token = None
-        if self._refresh_task is not None:
-            self._refresh_task.cancel()
-            self._refresh_task = None
 
     async def _resume(self) -> bool:
         """The WebSocket dropped while signed in: reconnect with backoff and
         resume the session (the call and its media go on meanwhile). False
         when it cannot be resumed: the caller then signs in afresh or stops."""
         self._recovering = True
-        lost_at = time.monotonic()
-        deadline = lost_at + max(1.0, self._resume_grace_s - 1.0)
-        code, why = "unreachable", "could not reach the platform"
         try:
-            for attempt in range(1, RESUME_MAX_ATTEMPTS + 1):
-                delay = min(1.0, 0.25 * 2 ** (attempt - 1))
-                if attempt > RESUME_QUICK_ATTEMPTS and self.connection is None:
-                    code, why = "no_connection", f"{why}, and no media connection is alive"
-                    break
-                if time.monotonic() + delay > deadline:
-                    why = f"{why} within the grace period"
-                    break
-                self._emit(events.Resuming(attempt=attempt, delay_s=delay))
-                if not await self._wait_to_resume(delay, attempt > RESUME_QUICK_ATTEMPTS):
-                    code, why = "no_connection", f"{why}, and no media connection is alive"
-                    break
-                if self._closing or self._session_token is None:
-                    return True
-                try:
-                    snapshot = await self._try_resume(self._session_token, timeout=5.0)
-                except ResumeRefused as exc:
-                    code, why = exc.code, str(exc)
-                    break
-                except (SignalingError, PhoneError, TimeoutError) as exc:
-                    logger.info("resume attempt %d failed: %s", attempt, exc or "timed out")
-                    continue
-                await self._resync(snapshot, time.monotonic() - lost_at, attempt)
+            outcome = await resume_with_retries(
+                lambda token: self._try_resume(token, timeout=5.0),
+                self._session,
+                lambda: self.connection is not None,
+                lambda: self._closing,
+                self._emit,
+            )
+            if outcome.stopped:
+                return True
+            if outcome.snapshot is not None:
+                await self._resync(outcome.snapshot, outcome.away_s, outcome.attempts)
                 return True
             old, self._signaling = self._signaling, None
             if old is not None:
                 await old.close()
-            logger.warning("session not resumed (%s): %s", code, why)
-            self._emit(events.ResumeFailed(code=code, message=why))
+            logger.warning("session not resumed (%s): %s", outcome.code, outcome.message)
+            self._emit(events.ResumeFailed(code=outcome.code, message=outcome.message))
             return False
         finally:
             self._recovering = False
-
-    async def _wait_to_resume(self, delay: float, need_connection: bool) -> bool:
-        """Sleep ``delay``; False at once if the media connection dies meanwhile
-        and only it was worth waiting for."""
-        end = time.monotonic() + delay
-        for _ in range(int(delay / 0.1) + 2):
-            if need_connection and self.connection is None:
-                return False
-            left = end - time.monotonic()
-            if left <= 0:
-                break
-            await asyncio.sleep(min(0.1, left))
-        return True
 
     async def _try_resume(self, token: str, timeout: float) -> SessionResumed:
         client = SignalingClient(self.settings.platform, decode_to_agent)
@@ -498,8 +439,9 @@ class PhoneEngine:
 
     async def _resync(self, snapshot: SessionResumed, away_s: float, attempts: int) -> None:
         """Make the phone's state the platform's: presence, connection, call."""
-        self._resume_grace_s = snapshot.resume_grace_s
-        self._schedule_refresh(snapshot.token_expires_in_s)
+        self._session.update(
+            self._session.token, snapshot.token_expires_in_s, snapshot.resume_grace_s
+        )
         if snapshot.on_queue != self.on_queue:
             self.on_queue = snapshot.on_queue
             self._emit(events.Presence(on_queue=snapshot.on_queue, reason="resumed"))
@@ -648,7 +590,7 @@ class PhoneEngine:
         if self.agent is not None:
             self.agent = None
             self.connection_state.signed_out("closed")
-        self._forget_session()
+        self._session.forget()
         await self._tasks.close()
         if self._signaling is not None:
             await self._signaling.close()
