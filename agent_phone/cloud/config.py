@@ -37,6 +37,13 @@ KNOWN_PERMISSIONS = frozenset({ACCEPT_OFF_QUEUE})
 
 DEFAULT_PERSISTENT_TIMEOUT_S = 600.0
 DEFAULT_ALERT_TIMEOUT_S = 12.0
+DEFAULT_TOKEN_LIFETIME_S = 3600.0
+DEFAULT_RESUME_GRACE_S = 30.0
+DEFAULT_LOCKOUT_FAILURES = 5
+DEFAULT_LOCKOUT_WINDOW_S = 300.0
+DEFAULT_LOCKOUT_S = 300.0
+DEFAULT_SIGN_IN_DELAY_S = 0.5
+DEFAULT_SIGN_IN_DELAY_MAX_S = 4.0
 
 
 class ConfigError(ValueError):
@@ -80,6 +87,20 @@ class PlatformConfig:
     #: default of agent_phone.cloud.storage.default_path).
     database: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    # --- sessions and sign-in (docs/administration.md, docs/security.md) ---
+    #: A session token lasts this long; the phone refreshes it before then.
+    token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S
+    #: A session whose WebSocket dropped is kept this long for a resume.
+    resume_grace_s: float = DEFAULT_RESUME_GRACE_S
+    #: This many failed sign-ins for one user name within the window lock it.
+    lockout_failures: int = DEFAULT_LOCKOUT_FAILURES
+    lockout_window_s: float = DEFAULT_LOCKOUT_WINDOW_S
+    #: How long a locked user name stays locked.
+    lockout_s: float = DEFAULT_LOCKOUT_S
+    #: The answer to a second failed sign-in waits this long, doubling per
+    #: further failure up to ``sign_in_delay_max_s`` (the first is answered at once).
+    sign_in_delay_s: float = DEFAULT_SIGN_IN_DELAY_S
+    sign_in_delay_max_s: float = DEFAULT_SIGN_IN_DELAY_MAX_S
 
     def queues_of(self, agent: str) -> list[str]:
         return [q.name for q in self.queues.values() if agent in q.members]
@@ -159,6 +180,30 @@ def _tls_files(data: dict[str, object], base: Path) -> tuple[Path | None, Path |
     return files[0], files[1]
 
 
+def _count(table: dict[str, object], key: str, default: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"platform.{key} must be a whole number of at least 1, not {value!r}")
+    return value
+
+
+def _session_settings(platform: dict[str, object]) -> dict[str, float | int]:
+    """The ``[platform]`` keys for session tokens, resume and lockout."""
+
+    def seconds(key: str, default: float) -> float:
+        return _number(platform, key, "platform", default) or default
+
+    return {
+        "token_lifetime_s": seconds("token_lifetime_s", DEFAULT_TOKEN_LIFETIME_S),
+        "resume_grace_s": seconds("resume_grace_s", DEFAULT_RESUME_GRACE_S),
+        "lockout_failures": _count(platform, "lockout_failures", DEFAULT_LOCKOUT_FAILURES),
+        "lockout_window_s": seconds("lockout_window_s", DEFAULT_LOCKOUT_WINDOW_S),
+        "lockout_s": seconds("lockout_s", DEFAULT_LOCKOUT_S),
+        "sign_in_delay_s": seconds("sign_in_delay_s", DEFAULT_SIGN_IN_DELAY_S),
+        "sign_in_delay_max_s": seconds("sign_in_delay_max_s", DEFAULT_SIGN_IN_DELAY_MAX_S),
+    }
+
+
 def load_config(path: Path) -> PlatformConfig:
     try:
         data = tomllib.loads(path.read_text())
@@ -203,6 +248,7 @@ def load_config(path: Path) -> PlatformConfig:
         tls_key_file=tls_key,
         source=str(path),
         database=_database(platform, path),
+        **_session_settings(platform),  # type: ignore[arg-type]
     )
 
 

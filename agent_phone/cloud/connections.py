@@ -76,6 +76,22 @@ class ConnectionManager:
     def timeout_for(self, agent: str) -> float:
         return self.timeouts.for_agent(agent)
 
+    def describe(self, session: AgentSession) -> ConnectionState | None:
+        """The agent's connection as a ``connection_state`` would report it now
+        (for a resumed session's snapshot); None when there is none."""
+        link = self._links.get(session.name)
+        if link is None or link.state is LinkState.CLOSED:
+            return None
+        name = session.name
+        return ConnectionState(
+            connection_id=link.id,
+            state="active" if link.state is LinkState.ACTIVE else "connecting",
+            reason="resumed",
+            kept=session.persistent and name not in self._close_after_call,
+            in_call=name in self._in_call,
+            expires_at=self._expires_at.get(name),
+        )
+
     # --- setting up (R1, R5, R8) ----------------------------------------------
 
     async def establish(self, session: AgentSession, reason: str) -> AgentLink:

@@ -17,12 +17,19 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from agent_phone.cloud.admin import AdminApi, Timeouts
+from agent_phone.cloud.auth import SessionTokens, SignInGuard
 from agent_phone.cloud.config import PlatformConfig
 from agent_phone.cloud.connections import ConnectionManager, RequestError
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.records import CallRecorder
 from agent_phone.cloud.routing import Router
-from agent_phone.cloud.sessions import AgentSession, CallerSession, error_for
+from agent_phone.cloud.sessions import (
+    AgentSession,
+    CallerSession,
+    error_for,
+    log_refusal,
+    resume_session,
+)
 from agent_phone.cloud.storage import PLATFORM_RESTART, Storage, default_path, open_storage
 from agent_phone.cloud.tls import fingerprint_of, server_ssl_context
 from agent_phone.media.ice import restrict_ice_addresses
@@ -31,11 +38,13 @@ from agent_phone.protocol import (
     Error,
     Message,
     ProtocolError,
+    ResumeSession,
     decode_from_agent,
     decode_from_caller,
     encode,
     peek_type,
 )
+from agent_phone.tasks import TaskSet
 from agent_phone.tls import is_loopback_host
 
 logger = logging.getLogger(__name__)
@@ -123,6 +132,9 @@ class Platform:
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self.url = ""
+        self.tokens = SessionTokens(config.token_lifetime_s)
+        self.guard = SignInGuard(config)
+        self.tasks = TaskSet("platform")
         restrict_ice_addresses(config.ice_addresses)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -197,6 +209,7 @@ class Platform:
             outbox.put(encode(message))
 
         session: AgentSession | CallerSession | None = None
+        binding: object = None
         try:
             async for frame in ws:
                 if frame.type is not WSMsgType.TEXT:
@@ -208,8 +221,9 @@ class Platform:
                     first = peek_type(data) if len(data) <= MAX_MESSAGE_BYTES else None
                     if first == "place_call":
                         session = CallerSession(self, send, peer=request.remote)
-                    elif first == "sign_in":
+                    elif first in ("sign_in", "resume_session"):
                         session = AgentSession(self, send, outbox.flush_and_close)
+                        binding = session.binding
                 decode = (
                     decode_from_caller if isinstance(session, CallerSession) else decode_from_agent
                 )
@@ -219,17 +233,22 @@ class Platform:
                     kind = str(type(message).__struct_config__.tag)
                     if session is None:
                         raise RequestError("not_signed_in", "sign in (or place a call) first")
+                    if isinstance(message, ResumeSession) and isinstance(session, AgentSession):
+                        session = resume_session(self, session, message)
+                        continue
                     await session.handle(message)
                 except ProtocolError as exc:
                     self.events.emit("protocol_error", code=exc.code, message=exc.message)
                     send(Error(code=exc.code, message=exc.message, in_reply_to=exc.in_reply_to))
                 except RequestError as exc:
+                    log_refusal(self, session, kind, exc)
                     send(error_for(exc, kind))
         finally:
             self._sockets.discard(ws)
             await outbox.close()
             if isinstance(session, AgentSession):
-                await session.sign_out("connection_lost")
+                # Kept for a resume within the grace period (docs/protocol.md).
+                await session.transport_lost(binding)
             elif isinstance(session, CallerSession):
                 await session.gone()
         return ws
@@ -241,6 +260,7 @@ class Platform:
         await self.records.close()
         await self.storage.close()
         await self.connections.close()
+        await self.tasks.close()
         for ws in list(self._sockets):
             await ws.close()
         if self._runner is not None:

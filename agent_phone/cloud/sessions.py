@@ -15,7 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from agent_phone.cloud.config import dummy_hash, verify_password
+from agent_phone.cloud.auth import LockedOut, token_hint
+from agent_phone.cloud.config import AgentConfig, dummy_hash, verify_password
 from agent_phone.cloud.connections import RequestError
 from agent_phone.cloud.media_edge import CustomerLeg, LinkError
 from agent_phone.cloud.routing import Call, CallState
@@ -24,6 +25,7 @@ from agent_phone.protocol import (
     AnswerCall,
     CallAccepted,
     CallerHangup,
+    CallSnapshot,
     ConnectionAnswer,
     DeclineCall,
     EndConnection,
@@ -33,7 +35,11 @@ from agent_phone.protocol import (
     Message,
     PlaceCall,
     PresenceChanged,
+    RefreshSession,
+    ResumeSession,
     SendDtmf,
+    SessionRefreshed,
+    SessionResumed,
     SetPersistent,
     SetPresence,
     SignedIn,
@@ -73,16 +79,26 @@ class AgentSession:
         self.on_queue = False
         self.idle_since = time.monotonic()
         self.call: Call | None = None
+        # --- session token and resume (docs/protocol.md "Sessions") ---
+        #: Identifies the WebSocket this session talks over now.
+        self.binding = object()
+        self.token: str | None = None
+        #: Monotonic time the WebSocket dropped; None while one is bound.
+        self.detached_at: float | None = None
+        self._grace: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<AgentSession {self.name or '?'}>"
 
     @property
     def available(self) -> bool:
-        return self.signed_in and self.on_queue and self.call is None
+        return self.signed_in and self.on_queue and self.call is None and self.detached_at is None
 
     def send(self, message: Message) -> None:
-        self._send(message)
+        # While detached nothing is sent: the resume's snapshot carries the state.
+        if self.detached_at is None:
+            self._send(message)
 
     async def handle(self, message: Message) -> None:
         p = self._platform
@@ -114,6 +130,10 @@ class AgentSession:
             case SignOut():
                 await self.sign_out("requested")
                 await self._close_transport()
+            case RefreshSession():
+                self._refresh()
+            case ResumeSession():
+                raise RequestError("already_signed_in", f"already signed in as {self.name}")
             case _:
                 raise RequestError("invalid", f"{type(message).__name__} is not for the platform")
 
@@ -122,13 +142,17 @@ class AgentSession:
             raise RequestError("already_signed_in", f"already signed in as {self.name}")
         _check_version(message.version)
         config = self._platform.config
-        agent = config.agents.get(message.user)
-        # Verify even for an unknown user so both take the same time.
-        known_hash = agent.password_hash if agent else dummy_hash()
-        ok = await asyncio.to_thread(verify_password, known_hash, message.password)
-        if agent is None or not ok:
-            self._platform.events.emit("sign_in_failed", user=message.user)
-            raise RequestError("auth_failed", "wrong user name or password")
+        guard = self._platform.guard
+        try:
+            guard.check(message.user)
+            guard.begin(message.user)
+        except LockedOut:
+            self._platform.events.emit("sign_in_failed", user=message.user, code="locked_out")
+            raise
+        try:
+            agent = await self._authenticate(message)
+        finally:
+            guard.end(message.user)
         previous = self._platform.agents.get(agent.name)
         if previous is not None:
             await previous.sign_out("signed_in_elsewhere")
@@ -139,6 +163,9 @@ class AgentSession:
         self.signed_in = True
         self.idle_since = time.monotonic()
         self._platform.agents[self.name] = self
+        issued = self._platform.tokens.issue(self.name)
+        self.token = issued.token
+        self._arm_expiry(issued.expires_in_s)
         self.send(
             SignedIn(
                 version=PROTOCOL_VERSION,
@@ -147,12 +174,46 @@ class AgentSession:
                 queues=config.queues_of(self.name),
                 alert_timeout_s=config.alert_timeout_s,
                 persistent_timeout_s=self._platform.connections.timeout_for(self.name),
+                session_token=issued.token,
+                token_expires_in_s=issued.expires_in_s,
+                token_expires_at=issued.expires_at,
+                resume_grace_s=config.resume_grace_s,
             )
         )
         self._platform.events.emit(
             "agent_signed_in", agent=self.name, persistent=self.persistent, client=message.client
         )
         await self._platform.connections.signed_in(self)
+
+    async def _authenticate(self, message: SignIn) -> AgentConfig:
+        """The agent whose password this is; a failure is slowed, then locks."""
+        guard = self._platform.guard
+        agent = self._platform.config.agents.get(message.user)
+        # Verify even for an unknown user so both take the same time.
+        known_hash = agent.password_hash if agent else dummy_hash()
+        ok = await asyncio.to_thread(verify_password, known_hash, message.password)
+        if agent is None or not ok:
+            verdict = guard.failed(message.user)
+            self._platform.events.emit(
+                "sign_in_failed",
+                user=message.user,
+                code="auth_failed",
+                failures=verdict.failures,
+                delay_s=verdict.delay_s,
+            )
+            if verdict.locked_for_s:
+                self._platform.events.emit(
+                    "user_locked",
+                    user=message.user,
+                    failures=verdict.failures,
+                    locked_s=verdict.locked_for_s,
+                )
+            # Only this socket's coroutine waits; the loop serves everyone else.
+            await asyncio.sleep(verdict.delay_s)
+            guard.check(message.user)  # locked now: say so, with the time left
+            raise RequestError("auth_failed", "wrong user name or password")
+        guard.succeeded(message.user)
+        return agent
 
     def set_presence(self, on_queue: bool, reason: str) -> None:
         changed = on_queue != self.on_queue
@@ -174,12 +235,168 @@ class AgentSession:
         self.signed_in = False
         self.on_queue = False
         p = self._platform
+        # A token that ran out stays "expired" (``token_expired``); any other
+        # end revokes it (``invalid_token``).
+        self._end_token(revoke=reason != "token_expired")
         if p.agents.get(self.name) is self:
             del p.agents[self.name]
         await p.router.agent_gone(self, reason)
         await p.connections.signed_out(self, reason)
         self.send(SignedOut(reason=reason))
         p.events.emit("agent_signed_out", agent=self.name, reason=reason)
+
+    # --- session token, WebSocket drop and resume ----------------------------------
+
+    def _arm_expiry(self, seconds: float) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = asyncio.get_running_loop().call_later(seconds, self._token_ran_out)
+
+    def _token_ran_out(self) -> None:
+        """An unrefreshed token ends the session, but never in the middle of a call."""
+        self._expiry = None
+        if not self.signed_in:
+            return
+        if self.call is not None:
+            self._expiry = asyncio.get_running_loop().call_later(5.0, self._token_ran_out)
+            return
+        self._platform.events.emit("token_expired", agent=self.name)
+        self._platform.tasks.spawn(self._end("token_expired"), "token-expired")
+
+    async def _end(self, reason: str) -> None:
+        close = self._close_transport
+        await self.sign_out(reason)
+        await close()
+
+    def _end_token(self, revoke: bool) -> None:
+        for timer in (self._expiry, self._grace):
+            if timer is not None:
+                timer.cancel()
+        self._expiry = self._grace = None
+        self.detached_at = None
+        if self.token is not None and revoke:
+            self._platform.tokens.revoke(self.token)
+
+    def _refresh(self) -> None:
+        assert self.token is not None
+        issued = self._platform.tokens.refresh(self.token)
+        self.token = issued.token
+        self._arm_expiry(issued.expires_in_s)
+        self.send(
+            SessionRefreshed(
+                session_token=issued.token,
+                token_expires_in_s=issued.expires_in_s,
+                token_expires_at=issued.expires_at,
+            )
+        )
+        self._platform.events.emit(
+            "session_refreshed", agent=self.name, token_expires_in_s=issued.expires_in_s
+        )
+
+    async def transport_lost(self, binding: object) -> None:
+        """The WebSocket ``binding`` closed. A signed-in session is kept for the
+        grace period (its call and connection go on; the media link's own
+        liveness still decides whether they are dead), unless another
+        WebSocket has taken it over already."""
+        if binding is not self.binding or not self.signed_in:
+            return
+        grace = self._platform.config.resume_grace_s
+        self.detached_at = time.monotonic()
+        self._send = _drop
+        self._close_transport = _nothing
+        self._grace = asyncio.get_running_loop().call_later(grace, self._grace_ran_out)
+        self._platform.events.emit(
+            "agent_detached",
+            agent=self.name,
+            grace_s=grace,
+            call_id=self.call.id if self.call else None,
+        )
+
+    def _grace_ran_out(self) -> None:
+        self._grace = None
+        if not self.signed_in or self.detached_at is None:
+            return
+        self._platform.events.emit(
+            "resume_grace_expired",
+            agent=self.name,
+            call_id=self.call.id if self.call else None,
+        )
+        self._platform.tasks.spawn(self.sign_out("connection_lost"), "grace-expired")
+
+    def resumed_on(self, new: AgentSession) -> None:
+        """Bind this session to ``new``'s WebSocket and send it the snapshot."""
+        away_s = time.monotonic() - self.detached_at if self.detached_at is not None else 0.0
+        # A phone that noticed the drop before the platform did: its old
+        # socket is closed, and its close no longer detaches this session.
+        old_close = self._close_transport if self.detached_at is None else None
+        self._send = new._send
+        self._close_transport = new._close_transport
+        self.binding = new.binding
+        self.detached_at = None
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        self.send(self.snapshot())
+        self._platform.events.emit(
+            "session_resumed",
+            agent=self.name,
+            away_s=round(away_s, 3),
+            call_id=self.call.id if self.call else None,
+            took_over_open_socket=old_close is not None,
+        )
+        if old_close is not None:
+            self._platform.tasks.spawn(old_close(), "close-replaced-socket")
+        if self.on_queue:
+            self._platform.router.dispatch()
+
+    def snapshot(self) -> SessionResumed:
+        call = self.call
+        assert self.token is not None
+        tokens = self._platform.tokens
+        remaining = tokens.remaining_s(self.token)
+        return SessionResumed(
+            agent=self.name,
+            on_queue=self.on_queue,
+            persistent=self.persistent,
+            connection=self._platform.connections.describe(self),
+            call=None
+            if call is None or call.state is CallState.ENDED
+            else CallSnapshot(
+                call_id=call.id,
+                state=call.state.value,
+                caller=call.caller,
+                queue=call.queue,
+                connection_id=call.link.id if call.link is not None else None,
+            ),
+            token_expires_in_s=round(remaining, 3),
+            token_expires_at=time.time() + remaining,
+            resume_grace_s=self._platform.config.resume_grace_s,
+        )
+
+
+def _drop(_message: Message) -> None:
+    pass
+
+
+async def _nothing() -> None:
+    pass
+
+
+def resume_session(platform: Platform, new: AgentSession, message: ResumeSession) -> AgentSession:
+    """The live session ``message``'s token names, now bound to ``new``'s WebSocket."""
+    if new.signed_in:
+        raise RequestError("already_signed_in", f"already signed in as {new.name}")
+    _check_version(message.version)
+    try:
+        agent = platform.tokens.check(message.session_token)
+    except RequestError as exc:
+        logger.info("resume refused (%s) for token %s", exc.code, token_hint(message.session_token))
+        raise
+    live = platform.agents.get(agent)
+    if live is None or live.token is None or live.token != message.session_token:
+        raise RequestError("invalid_token", "unknown or ended session; sign in again")
+    live.resumed_on(new)
+    return live
 
 
 class CallerSession:
@@ -256,4 +473,33 @@ class CallerSession:
 
 
 def error_for(exc: RequestError, in_reply_to: str | None) -> Error:
-    return Error(code=exc.code, message=exc.message, in_reply_to=in_reply_to, call_id=exc.call_id)
+    return Error(
+        code=exc.code,
+        message=exc.message,
+        in_reply_to=in_reply_to,
+        call_id=exc.call_id,
+        retry_after_s=getattr(exc, "retry_after_s", None),
+    )
+
+
+#: Refusals with their own event (``sign_in_failed``), not repeated as ``refused``.
+_LOGGED_ELSEWHERE = frozenset({"auth_failed", "locked_out"})
+
+
+def log_refusal(
+    platform: Platform,
+    session: AgentSession | CallerSession | None,
+    kind: str | None,
+    exc: RequestError,
+) -> None:
+    """Every refused request is a platform event: who, what and why, never a
+    password or token (only the message type, the code and ids)."""
+    if exc.code in _LOGGED_ELSEWHERE:
+        return
+    if isinstance(session, AgentSession):
+        peer, agent = "agent", session.name or None
+    else:
+        peer, agent = ("caller" if isinstance(session, CallerSession) else "unknown"), None
+    platform.events.emit(
+        "refused", peer=peer, agent=agent, type=kind, code=exc.code, call_id=exc.call_id
+    )

@@ -24,6 +24,7 @@ from agent_phone.phone.audio_io import CallAudio
 from agent_phone.phone.connection import PhoneConnection
 from agent_phone.phone.connection_state import ConnectionStateModel, ConnectionStatus
 from agent_phone.phone.quality import QualityReporter
+from agent_phone.phone.session import ResumeRefused, SessionToken, resume_with_retries
 from agent_phone.phone.settings import PhoneSettings
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
@@ -42,7 +43,11 @@ from agent_phone.protocol import (
     HoldCall,
     Message,
     PresenceChanged,
+    RefreshSession,
+    ResumeSession,
     SendDtmf,
+    SessionRefreshed,
+    SessionResumed,
     SetPersistent,
     SetPresence,
     SignedIn,
@@ -117,6 +122,11 @@ class PhoneEngine:
         self._closing = False
         #: Reports the current call's quality (``quality`` events).
         self._quality: QualityReporter | None = None
+        # --- session token and resume ---
+        self._session = SessionToken(self._tasks, self._send_refresh)
+        self._alert_timeout_s = 12.0
+        self._resumed: asyncio.Future[SessionResumed] | None = None
+        self._recovering = False
 
     # --- observers ---------------------------------------------------------------
 
@@ -149,15 +159,17 @@ class PhoneEngine:
 
     async def _sign_in(self, timeout: float) -> None:
         s = self.settings
-        if self._signaling is not None:
-            await self._signaling.close()
-        self._signaling = SignalingClient(s.platform, decode_to_agent, ca_file=s.ca_file)
+        old, self._signaling = self._signaling, None
+        if old is not None:
+            await old.close()
+        client = SignalingClient(s.platform, decode_to_agent, ca_file=s.ca_file)
+        self._signaling = client
         try:
-            await self._signaling.connect()
+            await client.connect()
         except SignalingError as exc:
             raise SignInError(str(exc)) from None
         self._signed_in = asyncio.get_running_loop().create_future()
-        self._tasks.spawn(self._read(), "signaling")
+        self._tasks.spawn(self._read(client), "signaling")
         await self._send(
             SignIn(
                 version=PROTOCOL_VERSION,
@@ -174,17 +186,20 @@ class PhoneEngine:
                 f"the platform did not answer the sign-in within {timeout:g} s"
             ) from None
 
-    async def _read(self) -> None:
-        assert self._signaling is not None
+    async def _read(self, client: SignalingClient) -> None:
         try:
-            async for message in self._signaling.messages():
+            async for message in client.messages():
                 try:
                     await self._handle(message)
                 except PhoneError as exc:
                     self._emit(events.Error(message=str(exc), code="phone"))
         finally:
-            if not self._closing:
-                self._tasks.spawn(self._platform_lost(), "lost")
+            # Only the current socket's end matters (a replaced one is closed on purpose).
+            if client is self._signaling:
+                if self._resumed is not None and not self._resumed.done():
+                    self._resumed.set_exception(SignalingError("the platform closed the socket"))
+                if not self._closing and not self._recovering:
+                    self._tasks.spawn(self._platform_lost(), "lost")
 
     async def _send(self, message: Message) -> None:
         if self._signaling is None:
@@ -200,6 +215,10 @@ class PhoneEngine:
         match message:
             case SignedIn():
                 self.agent = message.agent
+                self._alert_timeout_s = message.alert_timeout_s
+                self._session.update(
+                    message.session_token, message.token_expires_in_s, message.resume_grace_s
+                )
                 self.connection_state.signed_in()
                 self._emit(
                     events.SignedIn(
@@ -210,6 +229,14 @@ class PhoneEngine:
                 )
                 if self._signed_in is not None and not self._signed_in.done():
                     self._signed_in.set_result(message)
+            case SessionRefreshed():
+                self._session.update(message.session_token, message.token_expires_in_s)
+                self._emit(events.SessionRefreshed(expires_in_s=message.token_expires_in_s))
+            case SessionResumed():
+                if self._resumed is not None and not self._resumed.done():
+                    self._resumed.set_result(message)
+            case Error() if self._resumed is not None and not self._resumed.done():
+                self._resumed.set_exception(ResumeRefused(message.code, message.message))
             case Error():
                 if self._signed_in is not None and not self._signed_in.done():
                     self._signed_in.set_exception(SignInError(message.message))
@@ -344,6 +371,7 @@ class PhoneEngine:
     async def _signed_out(self, reason: str) -> None:
         self.agent = None
         self.on_queue = False
+        self._session.forget()
         await self._end_call(reason)
         await self._drop_connection(reason)
         self.connection_state.signed_out(reason)
@@ -351,6 +379,9 @@ class PhoneEngine:
 
     async def _platform_lost(self) -> None:
         unexpected = self.agent is not None
+        if unexpected and self._session.token is not None and not self._closing:
+            if await self._resume() or self._closing:
+                return
         was_on_queue = self.on_queue
         if unexpected:
             self._emit(events.Error(message="lost the connection to the platform", code="lost"))
@@ -383,6 +414,113 @@ class PhoneEngine:
             return
         self._emit(events.Error(message="could not reach the platform again", code="lost"))
         self.closed.set()
+
+    # --- session token refresh and resume (docs/protocol.md "Sessions") -------------
+
+    async def _send_refresh(self) -> None:
+        try:
+            await self._send(RefreshSession())
+        except PhoneError as exc:  # the socket is down: the resume reschedules it
+            logger.info("session refresh not sent: %s", exc)
+
+    async def _resume(self) -> bool:
+        """The WebSocket dropped while signed in: reconnect with backoff and
+        resume the session (the call and its media go on meanwhile). False
+        when it cannot be resumed: the caller then signs in afresh or stops."""
+        self._recovering = True
+        try:
+            outcome = await resume_with_retries(
+                lambda token: self._try_resume(token, timeout=5.0),
+                self._session,
+                lambda: self.connection is not None,
+                lambda: self._closing,
+                self._emit,
+            )
+            if outcome.stopped:
+                return True
+            if outcome.snapshot is not None:
+                await self._resync(outcome.snapshot, outcome.away_s, outcome.attempts)
+                return True
+            old, self._signaling = self._signaling, None
+            if old is not None:
+                await old.close()
+            logger.warning("session not resumed (%s): %s", outcome.code, outcome.message)
+            self._emit(events.ResumeFailed(code=outcome.code, message=outcome.message))
+            return False
+        finally:
+            self._recovering = False
+
+    async def _try_resume(self, token: str, timeout: float) -> SessionResumed:
+        s = self.settings
+        client = SignalingClient(s.platform, decode_to_agent, ca_file=s.ca_file)
+        await client.connect(timeout)
+        old, self._signaling = self._signaling, client
+        if old is not None:
+            await old.close()
+        resumed: asyncio.Future[SessionResumed] = asyncio.get_running_loop().create_future()
+        self._resumed = resumed
+        self._tasks.spawn(self._read(client), "signaling")
+        try:
+            await self._send(ResumeSession(version=PROTOCOL_VERSION, session_token=token))
+            return await asyncio.wait_for(asyncio.shield(resumed), timeout)
+        finally:
+            self._resumed = None
+            if not resumed.done():
+                resumed.cancel()
+
+    async def _resync(self, snapshot: SessionResumed, away_s: float, attempts: int) -> None:
+        """Make the phone's state the platform's: presence, connection, call."""
+        self._session.update(
+            self._session.token, snapshot.token_expires_in_s, snapshot.resume_grace_s
+        )
+        if snapshot.on_queue != self.on_queue:
+            self.on_queue = snapshot.on_queue
+            self._emit(events.Presence(on_queue=snapshot.on_queue, reason="resumed"))
+        conn = snapshot.connection
+        if self.connection is not None and (
+            conn is None or conn.connection_id != self.connection.id
+        ):
+            await self._drop_connection("resumed")
+        theirs = snapshot.call
+        if self.call is not None and (theirs is None or theirs.call_id != self.call.call_id):
+            await self._end_call("ended_while_disconnected")
+        elif self.call is not None and theirs is not None and theirs.state == "connected":
+            self._connected(theirs.call_id)
+        elif self.call is None and theirs is not None and theirs.state == "alerting":
+            # Offered while the offer was in flight: alert now (or decline, when
+            # the phone has no such connection, so it goes to the next agent).
+            await self._offered(
+                CallOffered(
+                    call_id=theirs.call_id,
+                    caller=theirs.caller,
+                    queue=theirs.queue,
+                    connection_id=theirs.connection_id or "",
+                    over_persistent_connection=False,
+                    alert_timeout_s=self._alert_timeout_s,
+                )
+            )
+        elif self.call is None and theirs is not None and theirs.state == "connected":
+            # Connected on the platform but not here: hand the customer on.
+            await self._send(Hangup(call_id=theirs.call_id, requeue=True))
+        if conn is not None:
+            self.connection_state.platform_reported(conn)
+        elif (shown := self.connection_state.status).connection_id is not None:
+            self.connection_state.platform_reported(
+                ConnectionState(connection_id=shown.connection_id, state="closed", reason="resumed")
+            )
+        call = self.call
+        self._emit(
+            events.Resumed(
+                agent=snapshot.agent,
+                on_queue=snapshot.on_queue,
+                connection_id=conn.connection_id if conn else None,
+                connection_state=conn.state if conn else None,
+                call_id=call.call_id if call else None,
+                call_state=call.state.value if call else None,
+                away_s=round(away_s, 3),
+                attempts=attempts,
+            )
+        )
 
     # --- commands ----------------------------------------------------------------
 
@@ -520,6 +658,7 @@ class PhoneEngine:
         if self.agent is not None:
             self.agent = None
             self.connection_state.signed_out("closed")
+        self._session.forget()
         await self._tasks.close()
         if self._signaling is not None:
             await self._signaling.close()

@@ -149,3 +149,54 @@ class DtmfSent(PhoneEvent):
     name: ClassVar[str] = "dtmf"
     call_id: str
     digits: str
+
+
+# --- sessions: token refresh and resume after a dropped WebSocket -------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionRefreshed(PhoneEvent):
+    """The platform issued a new session token (the token itself is not shown)."""
+
+    name: ClassVar[str] = "session_refreshed"
+    expires_in_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resuming(PhoneEvent):
+    """The WebSocket to the platform dropped; the phone will try to resume its
+    session (call and connection untouched) after ``delay_s``."""
+
+    name: ClassVar[str] = "resuming"
+    attempt: int
+    delay_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resumed(PhoneEvent):
+    """The session is back on a new WebSocket; the phone's state was
+    resynchronised from the platform's snapshot."""
+
+    name: ClassVar[str] = "resumed"
+    agent: str
+    on_queue: bool
+    #: The platform's media connection (none: ``None``) and its state.
+    connection_id: str | None
+    connection_state: str | None
+    call_id: str | None
+    call_state: str | None
+    #: Since the WebSocket dropped.
+    away_s: float
+    attempts: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResumeFailed(PhoneEvent):
+    """The session could not be resumed; the phone signs in afresh (when
+    ``--reconnect`` allows it) or stops, as after losing the platform."""
+
+    name: ClassVar[str] = "resume_failed"
+    #: The platform's refusal (``invalid_token``, ``token_expired``) or
+    #: ``unreachable``/``no_connection``.
+    code: str
+    message: str

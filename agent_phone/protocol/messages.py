@@ -44,6 +44,11 @@ __all__ = [
     "PresenceChanged",
     "QueuePosition",
     "SendDtmf",
+    "RefreshSession",
+    "ResumeSession",
+    "SessionRefreshed",
+    "SessionResumed",
+    "CallSnapshot",
     "SetPersistent",
     "SetPresence",
     "SignIn",
@@ -69,6 +74,8 @@ class Error(Message, tag="error", frozen=True):
     #: The ``type`` of the message that caused it, when known.
     in_reply_to: str | None = None
     call_id: str | None = None
+    #: With ``locked_out``: seconds until sign-in is accepted again.
+    retry_after_s: float | None = None
 
 
 # --- phone -> platform -------------------------------------------------------
@@ -155,6 +162,24 @@ class CallHeld(Message, tag="call_held", frozen=True):
     on: bool
 
 
+# --- sessions: token refresh and resume after a dropped WebSocket ------------
+
+
+class RefreshSession(Message, tag="refresh_session", frozen=True):
+    """A new session token before the current one expires; the old one is revoked."""
+
+
+class ResumeSession(Message, tag="resume_session", frozen=True):
+    """First message of a new WebSocket that takes over a session whose
+    WebSocket dropped (within the platform's grace period)."""
+
+    version: int
+    session_token: str
+
+    def __repr__(self) -> str:  # never the token in a log line
+        return "ResumeSession(session_token=<hidden>)"
+
+
 AgentToPlatform = (
     SignIn
     | SetPresence
@@ -168,6 +193,8 @@ AgentToPlatform = (
     | HoldCall
     | UnholdCall
     | SendDtmf
+    | RefreshSession
+    | ResumeSession
 )
 
 
@@ -181,6 +208,17 @@ class SignedIn(Message, tag="signed_in", frozen=True):
     queues: list[str]
     alert_timeout_s: float
     persistent_timeout_s: float
+    #: Resumes this session on a new WebSocket (``resume_session``); refreshed
+    #: with ``refresh_session`` before it expires. Never logged in full.
+    session_token: str = ""
+    token_expires_in_s: float = 0.0
+    #: Unix time of the expiry (informative; phones use ``token_expires_in_s``).
+    token_expires_at: float = 0.0
+    #: How long the platform keeps the session after its WebSocket drops.
+    resume_grace_s: float = 0.0
+
+    def __repr__(self) -> str:  # never the token in a log line
+        return f"SignedIn(agent={self.agent!r}, session_token=<hidden>)"
 
 
 class SignedOut(Message, tag="signed_out", frozen=True):
@@ -240,6 +278,42 @@ class CallEnded(Message, tag="call_ended", frozen=True):
     reason: str
 
 
+class SessionRefreshed(Message, tag="session_refreshed", frozen=True):
+    session_token: str
+    token_expires_in_s: float
+    token_expires_at: float
+
+    def __repr__(self) -> str:  # never the token in a log line
+        return f"SessionRefreshed(token_expires_in_s={self.token_expires_in_s})"
+
+
+class CallSnapshot(msgspec.Struct, kw_only=True, frozen=True):
+    """The agent's current call, as the platform sees it (in ``session_resumed``)."""
+
+    call_id: str
+    #: ``routing``, ``alerting`` or ``connected``.
+    state: str
+    caller: str
+    queue: str
+    connection_id: str | None = None
+
+
+class SessionResumed(Message, tag="session_resumed", frozen=True):
+    """The session is bound to this WebSocket again; a snapshot of its state,
+    from which the phone resynchronises (messages sent while it was away are
+    not replayed)."""
+
+    agent: str
+    on_queue: bool
+    persistent: bool
+    #: The media connection (as in ``connection_state``), or none.
+    connection: ConnectionState | None = None
+    call: CallSnapshot | None = None
+    token_expires_in_s: float = 0.0
+    token_expires_at: float = 0.0
+    resume_grace_s: float = 0.0
+
+
 PlatformToAgent = (
     SignedIn
     | SignedOut
@@ -249,6 +323,8 @@ PlatformToAgent = (
     | CallOffered
     | CallConnected
     | CallEnded
+    | SessionRefreshed
+    | SessionResumed
     | Error
     | CallHeld
 )
@@ -308,4 +384,7 @@ ErrorCode = Literal[
     "wrong_state",
     "unknown_connection",
     "media_failed",
+    "invalid_token",
+    "token_expired",
+    "locked_out",
 ]

@@ -1,0 +1,120 @@
+"""Repeated failed sign-ins are slowed, then the user name is locked for a
+while (``locked_out``), against the real platform process; the slowdown holds
+up no one else."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from test_bad_input import blocking, sign_in
+from test_sessions import Raw, everything_logged
+
+WRONG = "not-the-password-7f3a"
+
+
+async def _timed_error(raw, payload: dict) -> tuple[dict, float]:
+    started = time.monotonic()
+    await raw.send(payload)
+    error = await raw.receive("error", timeout=20)
+    return error, time.monotonic() - started
+
+
+async def test_failures_are_slowed_then_locked_and_others_are_served(start_platform, start_phone):
+    platform = await blocking(
+        start_platform,
+        lockout_failures=3,
+        lockout_s=12.0,
+        sign_in_delay_s=1.0,
+        sign_in_delay_max_s=2.0,
+    )
+    async with Raw(platform.url) as attacker, Raw(platform.url) as carol:
+        # 1st failure: answered at once (a typo costs nothing).
+        e, _ = await _timed_error(attacker, sign_in("bob", WRONG))
+        assert e["code"] == "auth_failed" and e["retry_after_s"] is None
+        # 2nd failure: its answer waits 1 s. Meanwhile another agent signs in
+        # and is answered before the attacker's delayed error arrives.
+        await attacker.send(sign_in("bob", WRONG))
+        sent = time.monotonic()
+        await asyncio.sleep(0.1)
+        await carol.send(sign_in("carol"))
+        assert (await carol.receive("signed_in", timeout=10))["agent"] == "carol"
+        carol_took = time.monotonic() - sent
+        e = await attacker.receive("error", timeout=20)
+        took2 = time.monotonic() - sent
+        assert e["code"] == "auth_failed"
+        assert took2 >= 1.0 and carol_took < took2, (carol_took, took2)
+        # 3rd failure within the window: locked, and told for how long.
+        e, took3 = await _timed_error(attacker, sign_in("bob", WRONG))
+        assert took3 >= 2.0  # the delay doubles (capped at 2 s)
+        assert e["code"] == "locked_out" and "try again in" in e["message"]
+        assert 0 < e["retry_after_s"] <= 12.0
+        # Locked: even the right password is refused, at once, without a check.
+        e, _ = await _timed_error(attacker, sign_in("bob", "demo"))
+        assert e["code"] == "locked_out" and e["retry_after_s"] > 0
+        # Others are not locked.
+        await carol.send({"type": "set_presence", "on_queue": True})
+        assert (await carol.receive("presence"))["on_queue"] is True
+
+    # The headless phone says why it cannot sign in.
+    phone = await blocking(start_phone, platform.url, "bob")
+    error = await blocking(phone.wait_for, "error")
+    assert error["code"] == "sign_in" and "locked" in error["message"]
+    assert "try again in" in error["message"]
+    assert await blocking(phone.wait_exit, 10) == 1
+
+    # After the lock, the right password works and clears the count.
+    locked = platform.wait_for("user_locked", user="bob")
+    assert locked["failures"] == 3 and locked["locked_s"] == 12.0
+    await asyncio.sleep(max(0.0, locked["t"] + 12.2 - time.time()))
+    async with Raw(platform.url) as bob:
+        e, _ = await _timed_error(bob, sign_in("bob", WRONG))
+        assert e["code"] == "auth_failed"  # a fresh count: answered at once, not locked
+        await bob.send(sign_in("bob"))
+        assert (await bob.receive("signed_in"))["agent"] == "bob"
+
+    failed = platform.matching("sign_in_failed", user="bob")
+    assert [(f["code"], f.get("failures")) for f in failed] == [
+        ("auth_failed", 1),
+        ("auth_failed", 2),
+        ("auth_failed", 3),
+        ("locked_out", None),
+        ("locked_out", None),
+        ("auth_failed", 1),
+    ]
+    assert [f.get("delay_s") for f in failed if f["code"] == "auth_failed"] == [0.0, 1.0, 2.0, 0.0]
+    await blocking(platform.stop)
+    logged = everything_logged(platform)
+    assert WRONG not in logged and '"demo"' not in logged
+
+
+async def test_unknown_user_names_are_counted_too(start_platform):
+    """An unknown name is slowed and locked like a real one, so the answers
+    do not tell which names exist."""
+    platform = await blocking(start_platform, lockout_failures=2, sign_in_delay_s=0.2)
+    async with Raw(platform.url) as raw:
+        e = await raw.error_for(sign_in("mallory", WRONG))
+        assert e["code"] == "auth_failed"
+        e = await raw.error_for(sign_in("mallory", WRONG))
+        assert e["code"] == "locked_out" and e["retry_after_s"] > 200  # default 300 s
+        e = await raw.error_for(sign_in("bob", WRONG))
+        assert e["code"] == "auth_failed"  # per user name: bob is not locked
+
+
+async def test_a_burst_of_parallel_guesses_gets_no_more_than_the_limit(start_platform):
+    """Guesses sent on many sockets at once: attempts in flight count, so no
+    more passwords are checked than the failures the name has left."""
+    platform = await blocking(start_platform, lockout_failures=3, sign_in_delay_s=0.5)
+    raws = [Raw(platform.url) for _ in range(8)]
+    clients = [await r.__aenter__() for r in raws]
+    try:
+        await asyncio.gather(*(c.send(sign_in("carol", WRONG)) for c in clients))
+        errors = await asyncio.gather(*(c.receive("error", timeout=20) for c in clients))
+    finally:
+        for r in raws:
+            await r.__aexit__(None, None, None)
+    codes = sorted(e["code"] for e in errors)
+    assert codes.count("auth_failed") <= 3 and codes.count("locked_out") >= 5, codes
+    checked = [f for f in platform.matching("sign_in_failed", user="carol") if "failures" in f]
+    assert [f["failures"] for f in checked] == [1, 2, 3]  # three passwords checked, no more
+    assert platform.wait_for("user_locked", user="carol")["failures"] == 3
