@@ -232,3 +232,42 @@ async def test_a_call_cancelled_while_its_connection_is_set_up_leaves_nothing_ha
     finally:
         await pc.close()
         restrict_ice_addresses(before)
+
+
+async def test_an_answer_without_a_dtls_fingerprint_is_refused_at_once(platform, raw):
+    from aiortc import RTCSessionDescription
+
+    from agent_phone.media.ice import ice_addresses, restrict_ice_addresses
+    from agent_phone.media.liveness import create_liveness_channel
+    from agent_phone.media.peer import new_peer_connection
+
+    # alice holds acceptOffQueue: her connection is offered at sign-in (R5).
+    await raw.send({**sign_in("alice"), "persistent": True})
+    await raw.receive("signed_in")
+    offer = await raw.receive("connection_offer")
+    before = ice_addresses()
+    restrict_ice_addresses(["127.0.0.1"])
+    pc = new_peer_connection()
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        create_liveness_channel(pc)
+        await pc.setLocalDescription(await pc.createAnswer())
+        stripped = "".join(
+            line
+            for line in pc.localDescription.sdp.splitlines(keepends=True)
+            if not line.startswith("a=fingerprint:")
+        )
+        conn = offer["connection_id"]
+        error = await raw.error_for(
+            {"type": "connection_answer", "connection_id": conn, "sdp": stripped}
+        )
+        assert error["code"] == "invalid" and "fingerprint" in error["message"]
+        closed = await blocking(platform.wait_for, "connection_closed", connection_id=conn)
+        offered = platform.matching("connection_offered", connection_id=conn)[0]
+        # Closed as a failed set-up, not left waiting for connect_timeout_s (10 s).
+        assert closed["reason"] == "setup_failed"
+        assert closed["t"] - offered["t"] < 10
+        assert not platform.matching("connection_established", connection_id=conn)
+    finally:
+        await pc.close()
+        restrict_ice_addresses(before)

@@ -26,6 +26,7 @@ from agent_phone.cloud.admin import Timeouts
 from agent_phone.cloud.config import ACCEPT_OFF_QUEUE, PlatformConfig
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.media_edge import AgentLink, LinkError, LinkState
+from agent_phone.media.dtls import FingerprintError, check_fingerprints
 from agent_phone.protocol import ConnectionAnswer, ConnectionOffer, ConnectionState
 from agent_phone.tasks import TaskSet
 
@@ -155,6 +156,14 @@ class ConnectionManager:
             raise RequestError(
                 "unknown_connection", f"no connection {message.connection_id!r} awaits an answer"
             )
+        try:
+            check_fingerprints(message.sdp)
+        except FingerprintError as exc:
+            # Media keys would come from an unverifiable DTLS handshake: the
+            # set-up fails now rather than at connect_timeout_s.
+            if not future.done():
+                future.set_exception(LinkError(f"answer refused: {exc}"))
+            raise RequestError("invalid", f"connection_answer: {exc}") from None
         if not future.done():
             future.set_result(message.sdp)
 
