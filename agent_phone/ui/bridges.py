@@ -47,6 +47,10 @@ class PhoneBridge(QObject):
     dtmf = Signal(object)  # events.DtmfSent
     error = Signal(object)  # events.Error
     quality = Signal(object)  # events.Quality
+    resuming = Signal(object)  # events.Resuming
+    resumed = Signal(object)  # events.Resumed
+    resume_failed = Signal(object)  # events.ResumeFailed
+    session_refreshed = Signal(object)  # events.SessionRefreshed
     #: Every event, after its own signal (for logs and tests). Not named
     #: ``event``: that would shadow QObject.event(), Qt's event dispatch.
     any_event = Signal(object)
@@ -69,6 +73,10 @@ class PhoneBridge(QObject):
             events.DtmfSent: self.dtmf,
             events.Error: self.error,
             events.Quality: self.quality,
+            events.Resuming: self.resuming,
+            events.Resumed: self.resumed,
+            events.ResumeFailed: self.resume_failed,
+            events.SessionRefreshed: self.session_refreshed,
         }
 
     def attach(self, engine: PhoneEngine) -> None:

@@ -101,6 +101,9 @@ class MainWindow(QMainWindow):
         phone.ended.connect(self._on_call_over_or_answered)
         phone.ended.connect(self._on_call_ended)
         phone.reconnecting.connect(self._on_reconnecting)
+        phone.resuming.connect(self._on_resuming)
+        phone.resumed.connect(self._on_resumed)
+        phone.resume_failed.connect(self._on_resume_failed)
         store.changed.connect(self._on_setting_changed)
         self._on_session(controller.state)
 
@@ -212,6 +215,19 @@ class MainWindow(QMainWindow):
         self._on_message(
             f"Lost the platform: signing in again in {event.delay_s:g} s (attempt {event.attempt})."
         )
+
+    def _on_resuming(self, event: events.Resuming) -> None:
+        # The call and its audio carry on: only the signaling link is being restored.
+        self._on_message(
+            f"Lost the link to the platform: restoring it (attempt {event.attempt}); "
+            "a call in progress carries on."
+        )
+
+    def _on_resumed(self, event: events.Resumed) -> None:
+        self._on_message(f"Link to the platform restored after {event.away_s:.1f} s.")
+
+    def _on_resume_failed(self, event: events.ResumeFailed) -> None:
+        self._on_message(f"Could not restore the session ({event.message}).")
 
     def _on_signed_out(self, reason: str) -> None:
         if reason in ("requested", "closed") or not self.isVisible():
