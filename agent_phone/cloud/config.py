@@ -26,6 +26,8 @@ from pathlib import Path
 
 import argon2
 
+from agent_phone.cloud.ratelimit import RateLimitConfig
+
 ACCEPT_OFF_QUEUE = "routing:conversation:acceptOffQueue"
 KNOWN_PERMISSIONS = frozenset({ACCEPT_OFF_QUEUE})
 
@@ -65,6 +67,8 @@ class PlatformConfig:
     admin_token: str | None = None
     source: str = "built-in demo"
     extra: dict[str, object] = field(default_factory=dict)
+    #: Messages one WebSocket peer may send (docs/administration.md).
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
 
     def queues_of(self, agent: str) -> list[str]:
         return [q.name for q in self.queues.values() if agent in q.members]
@@ -125,6 +129,26 @@ def _token(platform: dict[str, object]) -> str | None:
     return token
 
 
+def _rate_limit(platform: dict[str, object]) -> RateLimitConfig:
+    d = RateLimitConfig()
+    burst = platform.get("rate_limit_burst", d.burst)
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise ConfigError(f"platform.rate_limit_burst must be a whole number >= 1, not {burst!r}")
+
+    def number(key: str, default: float) -> float:
+        value = platform.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"platform.{key} must be a positive number, not {value!r}")
+        return float(value)
+
+    return RateLimitConfig(
+        rate=number("rate_limit_per_s", d.rate),
+        burst=burst,
+        abuse_factor=number("rate_limit_abuse_factor", d.abuse_factor),
+        abuse_s=number("rate_limit_abuse_s", d.abuse_s),
+    )
+
+
 def load_config(path: Path) -> PlatformConfig:
     try:
         data = tomllib.loads(path.read_text())
@@ -164,4 +188,5 @@ def load_config(path: Path) -> PlatformConfig:
         ice_addresses=ice,
         admin_token=_token(platform),
         source=str(path),
+        rate_limit=_rate_limit(platform),
     )

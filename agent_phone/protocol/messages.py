@@ -265,4 +265,5 @@ ErrorCode = Literal[
     "wrong_state",
     "unknown_connection",
     "media_failed",
+    "rate_limited",
 ]
