@@ -38,6 +38,7 @@ from agent_phone.protocol import (
     Hangup,
     Message,
     PresenceChanged,
+    ProtocolError,
     SetPersistent,
     SetPresence,
     SignedIn,
@@ -137,7 +138,7 @@ class PhoneEngine:
         s = self.settings
         if self._signaling is not None:
             await self._signaling.close()
-        self._signaling = SignalingClient(s.platform, decode_to_agent)
+        self._signaling = SignalingClient(s.platform, decode_to_agent, self._invalid_message)
         try:
             await self._signaling.connect()
         except SignalingError as exc:
@@ -171,6 +172,15 @@ class PhoneEngine:
         finally:
             if not self._closing:
                 self._tasks.spawn(self._platform_lost(), "lost")
+
+    def _invalid_message(self, exc: ProtocolError) -> None:
+        """A message from the platform that the codec refused: skipped, and said."""
+        self._emit(
+            events.Error(
+                message=f"ignored a message from the platform ({exc.code}): {exc.message}"[:500],
+                code="protocol",
+            )
+        )
 
     async def _send(self, message: Message) -> None:
         if self._signaling is None:

@@ -69,13 +69,17 @@ def _decode(decoder: msgspec.json.Decoder[Any], data: str | bytes) -> Any:
         raise ProtocolError("invalid", f"invalid {kind or 'message'}: {exc}", kind) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError("malformed", f"malformed JSON: {exc}") from None
+    except RecursionError:
+        # msgspec gives up on deep nesting (found by tests/test_fuzz.py): no
+        # message of the protocol nests more than a few levels.
+        raise ProtocolError("invalid", "message nested too deeply") from None
 
 
 def peek_type(raw: str | bytes) -> str | None:
     """The ``type`` a message claims, without validating the rest."""
     try:
         kind = _peek.decode(raw).get("type")
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     return kind if isinstance(kind, str) else None
 
