@@ -269,7 +269,7 @@ def test_fuzzed_messages_get_stable_errors_while_a_real_call_runs(
     carol.wait_for("presence", on_queue=True)
     recording = tmp_path / "customer.wav"
     caller = start_caller(
-        platform.url, "--duration", "25", "--tone", "440", "--record", str(recording)
+        platform.url, "--duration", "15", "--tone", "440", "--record", str(recording)
     )
     carols_call = carol.wait_for("answered", timeout=30)["call_id"]
     loop = LoopThread()
@@ -316,7 +316,7 @@ def test_fuzzed_messages_get_stable_errors_while_a_real_call_runs(
         finally:
             await peer.close()
 
-    @fuzz(60)
+    @fuzz(150)
     @given(data=st.data())
     def fuzz_bob(data: st.DataObject) -> None:
         message = data.draw(message_dicts(AgentToPlatform, [carols_call]))
@@ -334,7 +334,7 @@ def test_fuzzed_messages_get_stable_errors_while_a_real_call_runs(
         for e in errors:
             seen[e["code"]] = seen.get(e["code"], 0) + 1
 
-    @fuzz(60)
+    @fuzz(150)
     @given(data=st.data())
     def fuzz_fresh(data: st.DataObject) -> None:
         kind = data.draw(st.sampled_from(["message", "message", "text", "binary", "bad_utf8"]))
@@ -382,7 +382,7 @@ def test_fuzzed_messages_get_stable_errors_while_a_real_call_runs(
     code, summary = caller.result(timeout=60)
     feed.stop()
     assert code == 0 and summary["answered"] and summary["ended_by"] == "customer", summary
-    assert summary["talk_s"] >= 24, (summary, fuzz_s)
+    assert summary["talk_s"] >= 14.5, (summary, fuzz_s)
     assert carol.wait_for("hearing", call_id=carols_call)
     assert carol.wait_for("ended", call_id=carols_call)["reason"] == "customer_hangup"
     heard = read_wav(recording)
@@ -585,3 +585,39 @@ def test_the_phone_survives_a_hostile_platform(start_phone) -> None:
         loop.run(hostile.close())
         loop.close()
     assert sent >= 80
+
+
+async def test_garbage_sdp_in_a_connection_answer_does_not_strand_the_call(
+    platform, start_phone, start_caller
+):
+    """Found by fuzzing: aiortc raises AssertionError (not ValueError) on this
+    SDP, which used to leave the routed call stuck in ``routing`` for good."""
+    async with aiohttp.ClientSession() as session:
+        bob = await Peer(session, platform.url).open()
+        assert bob.ws is not None
+        await _sign_in(bob, "bob")
+        await bob.ws.send_str(json.dumps({"type": "set_presence", "on_queue": True}))
+        caller = start_caller(platform.url, "--duration", "1", "--wait", "30")
+        while (m := await bob.next(20)) is not None and m["type"] != "connection_offer":
+            pass
+        assert m is not None
+        carol = start_phone(platform.url, "carol", "--on-queue", "--auto-answer")
+        await asyncio.to_thread(carol.wait_for, "presence", on_queue=True)
+        await bob.ws.send_str(
+            json.dumps(
+                {
+                    "type": "connection_answer",
+                    "connection_id": m["connection_id"],
+                    "sdp": "a=\x00\r\nm=",
+                }
+            )
+        )
+        code, summary = await asyncio.to_thread(caller.result, 40)
+        assert code == 0 and summary["agent"] == "carol", summary
+        requeued = await asyncio.to_thread(platform.wait_for, "call_requeued", agent="bob")
+        assert requeued["reason"] == "connection_failed"
+        closed = await asyncio.to_thread(
+            platform.wait_for, "connection_closed", connection_id=m["connection_id"]
+        )
+        assert closed["reason"] == "setup_failed"
+        await bob.close()
