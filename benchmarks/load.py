@@ -252,7 +252,21 @@ async def idle_steps(url: str, pid: int, steps: list[int]) -> list[dict[str, Any
         for target in steps:
             names = [f"i{n:04d}" for n in range(len(agents), target)]
             t0 = time.monotonic()
-            agents += await start_agents(url, names)
+            batch = [Agent(url, n) for n in names]
+            agents += batch
+            try:
+                # In batches, so sign-in and set-up do not all pile up at once.
+                for i in range(0, len(batch), 10):
+                    await asyncio.gather(*(a.start() for a in batch[i : i + 10]))
+            except Exception as exc:
+                # The step where connections can no longer be set up or kept
+                # (often the load generator's own loop starving first).
+                row = {"agents": target, "failed": f"{type(exc).__name__}: {exc}"[:300]}
+                row["platform_cpu_percent"] = await cpu_percent(pid, 3.0)
+                row["loadavg"] = loadavg()
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+                break
             ramp_s = time.monotonic() - t0
             await asyncio.sleep(2.0)  # settle
             row = {
