@@ -37,9 +37,17 @@ class UntrustedPlatformError(SignalingError):
 
 
 class SignalingClient:
-    def __init__(self, url: str, decode: Callable[[str], Any], ca_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        decode: Callable[[str], Any],
+        on_invalid: Callable[[ProtocolError], None] | None = None,
+        ca_file: Path | None = None,
+    ) -> None:
         self.url = url
         self._decode = decode
+        #: Told of each message that was not accepted (it is skipped).
+        self._on_invalid = on_invalid
         self._ca_file = ca_file
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -98,6 +106,12 @@ class SignalingClient:
                     yield self._decode(frame.data)
                 except ProtocolError as exc:
                     logger.warning("ignored a message from the platform: %s", exc.message)
+                    if self._on_invalid is not None:
+                        self._on_invalid(exc)
+            elif frame.type is aiohttp.WSMsgType.BINARY:
+                logger.warning("ignored a binary frame from the platform")
+                if self._on_invalid is not None:
+                    self._on_invalid(ProtocolError("malformed", "a binary frame"))
             elif frame.type is aiohttp.WSMsgType.ERROR:
                 break
 

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import argon2
 
+from agent_phone.cloud.ratelimit import RateLimitConfig
+
 ACCEPT_OFF_QUEUE = "routing:conversation:acceptOffQueue"
 KNOWN_PERMISSIONS = frozenset({ACCEPT_OFF_QUEUE})
 
@@ -101,6 +103,8 @@ class PlatformConfig:
     #: further failure up to ``sign_in_delay_max_s`` (the first is answered at once).
     sign_in_delay_s: float = DEFAULT_SIGN_IN_DELAY_S
     sign_in_delay_max_s: float = DEFAULT_SIGN_IN_DELAY_MAX_S
+    #: Messages one WebSocket peer may send (docs/administration.md).
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
 
     def queues_of(self, agent: str) -> list[str]:
         return [q.name for q in self.queues.values() if agent in q.members]
@@ -204,6 +208,26 @@ def _session_settings(platform: dict[str, object]) -> dict[str, float | int]:
     }
 
 
+def _rate_limit(platform: dict[str, object]) -> RateLimitConfig:
+    d = RateLimitConfig()
+    burst = platform.get("rate_limit_burst", d.burst)
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise ConfigError(f"platform.rate_limit_burst must be a whole number >= 1, not {burst!r}")
+
+    def number(key: str, default: float) -> float:
+        value = platform.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"platform.{key} must be a positive number, not {value!r}")
+        return float(value)
+
+    return RateLimitConfig(
+        rate=number("rate_limit_per_s", d.rate),
+        burst=burst,
+        abuse_factor=number("rate_limit_abuse_factor", d.abuse_factor),
+        abuse_s=number("rate_limit_abuse_s", d.abuse_s),
+    )
+
+
 def load_config(path: Path) -> PlatformConfig:
     try:
         data = tomllib.loads(path.read_text())
@@ -249,6 +273,7 @@ def load_config(path: Path) -> PlatformConfig:
         source=str(path),
         database=_database(platform, path),
         **_session_settings(platform),  # type: ignore[arg-type]
+        rate_limit=_rate_limit(platform),
     )
 
 

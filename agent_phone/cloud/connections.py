@@ -125,8 +125,11 @@ class ConnectionManager:
             timeout = self.config.connect_timeout_s
             answer_sdp = await asyncio.wait_for(answer, timeout)
             await link.accept_answer(answer_sdp, timeout - (time.monotonic() - started))
-        except (TimeoutError, LinkError, ValueError) as exc:
-            why = str(exc) or "no answer from the phone"
+        except Exception as exc:
+            # Any failure, not only LinkError: aiortc's SDP parser raises e.g.
+            # AssertionError on garbage, which left the call stuck in routing.
+            quiet = "no answer from the phone" if isinstance(exc, TimeoutError) else repr(exc)
+            why = str(exc) or quiet
             logger.warning("%s: set-up failed: %s", link.id, why)
             await self._close(session.name, "setup_failed", link)
             raise LinkError(why) from None

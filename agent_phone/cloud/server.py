@@ -12,6 +12,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
@@ -21,6 +22,7 @@ from agent_phone.cloud.auth import SessionTokens, SignInGuard
 from agent_phone.cloud.config import PlatformConfig
 from agent_phone.cloud.connections import ConnectionManager, RequestError
 from agent_phone.cloud.events import EventLog
+from agent_phone.cloud.ratelimit import CLOSE_POLICY, MessageRateLimit, Verdict
 from agent_phone.cloud.records import CallRecorder
 from agent_phone.cloud.routing import Router
 from agent_phone.cloud.sessions import (
@@ -90,13 +92,15 @@ class Outbox:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
 
-    async def flush_and_close(self, timeout: float = 2.0) -> None:
+    async def flush_and_close(
+        self, timeout: float = 2.0, code: int = 1000, reason: str = ""
+    ) -> None:
         """Send what is queued (a ``signed_out`` saying why), then close."""
         try:
             await asyncio.wait_for(self._queue.join(), timeout)
         except TimeoutError:
             pass
-        await self._ws.close()
+        await self._ws.close(code=code, message=reason.encode()[:120])
 
 
 class InsecureListenError(ValueError):
@@ -210,8 +214,15 @@ class Platform:
 
         session: AgentSession | CallerSession | None = None
         binding: object = None
+        limit = MessageRateLimit(self.config.rate_limit)
         try:
             async for frame in ws:
+                if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    verdict = limit.check()
+                    if verdict is not Verdict.ACCEPT:
+                        if await self._over_limit(verdict, limit, session, send, outbox):
+                            break
+                        continue
                 if frame.type is not WSMsgType.TEXT:
                     if frame.type is WSMsgType.BINARY:
                         send(Error(code="malformed", message="binary frames are not accepted"))
@@ -252,6 +263,35 @@ class Platform:
             elif isinstance(session, CallerSession):
                 await session.gone()
         return ws
+
+    async def _over_limit(
+        self,
+        verdict: Verdict,
+        limit: MessageRateLimit,
+        session: AgentSession | CallerSession | None,
+        send: Callable[[Message], None],
+        outbox: Outbox,
+    ) -> bool:
+        """A message over the peer's rate limit is dropped; True: closed for abuse."""
+        rate = limit.config
+        who = session.name if isinstance(session, AgentSession) else None
+        if verdict is Verdict.CLOSE:
+            reason = f"rate limit: over {rate.abuse_count} messages in {rate.abuse_s:g} s; closing"
+            self.events.emit("peer_closed", reason="abusive", agent=who, dropped=limit.dropped)
+            send(Error(code="rate_limited", message=reason))
+            await outbox.flush_and_close(1.0, CLOSE_POLICY, reason)
+            return True
+        if verdict is Verdict.DROP_AND_TELL:
+            dropped = limit.told()
+            self.events.emit("rate_limited", agent=who, dropped=dropped)
+            send(
+                Error(
+                    code="rate_limited",
+                    message=f"over {rate.rate:g} messages a second (bursts of {rate.burst}): "
+                    f"{dropped} message(s) dropped",
+                )
+            )
+        return False
 
     async def close(self) -> None:
         for session in list(self.agents.values()):

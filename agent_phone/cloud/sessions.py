@@ -440,9 +440,11 @@ class CallerSession:
                 leg = CustomerLeg("pending")
                 try:
                     sdp = await leg.answer(message.sdp)
-                except ValueError as exc:
+                except Exception as exc:
+                    # aiortc's SDP parser raises more than ValueError on garbage
+                    # (an AssertionError for "a=\x00\r\nm=", found by fuzzing).
                     await leg.close()
-                    raise RequestError("invalid", f"unusable SDP offer: {exc}") from None
+                    raise RequestError("invalid", f"unusable SDP offer: {exc!r}"[:300]) from None
                 call = Call(
                     queue=message.queue, caller=message.caller, leg=leg, notify_customer=self.send
                 )

@@ -3,10 +3,32 @@ and giving their audio receivers no added delay."""
 
 from __future__ import annotations
 
-from aiortc import RTCConfiguration, RTCPeerConnection
+import math
+
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, rtp
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
+from av import AudioFrame
+
+
+def _audio_level_dbov(frame: AudioFrame) -> int:
+    """aiortc's ``rtp.compute_audio_level_dbov`` (RFC 6465 level for each sent
+    audio frame) with numpy: the same result, ~20x cheaper. aiortc's loops over
+    the samples in Python (~100 us a frame); on the platform, which sends two
+    streams per call, that was the main thread's largest own cost
+    (docs/performance.md, "Load")."""
+    samples = np.frombuffer(frame.planes[0], dtype=np.int16).astype(np.float64)
+    energy = float(np.dot(samples, samples))
+    level = math.sqrt(energy / (frame.samples * 32767 * 32767))
+    if level <= 0:
+        return -127
+    return round(min(max(20 * math.log10(level), -127), 0))
+
+
+# aiortc's sender looks it up on the module for every frame.
+rtp.compute_audio_level_dbov = _audio_level_dbov
 
 
 def new_peer_connection() -> RTCPeerConnection:

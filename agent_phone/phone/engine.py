@@ -43,6 +43,7 @@ from agent_phone.protocol import (
     HoldCall,
     Message,
     PresenceChanged,
+    ProtocolError,
     RefreshSession,
     ResumeSession,
     SendDtmf,
@@ -162,7 +163,9 @@ class PhoneEngine:
         old, self._signaling = self._signaling, None
         if old is not None:
             await old.close()
-        client = SignalingClient(s.platform, decode_to_agent, ca_file=s.ca_file)
+        client = SignalingClient(
+            s.platform, decode_to_agent, self._invalid_message, ca_file=s.ca_file
+        )
         self._signaling = client
         try:
             await client.connect()
@@ -200,6 +203,15 @@ class PhoneEngine:
                     self._resumed.set_exception(SignalingError("the platform closed the socket"))
                 if not self._closing and not self._recovering:
                     self._tasks.spawn(self._platform_lost(), "lost")
+
+    def _invalid_message(self, exc: ProtocolError) -> None:
+        """A message from the platform that the codec refused: skipped, and said."""
+        self._emit(
+            events.Error(
+                message=f"ignored a message from the platform ({exc.code}): {exc.message}"[:500],
+                code="protocol",
+            )
+        )
 
     async def _send(self, message: Message) -> None:
         if self._signaling is None:
@@ -452,7 +464,9 @@ class PhoneEngine:
 
     async def _try_resume(self, token: str, timeout: float) -> SessionResumed:
         s = self.settings
-        client = SignalingClient(s.platform, decode_to_agent, ca_file=s.ca_file)
+        client = SignalingClient(
+            s.platform, decode_to_agent, self._invalid_message, ca_file=s.ca_file
+        )
         await client.connect(timeout)
         old, self._signaling = self._signaling, client
         if old is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -20,6 +21,28 @@ PROTOCOL_VERSION = 1
 #: candidates is ~1.5 kB; 64 kB leaves room while bounding what a peer can
 #: make us parse.
 MAX_MESSAGE_BYTES = 64 * 1024
+
+
+#: Deepest nesting of arrays and objects accepted. No message of the protocol
+#: nests more than three levels; msgspec itself stops at the interpreter's
+#: recursion limit, which depends on the caller's stack, so the code a deep
+#: message got was not stable (found by tests/test_fuzz.py).
+MAX_NESTING = 32
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def _too_deep(raw: bytes) -> bool:
+    """Nesting deeper than MAX_NESTING, outside strings (cheap for short messages)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_NESTING:
+        return False
+    depth = 0
+    for c in _STRINGS.sub(b"", raw).translate(None, _NOT_BRACKETS):
+        depth += 1 if c in (0x5B, 0x7B) else -1
+        if depth > MAX_NESTING:
+            return True
+    return False
 
 
 class ProtocolError(Exception):
@@ -56,6 +79,8 @@ def _decode(decoder: msgspec.json.Decoder[Any], data: str | bytes) -> Any:
         raise ProtocolError(
             "too_large", f"message of {len(raw)} bytes exceeds the limit of {MAX_MESSAGE_BYTES}"
         )
+    if _too_deep(raw):
+        raise ProtocolError("invalid", f"message nested deeper than {MAX_NESTING} levels")
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
@@ -69,13 +94,19 @@ def _decode(decoder: msgspec.json.Decoder[Any], data: str | bytes) -> Any:
         raise ProtocolError("invalid", f"invalid {kind or 'message'}: {exc}", kind) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError("malformed", f"malformed JSON: {exc}") from None
+    except RecursionError:
+        # msgspec gives up on deep nesting (found by tests/test_fuzz.py): no
+        # message of the protocol nests more than a few levels.
+        raise ProtocolError("invalid", "message nested too deeply") from None
 
 
 def peek_type(raw: str | bytes) -> str | None:
     """The ``type`` a message claims, without validating the rest."""
+    if _too_deep(raw.encode() if isinstance(raw, str) else raw):
+        return None
     try:
         kind = _peek.decode(raw).get("type")
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     return kind if isinstance(kind, str) else None
 

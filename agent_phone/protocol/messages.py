@@ -387,4 +387,5 @@ ErrorCode = Literal[
     "invalid_token",
     "token_expired",
     "locked_out",
+    "rate_limited",
 ]
