@@ -279,6 +279,10 @@ class Platform:
             reason = f"rate limit: over {rate.abuse_count} messages in {rate.abuse_s:g} s; closing"
             self.events.emit("peer_closed", reason="abusive", agent=who, dropped=limit.dropped)
             send(Error(code="rate_limited", message=reason))
+            if isinstance(session, AgentSession):
+                # Not kept for a resume: an abusive peer's session ends here
+                # (its call, if any, goes back to the queue).
+                await session.sign_out("rate_limited")
             await outbox.flush_and_close(1.0, CLOSE_POLICY, reason)
             return True
         if verdict is Verdict.DROP_AND_TELL:
