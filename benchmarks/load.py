@@ -70,6 +70,10 @@ TALK_S = 5.0
 # --- measuring ------------------------------------------------------------------------
 
 
+#: The trunk token written into this benchmark's platform configuration.
+TRUNK_TOKEN = "benchmark-trunk-token-0123456789"
+
+
 def proc_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -209,7 +213,9 @@ async def probe_calls(url: str, probe: Agent, count: int = 5) -> dict[str, Any]:
     waits = []
     first = len(probe.alerting)
     for i in range(count):
-        plan = CallPlan(url, "probe", caller=f"probe{i}", duration_s=0.3, wait_s=30)
+        plan = CallPlan(
+            url, "probe", caller=f"probe{i}", duration_s=0.3, wait_s=30, trunk_token=TRUNK_TOKEN
+        )
         result = await place_call(plan, ToneSource(440.0))
         if result.answered:
             waits.append(result.wait_s * 1000)
@@ -231,7 +237,12 @@ def write_config(path: Path, idle: int, media: int) -> Path:
     # A cheap argon2 hash: the benchmark measures calls, not sign-in hashing.
     h = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
     perm = f'permissions = ["{ACCEPT_OFF_QUEUE}"]'
-    lines = ["[platform]", "alert_timeout_s = 12", "persistent_timeout_s = 3600"]
+    lines = [
+        "[platform]",
+        "alert_timeout_s = 12",
+        "persistent_timeout_s = 3600",
+        f'trunk_token = "{TRUNK_TOKEN}"',
+    ]
     names = (
         ["rtt", "probe"] + [f"i{n:04d}" for n in range(idle)] + [f"m{n:03d}" for n in range(media)]
     )
@@ -296,7 +307,14 @@ async def call_steps(url: str, pid: int, steps: list[int]) -> list[dict[str, Any
         for concurrent in steps:
             sinks = [CountingSink() for _ in range(concurrent)]
             plans = [
-                CallPlan(url, "media", caller=f"c{concurrent}-{i}", duration_s=TALK_S, wait_s=30)
+                CallPlan(
+                    url,
+                    "media",
+                    caller=f"c{concurrent}-{i}",
+                    duration_s=TALK_S,
+                    wait_s=30,
+                    trunk_token=TRUNK_TOKEN,
+                )
                 for i in range(concurrent)
             ]
             first = {a: len(a.answered) for a in agents}

@@ -61,6 +61,10 @@ WAIT_CAP_S = 90.0
 # --- processes ------------------------------------------------------------------------
 
 
+#: The trunk token written into this benchmark's platform configuration.
+TRUNK_TOKEN = "benchmark-trunk-token-0123456789"
+
+
 class JsonProc:
     """A child process printing JSON lines, read by an asyncio task."""
 
@@ -342,6 +346,7 @@ class Soak:
             "[platform]",
             f"alert_timeout_s = {self.options.alert_timeout_s}",
             "persistent_timeout_s = 600",
+            f'trunk_token = "{TRUNK_TOKEN}"',
         ]
         for name in names:
             lines += [f"[agents.{name}]", f'password_hash = "{h}"']
@@ -385,6 +390,7 @@ class Soak:
                 caller=f"customer{n:05d}",
                 duration_s=self.rnd.uniform(*o.talk_s),
                 wait_s=WAIT_CAP_S,
+                trunk_token=TRUNK_TOKEN,
             )
             heard = HeardAgent()
             result = await place_call(plan, ToneSource(440.0), heard, hangup)
