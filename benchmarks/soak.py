@@ -63,6 +63,8 @@ WAIT_CAP_S = 90.0
 
 #: The trunk token written into this benchmark's platform configuration.
 TRUNK_TOKEN = "benchmark-trunk-token-0123456789"
+#: Talk time of the call whose phone is killed (counted from the latest answer).
+KILLED_CALL_TALK_S = 8.0
 
 
 class JsonProc:
@@ -275,6 +277,8 @@ class Agent:
             case "alerting":
                 call_id = e["call_id"]
                 self.call, self.connected = call_id, False
+                if self.run.kill_pending and e.get("caller") == self.run.kill_caller:
+                    self.run.kill_call_id = call_id
                 r = rnd.random()
                 if r < o.p_decline:
                     t.agent_actions["decline"] += 1
@@ -287,7 +291,7 @@ class Agent:
             case "answered":
                 self.connected = True
                 t.answered_at_phone.add(e["call_id"])
-                if self.run.kill_pending:
+                if self.run.kill_pending and e["call_id"] == self.run.kill_call_id:
                     self.run.kill_pending = False
                     task = asyncio.ensure_future(self.run.kill(self, e["call_id"]))
                     self.run._background.add(task)
@@ -336,6 +340,9 @@ class Soak:
         self._next = 0
         self._kill_done = False
         self.kill_pending = False
+        #: The customer whose call is answered by the phone to be killed.
+        self.kill_caller: str | None = None
+        self.kill_call_id: str | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.rss_samples: list[tuple[float, int, int]] = []
 
@@ -377,10 +384,16 @@ class Soak:
             n = self._next
             self._next += 1
             t.placed += 1
-            if not self._kill_done and n >= int(o.kill_at * o.calls):
+            kill_this = not self._kill_done and n >= int(o.kill_at * o.calls)
+            if kill_this:
+                # The phone that answers this call is killed mid-call. The
+                # customer stays on long enough for the platform to notice
+                # (its media heartbeat: the dropped WebSocket alone only
+                # detaches the session for a resume) and requeue the call.
                 self._kill_done = True
-                self.kill_pending = True  # the next phone to answer a call
-            abandon = self.rnd.random() < o.p_abandon
+                self.kill_pending = True
+                self.kill_caller = f"customer{n:05d}"
+            abandon = not kill_this and self.rnd.random() < o.p_abandon
             hangup = asyncio.Event()
             if abandon:
                 asyncio.get_running_loop().call_later(self.rnd.uniform(0.05, 2.0), hangup.set)
@@ -388,7 +401,7 @@ class Soak:
                 platform=self.url,
                 queue="support",
                 caller=f"customer{n:05d}",
-                duration_s=self.rnd.uniform(*o.talk_s),
+                duration_s=KILLED_CALL_TALK_S if kill_this else self.rnd.uniform(*o.talk_s),
                 wait_s=WAIT_CAP_S,
                 trunk_token=TRUNK_TOKEN,
             )
