@@ -7,6 +7,7 @@ verification, plain ws:// only on loopback) is decided in agent_phone/tls.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import AsyncGenerator, Callable
@@ -66,13 +67,16 @@ class SignalingClient:
         ssl_context = self._ssl()
         self._session = aiohttp.ClientSession()
         try:
-            self._ws = await self._session.ws_connect(
-                self.url,
-                heartbeat=5.0,
-                max_msg_size=4 * MAX_MESSAGE_BYTES,
-                timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
-                ssl=ssl_context,
-            )
+            # The whole connect (TCP, TLS, upgrade) is bounded: an address that
+            # drops packets would otherwise hold it for aiohttp's 300 s default.
+            async with asyncio.timeout(timeout):
+                self._ws = await self._session.ws_connect(
+                    self.url,
+                    heartbeat=5.0,
+                    max_msg_size=4 * MAX_MESSAGE_BYTES,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
+                    ssl=ssl_context,
+                )
         except aiohttp.ClientConnectorCertificateError as exc:
             await self.close()
             raise UntrustedPlatformError(untrusted_message(exc)) from None
@@ -81,7 +85,12 @@ class SignalingClient:
             raise UntrustedPlatformError(
                 f"no TLS session with the platform at {self.url}: {exc.strerror or exc}"
             ) from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except TimeoutError:
+            await self.close()
+            raise SignalingError(
+                f"cannot reach the platform at {self.url}: no answer in {timeout:g} s"
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
             await self.close()
             raise SignalingError(f"cannot reach the platform at {self.url}: {exc}") from None
 
