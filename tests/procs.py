@@ -278,7 +278,7 @@ class CallerProcess(JsonLinesProcess):
         if trunk_token == FROM_PLATFORM:
             known = _known(platform)
             trunk_token = known.trunk_token if known is not None else None
-        token = ["--trunk-token", trunk_token] if trunk_token else []
+        token = [f"--trunk-token={trunk_token}"] if trunk_token else []
         super().__init__(
             ["agent_phone.caller", "--platform", platform, "--queue", queue, *token]
             + [*_ca_args(platform, ca), *extra],

@@ -374,7 +374,7 @@ def test_a_call_through_the_bundle_with_real_devices(
         caller = run_bundle(
             "caller",
             *("caller", "--platform", url, "--queue", "support", "--duration", "3"),
-            *("--trunk-token", bundle_platform.trunk_token),
+            f"--trunk-token={bundle_platform.trunk_token}",
             *("--tone", str(CUSTOMER_HZ), "--record", str(tmp_path / "customer.wav")),
         )
         code = caller.wait_exit(60)

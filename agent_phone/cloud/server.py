@@ -126,8 +126,10 @@ class Platform:
         )
         self.timeouts = Timeouts(config)
         self.timeouts.restore(self.storage)
-        self.admin_token = config.admin_token or secrets.token_urlsafe(24)
-        self.trunk_token = config.trunk_token or secrets.token_urlsafe(24)
+        # Hex, not url-safe base64: a token that begins with "-" would be read
+        # as an option by `agent-phone-caller --trunk-token TOKEN`.
+        self.admin_token = config.admin_token or secrets.token_hex(24)
+        self.trunk_token = config.trunk_token or secrets.token_hex(24)
         self.connections = ConnectionManager(config, self.events, self.timeouts)
         self.router = Router(
             config, self.events, self.connections, lambda: list(self.agents.values())

@@ -19,7 +19,7 @@ def _audio_level_dbov(frame: AudioFrame) -> int:
     the samples in Python (~100 us a frame); on the platform, which sends two
     streams per call, that was the main thread's largest own cost
     (docs/performance.md, "Load")."""
-    samples = np.frombuffer(frame.planes[0], dtype=np.int16).astype(np.float64)
+    samples = np.frombuffer(bytes(frame.planes[0]), dtype=np.int16).astype(np.float64)
     energy = float(np.dot(samples, samples))
     level = math.sqrt(energy / (frame.samples * 32767 * 32767))
     if level <= 0:
