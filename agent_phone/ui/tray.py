@@ -60,7 +60,9 @@ class TrayNotifier(QObject):
         self._focus = focus
         #: Every notification decided on (shown in the tray when there is one).
         self.notifications: list[Notification] = []
-        self.menu = QMenu()
+        # Parented to the window: deleted with it by Qt, never by Python's
+        # garbage collector at some later moment (a parentless widget is).
+        self.menu = QMenu(window)
         self.menu.setAccessibleName("Agent Phone tray menu")
         self.show_action = QAction("&Show Agent Phone", self)
         self.show_action.triggered.connect(self.bring_forward)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Take the window's screenshots in docs/screenshots from the real app.
 
-    python docs/screenshots/make.py [--out docs/screenshots]
+    python docs/screenshots/make.py [--out docs/screenshots] [--dark]
 
 Starts the tests' virtual sound card, a private Xvfb (1366x768, Qt's xcb
 platform) and the real platform as a process, builds the window as
@@ -11,6 +11,9 @@ a declined and an auto-answered call for the history, the settings dialog
 with a tone playing into the microphone (the meter), the Phone menu, and the
 indicator in each state as it passed through them. Each picture is the
 widget's own ``grab()``: what Qt drew, with no window-manager frame.
+With ``--dark`` the app runs with a dark palette (as on a desktop with a
+dark theme) and only the call, settings and indicator pictures are written,
+named ``*-dark.png``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,34 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 
+#: What --dark writes (as NAME-dark.png).
+DARK_SHOTS = {"in-call.png", "incoming-call.png", "settings.png", "history.png"}
+
+
+def dark_palette() -> Any:
+    """Fusion's colours for a dark desktop theme."""
+    from PySide6.QtGui import QColor, QPalette
+
+    p = QPalette()
+    roles = QPalette.ColorRole
+    for role, colour in (
+        (roles.Window, "#2b2b2b"),
+        (roles.WindowText, "#e8e8e8"),
+        (roles.Base, "#1e1e1e"),
+        (roles.AlternateBase, "#333333"),
+        (roles.ToolTipBase, "#3c3c3c"),
+        (roles.ToolTipText, "#e8e8e8"),
+        (roles.Text, "#e8e8e8"),
+        (roles.Button, "#3a3a3a"),
+        (roles.ButtonText, "#e8e8e8"),
+        (roles.Highlight, "#2a82da"),
+        (roles.HighlightedText, "#000000"),
+        (roles.PlaceholderText, "#9e9e9e"),
+    ):
+        p.setColor(role, QColor(colour))
+    return p
+
+
 async def until(condition: Any, what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -37,7 +68,7 @@ async def until(condition: Any, what: str, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def scenes(url: str, out: Path, audio: Any, workdir: Path) -> None:
+async def scenes(url: str, out: Path, audio: Any, workdir: Path, dark: bool = False) -> None:
     from audio_analysis import make_tone
     from procs import CallerProcess
     from PySide6.QtCore import QPoint, Qt
@@ -73,6 +104,10 @@ async def scenes(url: str, out: Path, audio: Any, workdir: Path) -> None:
     states[Indicator.OFF] = win.indicator.grab()
 
     def save(widget: Any, name: str) -> None:
+        if dark:
+            if name not in DARK_SHOTS:
+                return
+            name = name.replace(".png", "-dark.png")
         widget.grab().save(str(out / name))
         print("wrote", out / name, flush=True)
 
@@ -141,8 +176,9 @@ async def scenes(url: str, out: Path, audio: Any, workdir: Path) -> None:
         painter.drawPixmap(win.mapFromGlobal(menu.pos()), menu.grab())
         painter.end()
         menu.hide()
-        shot.save(str(out / "phone-menu.png"))
-        print("wrote", out / "phone-menu.png", flush=True)
+        if not dark:
+            shot.save(str(out / "phone-menu.png"))
+            print("wrote", out / "phone-menu.png", flush=True)
 
         win.persistent_action.trigger()  # off: the indicator's last state
         await until(lambda: win.indicator.shown_state is Indicator.OFF, "off")
@@ -154,7 +190,7 @@ async def scenes(url: str, out: Path, audio: Any, workdir: Path) -> None:
             raise RuntimeError(f"indicator states not seen: {missing}")
         scale, cell_w, cell_h = 3, 284, 150
         legend = QPixmap(cell_w * len(order), cell_h)
-        legend.fill(QColor("white"))
+        legend.fill(win.palette().window().color() if dark else QColor("white"))
         painter = QPainter(legend)
         painter.setFont(QFont("DejaVu Sans", 13))
         for i, state in enumerate(order):
@@ -166,8 +202,9 @@ async def scenes(url: str, out: Path, audio: Any, workdir: Path) -> None:
             painter.drawPixmap(x, 28, big)
             painter.drawText(i * cell_w, 100, cell_w, 40, Qt.AlignmentFlag.AlignCenter, state.value)
         painter.end()
-        legend.save(str(out / "indicator-states.png"))
-        print("wrote", out / "indicator-states.png", flush=True)
+        legend_name = "indicator-states-dark.png" if dark else "indicator-states.png"
+        legend.save(str(out / legend_name))
+        print("wrote", out / legend_name, flush=True)
     finally:
         win.close()
         await gui.close()
@@ -178,6 +215,7 @@ async def scenes(url: str, out: Path, audio: Any, workdir: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
+    p.add_argument("--dark", action="store_true", help="a dark palette; writes *-dark.png")
     opts = p.parse_args()
     import virtual_audio
     from test_packaging import start_xvfb, stop_process
@@ -195,12 +233,15 @@ def main() -> int:
 
         app = QApplication.instance() or QApplication(sys.argv[:1])
         app.setQuitOnLastWindowClosed(False)
+        if opts.dark:
+            app.setStyle("Fusion")
+            app.setPalette(dark_palette())
         import qasync
 
         loop = qasync.QEventLoop(app)
         asyncio.set_event_loop(loop)
         with loop:
-            loop.run_until_complete(scenes(platform.url, opts.out, audio, workdir))
+            loop.run_until_complete(scenes(platform.url, opts.out, audio, workdir, opts.dark))
     finally:
         platform.stop()
         stop_process(xvfb)
