@@ -351,3 +351,27 @@ def test_about_box_shows_the_version(main_window, qtbot):
     assert box is not None and box.isVisible()
     assert __version__ in box.text()
     box.close()
+
+
+def test_neutral_icons_are_retinted_for_a_dark_palette(qapp):
+    from PySide6.QtGui import QColor, QPalette
+
+    from agent_phone.ui.indicator import icon_pixmap, is_dark
+
+    def brightest(name: str, palette: QPalette) -> int:
+        image = icon_pixmap(name, palette).toImage()
+        return max(
+            QColor(image.pixel(x, y)).lightness()
+            for x in range(image.width())
+            for y in range(image.height())
+            if QColor.fromRgba(image.pixel(x, y)).alpha() > 128
+        )
+
+    light = QPalette(QColor("#efefef"))
+    dark = QPalette(QColor("#2b2b2b"))
+    dark.setColor(QPalette.ColorRole.WindowText, QColor("#e8e8e8"))
+    assert not is_dark(light) and is_dark(dark)
+    for name in ("phone.svg", "signal-off.svg", "signal-inactive.svg"):
+        assert brightest(name, dark) > max(160, brightest(name, light)), name
+    # The coloured states keep their colour on both.
+    assert brightest("signal-active.svg", light) == brightest("signal-active.svg", dark)

@@ -167,7 +167,7 @@ class CallPanel(QFrame):
         title_font.setPointSizeF(title_font.pointSizeF() * 1.15)
         title_font.setBold(True)
         self.title.setFont(title_font)
-        self.title.setStyleSheet("color: #455a64;")
+        # No colour of its own: the palette's text colour reads on light and dark themes.
         self.caller = QLabel(self)
         self.caller.setAccessibleName("Caller")
         font = QFont(self.caller.font())

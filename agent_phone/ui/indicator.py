@@ -15,8 +15,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from PySide6.QtCore import QSize, QTimer, Signal
-from PySide6.QtGui import QIcon
+from PySide6.QtCore import QEvent, QSize, QTimer, Signal
+from PySide6.QtGui import QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
 
 from agent_phone.phone.connection_state import ConnectionStatus, Indicator
@@ -98,6 +98,28 @@ def _icon(name: str) -> QIcon:
     return icon
 
 
+#: Icons drawn in neutral grey, re-tinted to the palette's text colour on a
+#: dark palette (the green and amber states read on both).
+NEUTRAL_ICONS = frozenset({"phone.svg", "signal-off.svg", "signal-inactive.svg"})
+
+
+def is_dark(palette: QPalette) -> bool:
+    return palette.color(QPalette.ColorRole.Window).lightness() < 128
+
+
+def icon_pixmap(name: str, palette: QPalette) -> QPixmap:
+    """The icon at ICON_SIZE, readable on the palette's window colour."""
+    pixmap = _icon(name).pixmap(ICON_SIZE)
+    if name in NEUTRAL_ICONS and is_dark(palette):
+        tint = palette.color(QPalette.ColorRole.WindowText)
+        tint.setAlphaF(0.8)
+        painter = QPainter(pixmap)
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceIn)
+        painter.fillRect(pixmap.rect(), tint)
+        painter.end()
+    return pixmap
+
+
 class ConnectionIndicator(QWidget):
     """Phone icon + signal icon, for the menu bar's corner."""
 
@@ -114,7 +136,6 @@ class ConnectionIndicator(QWidget):
         self._bridge = bridge
         self._clock = clock
         self._status = bridge.status
-        self._icons = {state: _icon(f"signal-{state.value}.svg") for state in Indicator}
         self._countdown = QTimer(self)
         self._countdown.setInterval(1000)
         self._countdown.timeout.connect(self._on_tick)
@@ -127,7 +148,7 @@ class ConnectionIndicator(QWidget):
         layout.setContentsMargins(6, 0, 8, 0)
         layout.setSpacing(4)
         self._phone = QLabel(self)
-        self._phone.setPixmap(_icon("phone.svg").pixmap(ICON_SIZE))
+        self._phone.setPixmap(icon_pixmap("phone.svg", self.palette()))
         self._phone.setAccessibleName("Agent Phone")
         self._signal = QLabel(self)
         self._signal.setObjectName("signalIcon")
@@ -148,8 +169,15 @@ class ConnectionIndicator(QWidget):
         self._status = status
         self._show(status)
 
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt's name)
+        super().changeEvent(event)
+        if event.type() is QEvent.Type.PaletteChange and hasattr(self, "_signal"):
+            # A light/dark theme switch: the neutral icons follow it.
+            self._phone.setPixmap(icon_pixmap("phone.svg", self.palette()))
+            self._show(self._status)
+
     def _show(self, status: ConnectionStatus) -> None:
-        self._signal.setPixmap(self._icons[status.state].pixmap(ICON_SIZE))
+        self._signal.setPixmap(icon_pixmap(f"signal-{status.state.value}.svg", self.palette()))
         counting = seconds_left(status, self._clock()) is not None
         if counting and not self._countdown.isActive():
             self._countdown.start()
