@@ -193,6 +193,7 @@ async def scenes(url: str, out: Path, audio: Any, workdir: Path, dark: bool = Fa
         legend.fill(win.palette().window().color() if dark else QColor("white"))
         painter = QPainter(legend)
         painter.setFont(QFont("DejaVu Sans", 13))
+        painter.setPen(win.palette().windowText().color() if dark else QColor("black"))
         for i, state in enumerate(order):
             pix = states[state]
             big = pix.scaled(
