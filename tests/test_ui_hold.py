@@ -9,93 +9,20 @@ microphone fed an 880 Hz tone). The caller reports what the customer heard.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
-from typing import Any
 
-import keyring.backend
-import pytest
-import qasync
+import test_ui_window
 from audio_analysis import make_tone
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
+from test_ui_window import signed_in, until, window
 
-from agent_phone.app import parse_args
 from agent_phone.media.tones import HOLD_NOTES_HZ
-from agent_phone.ui.app import GuiApp
 from agent_phone.ui.call_panel import CallView
-from agent_phone.ui.controller import SessionState
-from agent_phone.ui.passwords import PasswordVault
-from agent_phone.ui.settings import SettingsStore
 
 AGENT_HZ = 880
 
 
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.saved: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.saved.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.saved[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.saved.pop((service, username), None)
-
-
-@pytest.fixture
-def qloop(qapp: Any) -> Iterator[asyncio.AbstractEventLoop]:
-    qapp.setQuitOnLastWindowClosed(False)
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    yield loop
-    left = [t for t in asyncio.all_tasks(loop) if not t.done()]
-    for task in left:
-        task.cancel()
-    if left:
-        loop.run_until_complete(asyncio.wait_for(asyncio.gather(*left, return_exceptions=True), 5))
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    loop.close()
-    asyncio.set_event_loop(None)
-
-
-async def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def window(tmp_path: Path) -> AsyncIterator[GuiApp]:
-    store = SettingsStore.at(tmp_path / "settings.ini")
-    gui = GuiApp(parse_args([]), store, PasswordVault(MemoryKeyring()))
-    gui.window.show()
-    try:
-        yield gui
-    finally:
-        gui.window.close()
-        await gui.close()
-        gui.window.deleteLater()
-
-
-async def sign_in(gui: GuiApp, url: str, user: str) -> None:
-    dialog = gui.window.sign_in.open_dialog(gui.window)
-    dialog.platform.setText(url)
-    dialog.user.setText(user)
-    dialog.password.setText("demo")
-    dialog.remember.setChecked(False)
-    QTest.mouseClick(dialog.sign_in_button, Qt.MouseButton.LeftButton)
-    await until(lambda: gui.controller.state is SessionState.SIGNED_IN, f"{user} signed in")
-    await until(lambda: gui.window.sign_in.dialog is None, "the sign-in dialog closed")
+qloop = test_ui_window.qloop  # the same fixture
 
 
 def test_hold_button_and_keypad_act_through_the_real_platform(
@@ -108,7 +35,7 @@ def test_hold_button_and_keypad_act_through_the_real_platform(
             win = gui.window
             panel = win.call_panel
             hold = panel.buttons["hold"]
-            await sign_in(gui, platform.url, "bob")
+            await signed_in(gui, platform.url, "bob")
             win.agent_panel.queue_action.trigger()
             await until(lambda: win.agent_panel.on_queue, "on queue")
             assert not hold.isVisible() and not panel.keypad.isVisible()
