@@ -20,7 +20,16 @@ abandoned (an error, a platform hang-up, a wait that never ended), or when
 the platform never ended it. Lost must be 0: the script exits 1 otherwise.
 It reports calls placed, answered, re-queued, abandoned, lost, delivery
 p50/p95 (the platform's routed -> offered ``delivery_ms``), audio heard both
-ways, and the platform's memory (RSS) and CPU from start to end.
+ways, and the platform's memory and CPU from start to end.
+
+Memory (agent_phone/cloud/memory.py says what the figures mean): the calls
+run in ``--checkpoints`` phases (4: quarters). When each phase has ended and
+the platform is idle again (every agent still signed in with a kept
+connection), the soak asks the admin API for the platform's memory after a
+full garbage collection (``GET /admin/memory?collect=1``). The first phase
+is the warm-up; the growth from its checkpoint to the last, per call, is
+what a leak would leave behind; the live object counts by type say what. The platform's ``memory``
+events every ``--memory-report`` s give the curve in between.
 Prints a table and writes JSON (default benchmarks/results/soak.json).
 """
 
@@ -40,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,6 +75,9 @@ WAIT_CAP_S = 90.0
 TRUNK_TOKEN = "benchmark-trunk-token-0123456789"
 #: Talk time of the call whose phone is killed (counted from the latest answer).
 KILLED_CALL_TALK_S = 8.0
+ADMIN_TOKEN = "benchmark-admin-token-0123456789"
+#: Memory samples from calls placed before this share of the run are warm-up.
+WARM_UP = 0.25
 
 
 class JsonProc:
@@ -196,6 +209,8 @@ class Options:
     talk_s: tuple[float, float] = (0.3, 1.2)
     kill_at: float = 0.4
     audio: str = "virtual"
+    memory_report_s: float = 5.0
+    checkpoints: int = 4
 
 
 @dataclass
@@ -345,6 +360,12 @@ class Soak:
         self.kill_call_id: str | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.rss_samples: list[tuple[float, int, int]] = []
+        #: The platform's ``memory`` events, with the calls placed by then.
+        self.memory: list[dict[str, Any]] = []
+        #: The platform's memory after a full collection, at the end of each phase.
+        self.checkpoints: list[dict[str, Any]] = []
+        self._until = 0
+        self.admin_url = ""
 
     def _config(self) -> Path:
         h = hash_password(PASSWORD)
@@ -354,6 +375,8 @@ class Soak:
             f"alert_timeout_s = {self.options.alert_timeout_s}",
             "persistent_timeout_s = 600",
             f'trunk_token = "{TRUNK_TOKEN}"',
+            f"memory_report_s = {self.options.memory_report_s}",
+            f'admin_token = "{ADMIN_TOKEN}"',
         ]
         for name in names:
             lines += [f"[agents.{name}]", f'password_hash = "{h}"']
@@ -377,10 +400,12 @@ class Soak:
                 t.delivery_ms.append(float(e["delivery_ms"]))
             case "call_answered":
                 t.answered_by.setdefault(e["call_id"], []).append(e["agent"])
+            case "memory":
+                self.memory.append({**e, "placed": t.placed})
 
     async def _caller(self, index: int) -> None:
         o, t = self.options, self.tally
-        while self._next < o.calls:
+        while self._next < self._until:
             n = self._next
             self._next += 1
             t.placed += 1
@@ -447,6 +472,31 @@ class Soak:
             except TimeoutError:
                 pass
 
+    async def _phase(self, until: int) -> None:
+        """Place calls up to number ``until``; wait for the platform to end
+        them all; then take its memory after a full collection."""
+        t = self.tally
+        self._until = until
+        await asyncio.gather(*(self._caller(i) for i in range(self.options.callers)))
+        await asyncio.gather(*self._background)
+        # Every call the platform queued must have ended there too.
+        for _ in range(100):
+            if t.queued <= set(t.ended):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # let the last connections settle
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"{self.admin_url}/memory",
+                params={"collect": "1"},
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as response,
+        ):
+            response.raise_for_status()
+            self.checkpoints.append({"placed": t.placed, **await response.json()})
+
     async def run(self) -> dict[str, Any]:
         o, t = self.options, self.tally
         write_wav(self.tone_wav, tone_samples(330.0, 1.0))
@@ -458,7 +508,8 @@ class Soak:
         self.platform.listeners.append(self._on_platform)
         ready_wait = asyncio.ensure_future(self.platform.wait_event("ready", 30))
         await self.platform.start()
-        self.url = (await ready_wait)["url"]
+        ready = await ready_wait
+        self.url, self.admin_url = ready["url"], ready["admin_url"]
         pid = self.platform.pid
         self.agents = [Agent(f"agent{i:02d}", self) for i in range(1, o.agents + 1)]
         await asyncio.gather(*(a.start() for a in self.agents))
@@ -469,15 +520,10 @@ class Soak:
         stop_sampling = asyncio.Event()
         sampler = asyncio.ensure_future(self._sample_rss(stop_sampling))
         started = time.monotonic()
-        await asyncio.gather(*(self._caller(i) for i in range(o.callers)))
-        await asyncio.gather(*self._background)
+        phases = max(1, min(o.checkpoints, o.calls))
+        for k in range(1, phases + 1):
+            await self._phase(o.calls * k // phases)
         elapsed = time.monotonic() - started
-        # Every call the platform queued must have ended there too.
-        for _ in range(100):
-            if t.queued <= set(t.ended):
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1.0)  # let the last connections settle
         rss_end = proc_status_kb(pid)
         rss_peak = proc_status_kb(pid, "VmHWM")
         cpu_s = proc_cpu_s(pid) - cpu_start
@@ -529,6 +575,11 @@ class Soak:
                 "rss_end_mb": round(rss_end / 1024, 1),
                 "rss_peak_mb": round(rss_peak / 1024, 1),
                 "rss_samples": self.rss_samples,
+                "memory_after_collection": after_collection(self.checkpoints),
+                "memory_growth": memory_growth(self.memory, int(WARM_UP * o.calls)),
+                "memory_samples": [
+                    {k: m.get(k) for k in MEMORY_FIELDS + SAMPLE_EXTRA} for m in self.memory
+                ],
                 "cpu_s": round(cpu_s, 1),
                 "cpu_percent_of_core": round(100 * cpu_s / elapsed, 1),
                 "rate_limited_events": t.platform_events["rate_limited"],
@@ -556,6 +607,69 @@ class HeardAgent:
             self.heard = True
 
 
+MEMORY_FIELDS = ("rss_kb", "heap_in_use_kb", "heap_free_kb", "python_blocks")
+SAMPLE_EXTRA = (
+    "placed",
+    "calls",
+    "links",
+    "agents",
+    "released_kb",
+    "trim_ms",
+    "gc_full_collections",
+    "gc_full_max_ms",
+)
+
+
+def memory_growth(samples: list[dict[str, Any]], warm_up_calls: int) -> dict[str, Any]:
+    """Growth per call of each memory figure after the warm-up (least
+    squares), and the first and last values it was fitted between."""
+    after = [m for m in samples if m["placed"] >= warm_up_calls]
+    growth: dict[str, Any] = {"samples": len(after), "from_call": warm_up_calls}
+    if len(after) < 3 or after[-1]["placed"] == after[0]["placed"]:
+        return growth
+    calls = np.array([m["placed"] for m in after], dtype=float)
+    for key in MEMORY_FIELDS:
+        if after[0].get(key) is None:
+            continue
+        values = np.array([m[key] for m in after], dtype=float)
+        slope = float(np.polyfit(calls, values, 1)[0])
+        growth[key] = {
+            "first": after[0][key],
+            "last": after[-1][key],
+            "per_call": round(slope, 3),
+        }
+    return growth
+
+
+def after_collection(checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    """The two idle checkpoints, the growth between them per call, and the
+    live types whose count changed."""
+    if len(checkpoints) < 2:
+        return {"checkpoints": checkpoints}
+    first, last = checkpoints[0], checkpoints[-1]
+    calls = last["placed"] - first["placed"]
+    per_call = {
+        key: round((last[key] - first[key]) / calls, 3)
+        for key in MEMORY_FIELDS
+        if calls and first.get(key) is not None
+    }
+    before, after = dict(first["live_types"]), dict(last["live_types"])
+    changed = {
+        name: after.get(name, 0) - before.get(name, 0)
+        for name in before.keys() | after.keys()
+        if after.get(name, 0) != before.get(name, 0)
+    }
+    return {
+        "calls_between": calls,
+        "per_call": per_call,
+        "live_types_changed": dict(sorted(changed.items(), key=lambda kv: -abs(kv[1]))[:20]),
+        "checkpoints": [
+            {k: v for k, v in c.items() if k != "live_types"} | {"live_types": c["live_types"][:15]}
+            for c in checkpoints
+        ],
+    }
+
+
 def tone_samples(hz: float, seconds: float, rate: int = 48000) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (0.3 * 32767 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
@@ -579,6 +693,8 @@ def table(r: dict[str, Any]) -> str:
             "platform RSS start / end / peak (MB)",
             f"{p['rss_start_mb']} / {p['rss_end_mb']} / {p['rss_peak_mb']}",
         ),
+        *collected_rows(p["memory_after_collection"]),
+        *growth_rows(p["memory_growth"]),
         ("platform CPU (% of a core)", p["cpu_percent_of_core"]),
         ("elapsed (s) / calls per s", f"{r['elapsed_s']} / {r['calls_per_s']}"),
         ("load average start / end", f"{r['loadavg_start'][0]} / {r['loadavg_end'][0]}"),
@@ -586,6 +702,36 @@ def table(r: dict[str, Any]) -> str:
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def collected_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
+    if "per_call" not in m:
+        return []
+    points = m["checkpoints"]
+    at = " / ".join(str(c["placed"]) for c in points)
+    rows = [(f"idle, after a full collection, at calls {at}", "growth per call after the first")]
+    for key in MEMORY_FIELDS:
+        if key in m["per_call"]:
+            values = " / ".join(str(c[key]) for c in points)
+            rows.append((f"  {key}", f"{values}: {m['per_call'][key]:+}"))
+    return rows
+
+
+def growth_rows(g: dict[str, Any]) -> list[tuple[str, str]]:
+    names = {
+        "rss_kb": "RSS (kB)",
+        "heap_in_use_kb": "malloc heap in use (kB)",
+        "heap_free_kb": "malloc heap free, kept (kB)",
+        "python_blocks": "Python blocks",
+    }
+    return [("memory samples every few seconds (a saw-tooth: see the docstring)", "")] + [
+        (
+            f"  {label}, {g['samples']} samples from call {g['from_call']}: first / last, trend",
+            f"{g[key]['first']} / {g[key]['last']}, {g[key]['per_call']:+}",
+        )
+        for key, label in names.items()
+        if key in g
+    ]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -600,6 +746,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["virtual", "files"],
         default="virtual",
         help="phones use the virtual sound card (started here unless one runs) or WAV files",
+    )
+    p.add_argument(
+        "--memory-report",
+        type=float,
+        default=5.0,
+        help="the platform's memory_report_s: seconds between memory samples",
+    )
+    p.add_argument(
+        "--checkpoints",
+        type=int,
+        default=4,
+        help="phases; the platform's memory is taken (idle, collected) after each",
     )
     p.add_argument("--keep-logs", type=Path, metavar="DIR", help="keep every process's log here")
     p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "soak.json")
@@ -618,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         alert_timeout_s=args.alert_timeout,
         audio=args.audio,
+        memory_report_s=args.memory_report,
+        checkpoints=args.checkpoints,
     )
     restrict_ice_addresses(["127.0.0.1"])
     audio = None

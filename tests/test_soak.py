@@ -36,6 +36,8 @@ def test_soak_loses_no_call(virtual_audio, tmp_path: Path) -> None:
                 "4",
                 "--callers",
                 "5",
+                "--checkpoints",
+                "2",
                 "--json",
                 str(out),
                 "--keep-logs",
@@ -69,3 +71,12 @@ def test_soak_loses_no_call(virtual_audio, tmp_path: Path) -> None:
     assert a["customer_heard_by_agent"] >= 0.9 * a["answered_at_phone"]
     assert r["audio"]["agent_heard_by_customer"] >= 0.9 * r["answered"]
     assert r["platform"]["rate_limited_events"] == 0  # real traffic is never limited
+    # Idle again after each phase: the platform's tables hold the four agents
+    # and at most their kept connections (one may be re-connecting), whatever
+    # went wrong before.
+    memory = r["platform"]["memory_after_collection"]
+    assert [c["placed"] for c in memory["checkpoints"]] == [30, 60]
+    for c in memory["checkpoints"]:
+        assert (c["agents"], c["calls"]) == (4, 0), c
+        assert c["links"] <= 4 and c["setups"] <= 1 and c["timers"] <= 4, c
+        assert c["heap_in_use_kb"] > 0, c

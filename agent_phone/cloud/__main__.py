@@ -20,6 +20,7 @@ from agent_phone.cloud.config import (
     hash_password,
     load_config,
 )
+from agent_phone.cloud.memory import freeze_start_up_objects
 from agent_phone.cloud.server import InsecureListenError, Platform
 from agent_phone.cloud.storage import StorageError
 from agent_phone.cloud.tls import TlsError, make_dev_certificate
@@ -63,6 +64,7 @@ async def _serve(platform: Platform, host: str, port: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await platform.start(host, port)
+    freeze_start_up_objects()
     try:
         await stop.wait()
     finally:

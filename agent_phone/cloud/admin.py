@@ -5,6 +5,7 @@ the authenticated HTTP API that changes them.
     PUT  /admin/settings        {"persistent_timeout_s": 300}
     PUT  /admin/agents/{agent}  {"persistent_timeout_s": 120}   (null: back to the default)
     GET  /admin/calls?limit=50&before=T         -> call records, newest first
+    GET  /admin/memory?collect=1                -> the process's memory (cloud/memory.py)
 
 Changes are kept in storage (agent_phone/cloud/storage.py) and win over the
 configuration file after a restart.
@@ -26,6 +27,7 @@ from aiohttp import web
 
 from agent_phone.cloud.config import PlatformConfig
 from agent_phone.cloud.events import EventLog
+from agent_phone.cloud.memory import MemoryMonitor
 from agent_phone.cloud.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -86,7 +88,9 @@ class AdminApi:
         events: EventLog,
         token: str,
         storage: Storage | None = None,
+        memory: MemoryMonitor | None = None,
     ) -> None:
+        self._memory = memory
         self._config = config
         self._timeouts = timeouts
         self._events = events
@@ -98,6 +102,7 @@ class AdminApi:
         app.router.add_put("/admin/settings", self._put_global)
         app.router.add_put("/admin/agents/{agent}", self._put_agent)
         app.router.add_get("/admin/calls", self._get_calls)
+        app.router.add_get("/admin/memory", self._get_memory)
 
     def _check(self, request: web.Request) -> None:
         given = request.headers.get("Authorization", "")
@@ -125,6 +130,15 @@ class AdminApi:
                 for name in sorted(self._config.agents)
             },
         }
+
+    async def _get_memory(self, request: web.Request) -> web.Response:
+        self._check(request)
+        if self._memory is None:
+            raise web.HTTPNotFound(text="no memory monitor")
+        collect = request.query.get("collect", "0")
+        if collect not in ("0", "1"):
+            raise web.HTTPBadRequest(text="collect must be 0 or 1")
+        return web.json_response(await self._memory.snapshot(collect == "1"))
 
     async def _get(self, request: web.Request) -> web.Response:
         self._check(request)

@@ -46,6 +46,7 @@ DEFAULT_LOCKOUT_WINDOW_S = 300.0
 DEFAULT_LOCKOUT_S = 300.0
 DEFAULT_SIGN_IN_DELAY_S = 0.5
 DEFAULT_SIGN_IN_DELAY_MAX_S = 4.0
+DEFAULT_MEMORY_REPORT_S = 60.0
 
 
 class ConfigError(ValueError):
@@ -105,6 +106,9 @@ class PlatformConfig:
     sign_in_delay_max_s: float = DEFAULT_SIGN_IN_DELAY_MAX_S
     #: Messages one WebSocket peer may send (docs/administration.md).
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    #: Every this often the platform hands freed heap back to the system and
+    #: logs a ``memory`` event (agent_phone/cloud/memory.py).
+    memory_report_s: float = DEFAULT_MEMORY_REPORT_S
 
     def queues_of(self, agent: str) -> list[str]:
         return [q.name for q in self.queues.values() if agent in q.members]
@@ -274,6 +278,8 @@ def load_config(path: Path) -> PlatformConfig:
         database=_database(platform, path),
         **_session_settings(platform),  # type: ignore[arg-type]
         rate_limit=_rate_limit(platform),
+        memory_report_s=_number(platform, "memory_report_s", "platform", DEFAULT_MEMORY_REPORT_S)
+        or DEFAULT_MEMORY_REPORT_S,
     )
 
 

@@ -67,6 +67,15 @@ class ConnectionManager:
 
     # --- queries -------------------------------------------------------------
 
+    def counts(self) -> dict[str, int]:
+        """How many of each thing it holds (the ``memory`` event: these must
+        not grow call after call)."""
+        return {
+            "links": len(self._links),
+            "setups": len(self._setups),
+            "timers": len(self._timers),
+        }
+
     def active_link(self, agent: str) -> AgentLink | None:
         link = self._links.get(agent)
         return link if link is not None and link.state is LinkState.ACTIVE else None

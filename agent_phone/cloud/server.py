@@ -22,6 +22,7 @@ from agent_phone.cloud.auth import SessionTokens, SignInGuard
 from agent_phone.cloud.config import PlatformConfig
 from agent_phone.cloud.connections import ConnectionManager, RequestError
 from agent_phone.cloud.events import EventLog
+from agent_phone.cloud.memory import MemoryMonitor
 from agent_phone.cloud.ratelimit import CLOSE_POLICY, MessageRateLimit, Verdict
 from agent_phone.cloud.records import CallRecorder
 from agent_phone.cloud.routing import Router
@@ -141,6 +142,7 @@ class Platform:
         self.tokens = SessionTokens(config.token_lifetime_s)
         self.guard = SignInGuard(config)
         self.tasks = TaskSet("platform")
+        self.memory = MemoryMonitor(self.events, config.memory_report_s, self._counts)
         restrict_ice_addresses(config.ice_addresses)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -169,6 +171,7 @@ class Platform:
             events=self.events,
             token=self.admin_token,
             storage=self.storage,
+            memory=self.memory,
         ).add_routes(app)
         # Calls a previous run left open (it was killed) are ended, never lost.
         if closed := self.storage.close_unfinished(PLATFORM_RESTART, time.time()):
@@ -199,7 +202,16 @@ class Platform:
             alert_timeout_s=self.config.alert_timeout_s,
             database=self.storage.location,
         )
+        self.memory.start()
         return self.url
+
+    def _counts(self) -> dict[str, int]:
+        return {
+            "agents": len(self.agents),
+            "calls": len(self.router.calls),
+            "sockets": len(self._sockets),
+            **self.connections.counts(),
+        }
 
     async def _health(self, _request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "agents": len(self.agents)})
@@ -300,6 +312,7 @@ class Platform:
         return False
 
     async def close(self) -> None:
+        await self.memory.close()
         for session in list(self.agents.values()):
             await session.sign_out("shutdown")
         await self.router.close()

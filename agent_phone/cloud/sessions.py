@@ -12,8 +12,8 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from agent_phone.cloud.auth import LockedOut, token_hint
 from agent_phone.cloud.config import AgentConfig, dummy_hash, verify_password
@@ -68,7 +68,9 @@ def _check_version(version: int) -> None:
 class AgentSession:
     """An agent's phone, from sign-in to sign-out."""
 
-    def __init__(self, platform: Platform, send: Send, close: Callable[[], Awaitable[None]]):
+    def __init__(
+        self, platform: Platform, send: Send, close: Callable[[], Coroutine[Any, Any, None]]
+    ):
         self._platform = platform
         self._send = send
         self._close_transport = close

@@ -139,7 +139,7 @@ class HistoryDialog(QDialog):
     def rows(self) -> list[list[str]]:
         """What the table shows, cell by cell (for tests)."""
         return [
-            [self.table.item(r, c).text() for c in range(self.table.columnCount())]
+            [_text(self.table.item(r, c)) for c in range(self.table.columnCount())]
             for r in range(self.table.rowCount())
         ]
 
@@ -150,3 +150,7 @@ class HistoryDialog(QDialog):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+
+
+def _text(item: QTableWidgetItem | None) -> str:
+    return item.text() if item is not None else ""

@@ -1,0 +1,95 @@
+"""The platform's memory figures (agent_phone/cloud/memory.py), and how an
+administrator reads them: the periodic ``memory`` event and ``GET /admin/memory``."""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+import aiohttp
+import numpy as np
+import pytest
+
+from agent_phone.cloud.memory import (
+    FullCollections,
+    live_types,
+    memory_use,
+    release_free_memory,
+)
+
+glibc_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="malloc's figures come from glibc"
+)
+
+
+@glibc_only
+def test_heap_in_use_follows_what_c_code_holds():
+    before = memory_use()
+    assert before.heap_in_use_kb is not None and before.rss_kb > 0
+    block = np.ones(40 * 1024 * 1024 // 8)  # 40 MB from malloc, touched
+    held = memory_use()
+    assert held.heap_in_use_kb is not None
+    assert held.heap_in_use_kb - before.heap_in_use_kb >= 39 * 1024
+    assert held.rss_kb - before.rss_kb >= 39 * 1024
+    del block
+    freed = memory_use()
+    assert freed.heap_in_use_kb is not None
+    assert held.heap_in_use_kb - freed.heap_in_use_kb >= 39 * 1024
+    assert release_free_memory() is True
+
+
+def test_python_blocks_and_live_types_count_objects():
+    class Marker:
+        pass
+
+    before = memory_use().python_blocks
+    kept = [Marker() for _ in range(20_000)]
+    assert memory_use().python_blocks - before >= 20_000
+    counts = dict(live_types(500))
+    assert counts[f"{Marker.__module__}.{Marker.__qualname__}"] == len(kept)
+
+
+def test_only_full_collections_are_timed():
+    timer = FullCollections()
+    gc.callbacks.append(timer)
+    try:
+        gc.collect(0)
+        gc.collect(1)
+        assert timer.count == 0
+        gc.collect()
+        gc.collect()
+    finally:
+        gc.callbacks.remove(timer)
+    taken = timer.take()
+    assert taken["gc_full_collections"] == 2 and taken["gc_full_max_ms"] > 0
+    assert timer.take()["gc_full_max_ms"] == 0  # the longest since the last take
+
+
+async def test_the_platform_reports_its_memory(start_platform):
+    p = start_platform(memory_report_s=0.5, admin_token="memory-test-admin-token")
+    event = p.wait_for("memory", timeout=10)
+    keys = ("rss_kb", "heap_in_use_kb", "python_blocks", "gc_full_collections", "agents", "calls")
+    for key in keys:
+        assert key in event, key
+    assert event["rss_kb"] > 10_000 and event["agents"] == 0 and event["calls"] == 0
+
+    url = p.admin_url + "/memory"
+    headers = {"Authorization": "Bearer memory-test-admin-token"}
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url) as r:
+            assert r.status == 401
+        async with s.get(url, params={"collect": "yes"}, headers=headers) as r:
+            assert r.status == 400 and "collect" in await r.text()
+        async with s.get(url, headers=headers) as r:
+            assert r.status == 200
+            plain = await r.json()
+        async with s.get(url, params={"collect": "1"}, headers=headers) as r:
+            assert r.status == 200
+            collected = await r.json()
+    assert "live_types" not in plain and plain["rss_kb"] > 10_000
+    # What it was made of at start is frozen out of the collector's sight
+    # (its modules alone hold tens of thousands of objects); the types
+    # counted are those of what came after.
+    assert collected["gc_frozen"] > 20_000
+    assert collected["live_types"] and all(n > 0 for _, n in collected["live_types"])
+    assert collected["gc_ms"] >= 0 and collected["sockets"] == 0
