@@ -71,3 +71,21 @@ def test_end_of_input_and_sigterm_exit_cleanly(platform, start_phone):
     carol.proc.send_signal(signal.SIGTERM)
     assert carol.wait_exit(15) == 0
     assert platform.wait_for("agent_signed_out", agent="carol")["reason"] == "requested"
+
+
+def test_a_call_until_the_agent_hangs_up_outlasts_the_callers_wait(
+    platform, start_phone, start_caller
+):
+    """``--duration 0`` talks until the agent hangs up: ``--wait`` bounds only
+    the wait for an agent, not the call (it used to end the call too)."""
+    bob = start_phone(platform.url, "bob", "--on-queue", "--auto-answer")
+    bob.wait_for("presence", on_queue=True)
+    caller = start_caller(platform.url, "--duration", "0", "--wait", "2")
+    call_id = bob.wait_for("answered")["call_id"]
+    time.sleep(3.5)  # beyond the caller's --wait
+    assert caller.proc.poll() is None, "the call ended before the agent hung up"
+    bob.send("hangup")
+    bob.wait_for("ended", call_id=call_id)
+    code, summary = caller.result(timeout=20)
+    assert code == 0 and summary["answered"] is True
+    assert summary["ended_by"] == "agent" and summary["talk_s"] >= 3.0

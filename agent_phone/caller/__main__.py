@@ -55,9 +55,16 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         metavar="S",
-        help="talk this long after the answer, then hang up (0: until the agent hangs up)",
+        help="talk this long after the answer, then hang up (0: until the agent hangs up, "
+        "at most 4 hours)",
     )
-    p.add_argument("--wait", type=float, default=60.0, metavar="S", help="give up after waiting")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="give up after waiting this long for an agent",
+    )
     p.add_argument("--caller", default="customer", help="caller name shown to the agent")
     p.add_argument(
         "--ice-address",

@@ -72,12 +72,17 @@ class CallResult:
         return asdict(self)
 
 
+#: A call told to last until the agent hangs up still ends after this.
+MAX_TALK_S = 4 * 3600.0
+
+
 @dataclass(frozen=True)
 class CallPlan:
     platform: str
     queue: str
     caller: str = "customer"
-    #: Talk this long after the answer, then hang up (None: until the agent does).
+    #: Talk this long after the answer, then hang up (None: until the agent
+    #: does, or MAX_TALK_S has passed).
     duration_s: float | None = 5.0
     #: Give up after waiting this long for an agent.
     wait_s: float = 60.0
@@ -161,8 +166,9 @@ async def place_call(
         messages = signaling.messages()
         deadline = started + plan.wait_s
         while True:
-            if answered_at and plan.duration_s is not None:
-                deadline = answered_at + plan.duration_s
+            if answered_at:
+                talk_s = MAX_TALK_S if plan.duration_s is None else plan.duration_s
+                deadline = answered_at + talk_s
             timeout = max(0.0, deadline - time.monotonic())
             next_message = asyncio.ensure_future(anext(messages, None))
             stop = asyncio.ensure_future(user_hangup.wait())
