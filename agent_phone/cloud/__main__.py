@@ -63,8 +63,8 @@ async def _serve(platform: Platform, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    freeze_start_up_objects()  # before the memory monitor starts timing collections
     await platform.start(host, port)
-    freeze_start_up_objects()
     try:
         await stop.wait()
     finally:

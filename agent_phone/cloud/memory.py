@@ -135,7 +135,7 @@ def freeze_start_up_objects() -> int:
     (``gc.freeze``), and return how many. A full collection then walks only
     what was made since, and holds the event loop for a fraction of the
     time; it also runs more often, so the saw-tooth above stays lower.
-    Call it once, when the platform has started."""
+    Call it once, as the platform starts."""
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
@@ -226,6 +226,7 @@ class MemoryMonitor:
                 gc.callbacks.append(self._collections)
             await asyncio.to_thread(release_free_memory)
             found["gc_frozen"] = gc.get_freeze_count()  # not among the types below
+            found["gc_tracked"] = len(gc.get_objects())
             found["live_types"] = live_types(top)
         return {**memory_use().as_dict(), **self._extra(), **found}
 
