@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent_phone.cloud.config import ConfigError, demo_config, load_config
-from agent_phone.cloud.lockout import ADDRESS, NAME, LockedOut, SignInGuard
+from agent_phone.cloud.lockout import ADDRESS, NAME, LockedOut, SignInGuard, client_address
 from agent_phone.cloud.storage import SqliteStorage
 
 ATTACKER = "203.0.113.7"
@@ -225,3 +225,14 @@ def test_the_per_address_limit_is_read_and_checked_from_the_configuration(tmp_pa
         path.write_text(f"[platform]\nlockout_address_failures = {bad}\n")
         with pytest.raises(ConfigError, match="platform.lockout_address_failures"):
             load_config(path)
+
+
+def test_ipv6_peers_are_counted_by_their_64_prefix():
+    """One IPv6 host may use any address of its /64: those are one address here."""
+    assert client_address("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert client_address("2001:db8:1:2:bbbb::7") == "2001:db8:1:2::/64"
+    assert client_address("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert client_address("::ffff:192.0.2.9") == "192.0.2.9"
+    assert client_address("::1") == "::1"
+    assert client_address("192.0.2.9") == "192.0.2.9"
+    assert client_address(None) == "unknown"

@@ -23,12 +23,13 @@ The state lives in memory for speed (every check is a dictionary look-up
 on the event loop) and is written through to the ``Storage`` (failure times
 and lock expiries, in Unix time), from which a restarted platform takes it
 back: a lock outlives a restart until it expires. The address is what the
-socket's peer is (``request.remote``); behind a reverse proxy that is the
-proxy, see docs/administration.md.
+socket's peer is (``request.remote``, see ``client_address``); behind a
+reverse proxy that is the proxy, see docs/administration.md.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections import OrderedDict
@@ -51,6 +52,25 @@ PRUNE_EVERY_S = 60.0
 
 #: (scope, user name or "" for an address, address)
 Key = tuple[str, str, str]
+
+
+def client_address(remote: str | None) -> str:
+    """The address a peer's failures are counted by: its IPv4 address, or
+    the /64 prefix of its IPv6 address (one host usually holds a whole /64
+    and may pick any address in it, so single IPv6 addresses would make the
+    per-address limit moot)."""
+    if not remote:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(remote.split("%")[0])  # without an IPv6 zone
+    except ValueError:
+        return remote
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        if not ip.is_loopback:
+            return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _keys(user: str, address: str) -> tuple[Key, Key]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from agent_phone.cloud.auth import token_hint
 from agent_phone.cloud.config import AgentConfig, dummy_hash, verify_password
 from agent_phone.cloud.connections import RequestError
-from agent_phone.cloud.lockout import LockedOut
+from agent_phone.cloud.lockout import LockedOut, client_address
 from agent_phone.cloud.media_edge import CustomerLeg, LinkError
 from agent_phone.cloud.routing import Call, CallState
 from agent_phone.protocol import (
@@ -77,8 +77,9 @@ class AgentSession:
         peer: str | None = None,
     ):
         self._platform = platform
-        #: The socket's peer address, which the sign-in lockout counts by.
-        self.address = peer or "unknown"
+        #: The socket's peer address (an IPv6 one as its /64), which the
+        #: sign-in lockout counts by.
+        self.address = client_address(peer)
         self._send = send
         self._close_transport = close
         self.name = ""
