@@ -187,8 +187,15 @@ class SignInGuard:
     def failed(self, user: str, address: str) -> Verdict:
         now, wall = time.monotonic(), time.time()
         name_key, address_key = _keys(user, address)
-        count, locked = self._count_failure(name_key, now, wall)
-        address_count, address_locked = self._count_failure(address_key, now, wall)
+        count, locked = self._count_failure(name_key, now)
+        address_count, address_locked = self._count_failure(address_key, now)
+        # One transaction for both counts (in order after any reset above).
+        self._storage.put_sign_in_failures(
+            [SignInFailure(*name_key, at=wall), SignInFailure(*address_key, at=wall)]
+        )
+        for key, now_locked in ((name_key, locked), (address_key, address_locked)):
+            if now_locked:
+                self._storage.put_sign_in_lock(SignInLock(*key, until=wall + self._lock_s))
         if now >= self._next_prune:
             self._prune(now, wall)
         # A single slip of the finger costs nothing; repeats cost 0.5, 1, 2 ... s.
@@ -230,8 +237,9 @@ class SignInGuard:
             return 0  # a lock that ran out starts the count afresh
         return sum(1 for t in entry.times if now - t < self._window)
 
-    def _count_failure(self, key: Key, now: float, wall: float) -> tuple[int, bool]:
-        """Count one failure against ``key``; (failures in the window, locked now)."""
+    def _count_failure(self, key: Key, now: float) -> tuple[int, bool]:
+        """Count one failure against ``key`` in memory; (failures in the
+        window, locked now). The caller writes it to the storage."""
         entries = self._entries[key[0]]
         entry = entries.get(key)
         if entry is not None and entry.locked_until and entry.locked_until <= now:
@@ -244,12 +252,10 @@ class SignInGuard:
         entries.move_to_end(key)
         while len(entries) > MAX_TRACKED:
             entries.popitem(last=False)
-        self._storage.put_sign_in_failures([SignInFailure(*key, at=wall)])
         count = len(entry.times)
         if count < self._limits[key[0]]:
             return count, False
         entry.locked_until = now + self._lock_s
-        self._storage.put_sign_in_lock(SignInLock(*key, until=wall + self._lock_s))
         return count, True
 
     def _prune(self, now: float, wall: float) -> None:
