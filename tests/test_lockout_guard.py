@@ -236,3 +236,17 @@ def test_ipv6_peers_are_counted_by_their_64_prefix():
     assert client_address("::1") == "::1"
     assert client_address("192.0.2.9") == "192.0.2.9"
     assert client_address(None) == "unknown"
+
+
+def test_a_restored_lock_is_no_longer_than_the_lockout_now_set(tmp_path: Path):
+    """An administrator who shortens lockout_s and restarts shortens the locks
+    in force too (and a clock set back cannot stretch them)."""
+    path = tmp_path / "db"
+    first, storage = _guard(path, lockout_failures=1, lockout_s=600.0)
+    assert _fail(first, "bob", ATTACKER).locked_for_s == 600.0
+    _crash(storage)
+    second, storage = _guard(path, lockout_failures=1, lockout_s=2.0)
+    with pytest.raises(LockedOut) as locked:
+        second.check("bob", ATTACKER)
+    assert 0 < locked.value.retry_after_s <= 2.0
+    _crash(storage)

@@ -132,17 +132,19 @@ class SignInGuard:
 
     def _restore(self) -> tuple[int, int]:
         """The storage's failures within the window and locks in force, with
-        their Unix times turned into this process's monotonic clock."""
+        their Unix times turned into this process's monotonic clock. A lock
+        lasts no longer than ``lockout_s`` from now (the clock was set back,
+        or the setting shortened) and no failure is in the future."""
         mono, wall = time.monotonic(), time.time()
         failures, locks = self._storage.sign_in_state(wall - self._window, wall)
         for f in failures:
             entry = self._entry((f.scope, f.user, f.address), create=True)
             assert entry is not None
-            entry.times.append(mono - (wall - f.at))
+            entry.times.append(mono - max(0.0, wall - f.at))
         for lock in locks:
             entry = self._entry((lock.scope, lock.user, lock.address), create=True)
             assert entry is not None
-            entry.locked_until = mono + (lock.until - wall)
+            entry.locked_until = mono + min(self._lock_s, lock.until - wall)
         for entries in self._entries.values():
             while len(entries) > MAX_TRACKED:
                 entries.popitem(last=False)
