@@ -1,13 +1,21 @@
 """Repeated failed sign-ins are slowed, then the user name is locked for a
 while (``locked_out``), against the real platform process; the slowdown holds
-up no one else."""
+up no one else. The lock is per (user name, address) and per address, and
+outlives a restart of the platform.
+
+Clients connect from several loopback addresses (127.0.0.2, 127.0.0.3 ...:
+Linux accepts any of 127.0.0.0/8 as a source), so the platform sees distinct
+peers while all traffic stays on loopback. The rules in detail are checked
+on SignInGuard itself in tests/test_lockout_guard.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-from test_bad_input import blocking, sign_in
+import aiohttp
+from test_bad_input import RawClient, blocking, sign_in
 from test_sessions import Raw, everything_logged
 
 WRONG = "not-the-password-7f3a"
@@ -118,3 +126,115 @@ async def test_a_burst_of_parallel_guesses_gets_no_more_than_the_limit(start_pla
     checked = [f for f in platform.matching("sign_in_failed", user="carol") if "failures" in f]
     assert [f["failures"] for f in checked] == [1, 2, 3]  # three passwords checked, no more
     assert platform.wait_for("user_locked", user="carol")["failures"] == 3
+
+
+class From(Raw):
+    """A raw WebSocket peer whose socket comes from ``address`` (127.0.0.0/8)."""
+
+    def __init__(self, url: str, address: str) -> None:
+        super().__init__(url)
+        self.address = address
+
+    async def __aenter__(self) -> RawClient:
+        connector = aiohttp.TCPConnector(local_addr=(self.address, 0))
+        self.session = aiohttp.ClientSession(connector=connector)
+        ws = await self.session.ws_connect(self.url)
+        self.client = RawClient(ws)
+        return self.client
+
+
+async def test_an_attacker_locks_the_name_only_from_the_attackers_address(start_platform):
+    """Someone who knows bob's name and fails on purpose locks bob out of
+    *their* address; bob at his own desk is neither slowed nor refused."""
+    platform = await blocking(
+        start_platform, lockout_failures=2, sign_in_delay_s=1.0, lockout_s=60.0
+    )
+    async with From(platform.url, "127.0.0.2") as attacker:
+        e, _ = await _timed_error(attacker, sign_in("bob", WRONG))
+        assert e["code"] == "auth_failed"
+        e, took = await _timed_error(attacker, sign_in("bob", WRONG))
+        assert e["code"] == "locked_out" and took >= 1.0  # slowed, then locked
+        e, _ = await _timed_error(attacker, sign_in("bob", "demo"))
+        assert e["code"] == "locked_out" and 50 < e["retry_after_s"] <= 60
+    async with From(platform.url, "127.0.0.3") as desk:
+        # bob's own typo is his first failure: answered at once, no lock.
+        e = await desk.error_for(sign_in("bob", WRONG))
+        assert e["code"] == "auth_failed" and e["retry_after_s"] is None
+        await desk.send(sign_in("bob"))
+        assert (await desk.receive("signed_in", timeout=10))["agent"] == "bob"
+    failed = platform.matching("sign_in_failed", user="bob")
+    assert [(f["address"], f["code"], f.get("failures"), f.get("delay_s")) for f in failed] == [
+        ("127.0.0.2", "auth_failed", 1, 0.0),
+        ("127.0.0.2", "auth_failed", 2, 1.0),
+        ("127.0.0.2", "locked_out", None, None),
+        ("127.0.0.3", "auth_failed", 1, 0.0),
+    ]
+    locked = platform.matching("user_locked")
+    assert [(e["user"], e["address"], e["failures"]) for e in locked] == [("bob", "127.0.0.2", 2)]
+    signed_in = platform.wait_for("agent_signed_in", agent="bob")
+    assert signed_in["t"] > locked[0]["t"]
+
+
+async def test_one_address_trying_many_names_is_locked_for_all_names(start_platform):
+    """Password spraying: a few failures each on many names from one address
+    lock that address for every name; other addresses are served."""
+    platform = await blocking(
+        start_platform,
+        lockout_failures=5,
+        lockout_address_failures=3,
+        lockout_s=3.0,
+        sign_in_delay_s=0.05,
+    )
+    async with From(platform.url, "127.0.0.4") as sprayer:
+        for name in ("alice", "bob"):
+            assert (await sprayer.error_for(sign_in(name, WRONG)))["code"] == "auth_failed"
+        e = await sprayer.error_for(sign_in("mallory", WRONG))
+        assert e["code"] == "locked_out" and "this address is locked" in e["message"]
+        # Even a real agent's right password is refused from there, unchecked.
+        e = await sprayer.error_for(sign_in("carol"))
+        assert e["code"] == "locked_out" and 0 < e["retry_after_s"] <= 3.0
+    locked = platform.wait_for("address_locked", address="127.0.0.4")
+    assert locked["failures"] == 3 and locked["locked_s"] == 3.0
+    assert not platform.matching("user_locked")  # no name reached its own limit
+    assert platform.matching("sign_in_failed", user="carol", code="locked_out", scope="address")
+    async with From(platform.url, "127.0.0.5") as elsewhere:
+        await elsewhere.send(sign_in("carol"))
+        assert (await elsewhere.receive("signed_in"))["agent"] == "carol"
+    # The lock runs out: the address may sign in again.
+    await asyncio.sleep(max(0.0, locked["t"] + 3.2 - time.time()))
+    async with From(platform.url, "127.0.0.4") as later:
+        await later.send(sign_in("alice"))
+        assert (await later.receive("signed_in"))["agent"] == "alice"
+
+
+async def test_a_lock_outlives_the_platform_killed_and_restarted(start_platform):
+    """The lock and the failures counted are in the database (--db): a
+    platform killed right after answering ``locked_out`` still refuses the
+    name from that address when it is back, and still only from there."""
+    settings = {
+        "database": "lockout.sqlite3",
+        "lockout_failures": 2,
+        "lockout_s": 60.0,
+        "sign_in_delay_s": 0.05,
+    }
+    first = await blocking(start_platform, **settings)
+    async with From(first.url, "127.0.0.6") as attacker:
+        assert (await attacker.error_for(sign_in("bob", WRONG)))["code"] == "auth_failed"
+        assert (await attacker.error_for(sign_in("bob", WRONG)))["code"] == "locked_out"
+        assert (await attacker.error_for(sign_in("carol", WRONG)))["code"] == "auth_failed"
+    first.proc.kill()  # no shutdown: only what was on disk when answered
+    first.proc.wait(10)
+
+    second = await blocking(start_platform, **settings)
+    restored = second.wait_for("sign_in_lockout_restored")
+    assert restored["locks"] == 1
+    async with From(second.url, "127.0.0.6") as attacker:
+        e = await attacker.error_for(sign_in("bob"))
+        assert e["code"] == "locked_out" and 40 < e["retry_after_s"] <= 60
+        # carol's failure before the crash still counts: her second locks her.
+        e = await attacker.error_for(sign_in("carol", WRONG))
+        assert e["code"] == "locked_out"
+    assert second.wait_for("user_locked", user="carol")["failures"] == 2
+    async with From(second.url, "127.0.0.7") as desk:
+        await desk.send(sign_in("bob"))
+        assert (await desk.receive("signed_in"))["agent"] == "bob"

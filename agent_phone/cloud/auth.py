@@ -1,17 +1,9 @@
-"""Session tokens and the sign-in lockout: who may act, and how often they may try.
+"""Session tokens: who may act (the sign-in lockout is in ``lockout.py``).
 
 ``SessionTokens`` issues the token a ``signed_in`` carries. It is what a phone
 shows to resume its session on a new WebSocket (``resume_session``), and it
 expires unless refreshed (``refresh_session``). Only a SHA-256 digest of each
 token is kept, and logs show only its first characters (``token_hint``).
-
-``SignInGuard`` slows repeated failed sign-ins for a user name (the answer
-to the second failure waits 0.5 s, then 1, 2 ... s, capped) and, after
-``lockout_failures`` failures within ``lockout_window_s``, refuses that name
-for ``lockout_s`` (``locked_out``), even with the right password. Attempts
-in flight count too, so a burst on many sockets gets no more guesses. It never
-sleeps itself: it says how long the caller's own coroutine should wait, so
-one attacker's delay holds up no one else (docs/security.md).
 """
 
 from __future__ import annotations
@@ -22,7 +14,6 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from agent_phone.cloud.config import PlatformConfig
 from agent_phone.cloud.connections import RequestError
 
 #: Revoked and expired tokens are remembered this long (to answer
@@ -30,7 +21,6 @@ from agent_phone.cloud.connections import RequestError
 _REMEMBER_S = 3600.0
 #: Bounds on what attackers can make us remember.
 MAX_TOKENS = 100_000
-MAX_TRACKED_USERS = 10_000
 
 
 def _digest(token: str) -> str:
@@ -99,91 +89,3 @@ class SessionTokens:
             if len(self._records) < MAX_TOKENS and record.expires_at + _REMEMBER_S > now:
                 break
             del self._records[digest]
-
-
-@dataclass
-class _Failures:
-    times: list[float]
-    locked_until: float = 0.0
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """After a failed sign-in: how long to wait before answering, and whether
-    the user name is now locked (and for how long)."""
-
-    failures: int
-    delay_s: float
-    locked_for_s: float = 0.0
-
-
-class SignInGuard:
-    def __init__(self, config: PlatformConfig) -> None:
-        self._limit = config.lockout_failures
-        self._window = config.lockout_window_s
-        self._lock_s = config.lockout_s
-        self._delay = config.sign_in_delay_s
-        self._delay_max = config.sign_in_delay_max_s
-        self._users: OrderedDict[str, _Failures] = OrderedDict()
-        #: Sign-ins being checked (or their failure's answer delayed) per name.
-        self._in_flight: dict[str, int] = {}
-
-    def check(self, user: str) -> None:
-        """Refuse a locked user name at once, before any password is checked."""
-        entry = self._users.get(user)
-        if entry is None:
-            return
-        left = entry.locked_until - time.monotonic()
-        if left > 0:
-            raise LockedOut(left)
-
-    def begin(self, user: str) -> None:
-        """An attempt for ``user`` starts (``end`` when it is answered). A burst
-        of parallel attempts gets no more password checks than the failures
-        still allowed: the rest are refused at once."""
-        entry = self._users.get(user)
-        now = time.monotonic()
-        if entry is None or (entry.locked_until and entry.locked_until <= now):
-            recent = 0  # a lock that ran out starts the count afresh
-        else:
-            recent = sum(1 for t in entry.times if now - t < self._window)
-        if recent + self._in_flight.get(user, 0) >= self._limit:
-            raise LockedOut(1.0)
-        self._in_flight[user] = self._in_flight.get(user, 0) + 1
-
-    def end(self, user: str) -> None:
-        left = self._in_flight.get(user, 0) - 1
-        if left > 0:
-            self._in_flight[user] = left
-        else:
-            self._in_flight.pop(user, None)
-
-    def failed(self, user: str) -> Verdict:
-        now = time.monotonic()
-        entry = self._users.get(user)
-        if entry is None or (entry.locked_until and entry.locked_until <= now):
-            entry = _Failures([])  # a lock that ran out starts the count afresh
-        entry.times = [t for t in entry.times if now - t < self._window] + [now]
-        self._users[user] = entry
-        self._users.move_to_end(user)
-        while len(self._users) > MAX_TRACKED_USERS:
-            self._users.popitem(last=False)
-        count = len(entry.times)
-        # A single slip of the finger costs nothing; repeats cost 0.5, 1, 2 ... s.
-        delay = 0.0 if count == 1 else min(self._delay_max, self._delay * 2 ** (count - 2))
-        if count >= self._limit:
-            entry.locked_until = now + self._lock_s
-            return Verdict(count, delay, self._lock_s)
-        return Verdict(count, delay)
-
-    def succeeded(self, user: str) -> None:
-        self._users.pop(user, None)
-
-
-class LockedOut(RequestError):
-    def __init__(self, seconds: float) -> None:
-        super().__init__(
-            "locked_out",
-            f"too many failed sign-ins: this user is locked; try again in {seconds:.0f} s",
-        )
-        self.retry_after_s = round(seconds, 1)

@@ -47,6 +47,7 @@ DEFAULT_LOCKOUT_S = 300.0
 DEFAULT_SIGN_IN_DELAY_S = 0.5
 DEFAULT_SIGN_IN_DELAY_MAX_S = 4.0
 DEFAULT_MEMORY_REPORT_S = 60.0
+DEFAULT_LOCKOUT_ADDRESS_FAILURES = 20
 
 
 class ConfigError(ValueError):
@@ -95,11 +96,15 @@ class PlatformConfig:
     token_lifetime_s: float = DEFAULT_TOKEN_LIFETIME_S
     #: A session whose WebSocket dropped is kept this long for a resume.
     resume_grace_s: float = DEFAULT_RESUME_GRACE_S
-    #: This many failed sign-ins for one user name within the window lock it.
+    #: This many failed sign-ins for one user name from one address within
+    #: the window lock that name from that address.
     lockout_failures: int = DEFAULT_LOCKOUT_FAILURES
     lockout_window_s: float = DEFAULT_LOCKOUT_WINDOW_S
-    #: How long a locked user name stays locked.
+    #: How long a locked user name (or address) stays locked.
     lockout_s: float = DEFAULT_LOCKOUT_S
+    #: This many failed sign-ins from one address (any names) within the
+    #: window lock the address: no name may sign in from it meanwhile.
+    lockout_address_failures: int = DEFAULT_LOCKOUT_ADDRESS_FAILURES
     #: The answer to a second failed sign-in waits this long, doubling per
     #: further failure up to ``sign_in_delay_max_s`` (the first is answered at once).
     sign_in_delay_s: float = DEFAULT_SIGN_IN_DELAY_S
@@ -207,6 +212,9 @@ def _session_settings(platform: dict[str, object]) -> dict[str, float | int]:
         "lockout_failures": _count(platform, "lockout_failures", DEFAULT_LOCKOUT_FAILURES),
         "lockout_window_s": seconds("lockout_window_s", DEFAULT_LOCKOUT_WINDOW_S),
         "lockout_s": seconds("lockout_s", DEFAULT_LOCKOUT_S),
+        "lockout_address_failures": _count(
+            platform, "lockout_address_failures", DEFAULT_LOCKOUT_ADDRESS_FAILURES
+        ),
         "sign_in_delay_s": seconds("sign_in_delay_s", DEFAULT_SIGN_IN_DELAY_S),
         "sign_in_delay_max_s": seconds("sign_in_delay_max_s", DEFAULT_SIGN_IN_DELAY_MAX_S),
     }

@@ -18,10 +18,11 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from agent_phone.cloud.admin import AdminApi, Timeouts
-from agent_phone.cloud.auth import SessionTokens, SignInGuard
+from agent_phone.cloud.auth import SessionTokens
 from agent_phone.cloud.config import PlatformConfig
 from agent_phone.cloud.connections import ConnectionManager, RequestError
 from agent_phone.cloud.events import EventLog
+from agent_phone.cloud.lockout import SignInGuard
 from agent_phone.cloud.memory import MemoryMonitor
 from agent_phone.cloud.ratelimit import CLOSE_POLICY, MessageRateLimit, Verdict
 from agent_phone.cloud.records import CallRecorder
@@ -140,7 +141,7 @@ class Platform:
         self._sockets: set[web.WebSocketResponse] = set()
         self.url = ""
         self.tokens = SessionTokens(config.token_lifetime_s)
-        self.guard = SignInGuard(config)
+        self.guard = SignInGuard(config, self.storage)
         self.tasks = TaskSet("platform")
         self.memory = MemoryMonitor(self.events, config.memory_report_s, self._counts)
         restrict_ice_addresses(config.ice_addresses)
@@ -176,6 +177,9 @@ class Platform:
         # Calls a previous run left open (it was killed) are ended, never lost.
         if closed := self.storage.close_unfinished(PLATFORM_RESTART, time.time()):
             self.events.emit("calls_closed", reason=PLATFORM_RESTART, call_ids=closed)
+        if any(self.guard.restored):
+            locks, failures = self.guard.restored
+            self.events.emit("sign_in_lockout_restored", locks=locks, failures=failures)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
@@ -247,7 +251,11 @@ class Platform:
                     if first == "place_call":
                         session = CallerSession(self, send, peer=request.remote)
                     elif first in ("sign_in", "resume_session"):
-                        session = AgentSession(self, send, outbox.flush_and_close)
+                        # The lockout counts by request.remote: the peer, not
+                        # X-Forwarded-For (docs/administration.md).
+                        session = AgentSession(
+                            self, send, outbox.flush_and_close, peer=request.remote
+                        )
                         binding = session.binding
                 decode = (
                     decode_from_caller if isinstance(session, CallerSession) else decode_from_agent

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from agent_phone.cloud.auth import LockedOut, token_hint
+from agent_phone.cloud.auth import token_hint
 from agent_phone.cloud.config import AgentConfig, dummy_hash, verify_password
 from agent_phone.cloud.connections import RequestError
+from agent_phone.cloud.lockout import LockedOut, client_address
 from agent_phone.cloud.media_edge import CustomerLeg, LinkError
 from agent_phone.cloud.routing import Call, CallState
 from agent_phone.protocol import (
@@ -69,9 +70,16 @@ class AgentSession:
     """An agent's phone, from sign-in to sign-out."""
 
     def __init__(
-        self, platform: Platform, send: Send, close: Callable[[], Coroutine[Any, Any, None]]
+        self,
+        platform: Platform,
+        send: Send,
+        close: Callable[[], Coroutine[Any, Any, None]],
+        peer: str | None = None,
     ):
         self._platform = platform
+        #: The socket's peer address (an IPv6 one as its /64), which the
+        #: sign-in lockout counts by.
+        self.address = client_address(peer)
         self._send = send
         self._close_transport = close
         self.name = ""
@@ -146,15 +154,21 @@ class AgentSession:
         config = self._platform.config
         guard = self._platform.guard
         try:
-            guard.check(message.user)
-            guard.begin(message.user)
-        except LockedOut:
-            self._platform.events.emit("sign_in_failed", user=message.user, code="locked_out")
+            guard.check(message.user, self.address)
+            guard.begin(message.user, self.address)
+        except LockedOut as exc:
+            self._platform.events.emit(
+                "sign_in_failed",
+                user=message.user,
+                address=self.address,
+                code="locked_out",
+                scope=exc.scope,
+            )
             raise
         try:
             agent = await self._authenticate(message)
         finally:
-            guard.end(message.user)
+            guard.end(message.user, self.address)
         previous = self._platform.agents.get(agent.name)
         if previous is not None:
             await previous.sign_out("signed_in_elsewhere")
@@ -195,26 +209,39 @@ class AgentSession:
         known_hash = agent.password_hash if agent else dummy_hash()
         ok = await asyncio.to_thread(verify_password, known_hash, message.password)
         if agent is None or not ok:
-            verdict = guard.failed(message.user)
-            self._platform.events.emit(
+            verdict = guard.failed(message.user, self.address)
+            events = self._platform.events
+            events.emit(
                 "sign_in_failed",
                 user=message.user,
+                address=self.address,
                 code="auth_failed",
                 failures=verdict.failures,
                 delay_s=verdict.delay_s,
+                address_failures=verdict.address_failures,
             )
             if verdict.locked_for_s:
-                self._platform.events.emit(
+                events.emit(
                     "user_locked",
                     user=message.user,
+                    address=self.address,
                     failures=verdict.failures,
                     locked_s=verdict.locked_for_s,
                 )
+            if verdict.address_locked_for_s:
+                events.emit(
+                    "address_locked",
+                    address=self.address,
+                    failures=verdict.address_failures,
+                    locked_s=verdict.address_locked_for_s,
+                )
+            # On disk before it is answered: a lock announced survives a crash.
+            await guard.synced()
             # Only this socket's coroutine waits; the loop serves everyone else.
             await asyncio.sleep(verdict.delay_s)
-            guard.check(message.user)  # locked now: say so, with the time left
+            guard.check(message.user, self.address)  # locked now: say so, with the time left
             raise RequestError("auth_failed", "wrong user name or password")
-        guard.succeeded(message.user)
+        guard.succeeded(message.user, self.address)
         return agent
 
     def set_presence(self, on_queue: bool, reason: str) -> None:

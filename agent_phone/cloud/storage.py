@@ -1,4 +1,5 @@
-"""What the platform keeps across restarts: agents, admin settings, call records.
+"""What the platform keeps across restarts: agents, admin settings, call
+records, and the sign-in lockout's failures and locks.
 
 ``Storage`` is the interface the platform uses; ``SqliteStorage`` is the
 embedded implementation (stdlib ``sqlite3``), and a server database
@@ -87,6 +88,28 @@ class AgentRecord:
     in_config: bool
 
 
+@dataclass(frozen=True)
+class SignInFailure:
+    """One failed sign-in counted against a key: ``scope`` ``name`` counts
+    per (user name, address), ``address`` per address (``user`` is then "")."""
+
+    scope: str
+    user: str
+    address: str
+    #: Unix time of the failure.
+    at: float
+
+
+@dataclass(frozen=True)
+class SignInLock:
+    """A key (as in ``SignInFailure``) refused until ``until`` (Unix time)."""
+
+    scope: str
+    user: str
+    address: str
+    until: float
+
+
 class Storage(Protocol):
     """The platform's durable state. Writes return at once and are applied in
     the order they were made; ``close`` waits until they are on disk."""
@@ -115,6 +138,30 @@ class Storage(Protocol):
         """Newest first; ``before``: only calls created before this time."""
 
     async def call(self, call_id: str) -> CallRecord | None: ...
+
+    # --- the sign-in lockout (agent_phone/cloud/auth.py) ---
+
+    def sign_in_state(
+        self, failed_since: float, now: float
+    ) -> tuple[list[SignInFailure], list[SignInLock]]:
+        """Failures since ``failed_since`` (oldest first) and locks still in
+        force at ``now``; older rows are deleted. Blocking, at start."""
+
+    def put_sign_in_failures(self, failures: list[SignInFailure]) -> None: ...
+
+    def put_sign_in_lock(self, lock: SignInLock) -> None:
+        """Lock the key; its failures so far are deleted (a lock that runs out
+        starts the count afresh)."""
+
+    def clear_sign_in(self, scope: str, user: str, address: str) -> None:
+        """Forget the key's failures and lock (a successful sign-in, a lock run out)."""
+
+    def prune_sign_in(self, failed_before: float, locked_before: float) -> None:
+        """Delete failures older than ``failed_before`` and locks that ended
+        before ``locked_before``."""
+
+    async def synced(self) -> None:
+        """Wait until every write made so far is on disk."""
 
     async def close(self) -> None: ...
 
@@ -149,7 +196,24 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_created ON calls (created_at);
 CREATE INDEX IF NOT EXISTS calls_open ON calls (ended_at) WHERE ended_at IS NULL;
+CREATE TABLE IF NOT EXISTS sign_in_failures (
+    scope TEXT NOT NULL CHECK (scope IN ('name', 'address')),
+    user TEXT NOT NULL,
+    address TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sign_in_failures_key ON sign_in_failures (scope, address, user);
+CREATE INDEX IF NOT EXISTS sign_in_failures_at ON sign_in_failures (at);
+CREATE TABLE IF NOT EXISTS sign_in_locks (
+    scope TEXT NOT NULL CHECK (scope IN ('name', 'address')),
+    user TEXT NOT NULL,
+    address TEXT NOT NULL,
+    until REAL NOT NULL,
+    PRIMARY KEY (scope, user, address)
+);
 """
+# The sign_in_* tables were added without a schema version change: they are
+# created where missing, and a platform that predates them ignores them.
 
 _CALL_COLUMNS = [f.name for f in dataclasses.fields(CallRecord)]
 _JSON_COLUMNS = {"requeue_reasons", "offered_to", "quality"}
@@ -377,6 +441,77 @@ class SqliteStorage:
         return await asyncio.wrap_future(
             self._submit("read call", lambda: self._read_call(call_id))
         )
+
+    # --- the sign-in lockout ------------------------------------------------------
+
+    def sign_in_state(
+        self, failed_since: float, now: float
+    ) -> tuple[list[SignInFailure], list[SignInLock]]:
+        self._prune_sign_in(failed_since, now)
+        failures = [
+            SignInFailure(r["scope"], r["user"], r["address"], r["at"])
+            for r in self._db.execute(
+                "SELECT scope, user, address, at FROM sign_in_failures ORDER BY at"
+            )
+        ]
+        locks = [
+            SignInLock(r["scope"], r["user"], r["address"], r["until"])
+            for r in self._db.execute("SELECT scope, user, address, until FROM sign_in_locks")
+        ]
+        return failures, locks
+
+    def put_sign_in_failures(self, failures: list[SignInFailure]) -> None:
+        rows = [(f.scope, f.user, f.address, f.at) for f in failures]
+
+        def write() -> None:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT INTO sign_in_failures VALUES (?, ?, ?, ?)", rows)
+
+        self._submit("sign-in failure", write)
+
+    def put_sign_in_lock(self, lock: SignInLock) -> None:
+        key = (lock.scope, lock.user, lock.address)
+
+        def write() -> None:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    "DELETE FROM sign_in_failures WHERE scope = ? AND user = ? AND address = ?",
+                    key,
+                )
+                self._db.execute(
+                    "INSERT INTO sign_in_locks VALUES (?, ?, ?, ?) ON CONFLICT"
+                    " (scope, user, address) DO UPDATE SET until = excluded.until",
+                    (*key, lock.until),
+                )
+
+        self._submit("sign-in lock", write)
+
+    def clear_sign_in(self, scope: str, user: str, address: str) -> None:
+        key = (scope, user, address)
+
+        def write() -> None:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                for table in ("sign_in_failures", "sign_in_locks"):
+                    self._db.execute(
+                        f"DELETE FROM {table} WHERE scope = ? AND user = ? AND address = ?", key
+                    )
+
+        self._submit("sign-in clear", write)
+
+    def _prune_sign_in(self, failed_before: float, locked_before: float) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM sign_in_failures WHERE at < ?", (failed_before,))
+            self._db.execute("DELETE FROM sign_in_locks WHERE until < ?", (locked_before,))
+
+    def prune_sign_in(self, failed_before: float, locked_before: float) -> None:
+        self._submit("sign-in prune", lambda: self._prune_sign_in(failed_before, locked_before))
+
+    async def synced(self) -> None:
+        await asyncio.wrap_future(self._submit("sync", lambda: None))
 
     def flush(self) -> None:
         """Block until every queued write is done (tests, shutdown)."""
