@@ -103,9 +103,10 @@ def _rss_kb() -> int:
                 return int(line.split()[1])
     except OSError:
         pass
-    import resource  # the peak, where /proc is missing
+    import resource  # where /proc is missing (macOS): the peak, not the current size
 
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return peak // 1024 if sys.platform == "darwin" else peak  # bytes there, kB elsewhere
 
 
 def memory_use() -> MemoryUse:
