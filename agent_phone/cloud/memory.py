@@ -103,8 +103,10 @@ def _rss_kb() -> int:
                 return int(line.split()[1])
     except OSError:
         pass
-    import resource  # where /proc is missing (macOS): the peak, not the current size
-
+    try:
+        import resource  # where /proc is missing (macOS): the peak, not the current size
+    except ImportError:  # Windows
+        return 0
     peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     return peak // 1024 if sys.platform == "darwin" else peak  # bytes there, kB elsewhere
 
