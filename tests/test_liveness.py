@@ -1,0 +1,62 @@
+"""The media heartbeat (agent_phone/media/liveness.py) on two real aiortc
+peer connections over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiortc import RTCPeerConnection
+
+from agent_phone.media.ice import ice_addresses, restrict_ice_addresses
+from agent_phone.media.liveness import Heartbeat, create_liveness_channel
+from agent_phone.media.peer import new_peer_connection
+
+
+async def _connected_pair() -> tuple[RTCPeerConnection, RTCPeerConnection, Any, Any]:
+    a, b = new_peer_connection(), new_peer_connection()
+    channels = create_liveness_channel(a), create_liveness_channel(b)
+    a.addTransceiver("audio")
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+    async with asyncio.timeout(15):
+        while not all(c.readyState == "open" for c in channels):
+            await asyncio.sleep(0.05)
+    return a, b, *channels
+
+
+@pytest.mark.parametrize("gone", ["dtls_closed", "ice_silent"])
+async def test_a_peer_gone_is_declared_dead_once_without_stray_errors(gone: str):
+    """The far end goes away under a running heartbeat, either closing its
+    DTLS transport (a clean close) or falling silent (its ICE transport
+    stopped: a killed process or a cut network). The heartbeat declares the
+    connection dead once, and nothing is left in the loop's exception
+    handler ("Task exception was never retrieved")."""
+    before = ice_addresses()
+    restrict_ice_addresses(["127.0.0.1"])
+    loop = asyncio.get_running_loop()
+    stray: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: stray.append(context))
+    a, b, channel_a, _ = await _connected_pair()
+    dead = asyncio.Event()
+    deaths: list[float] = []
+    beat = Heartbeat(channel_a, lambda: (deaths.append(1), dead.set()), 0.1, 1.0)
+    beat.start()
+    try:
+        dtls = b.getTransceivers()[0].sender.transport
+        await (dtls.stop() if gone == "dtls_closed" else dtls.transport.stop())
+        async with asyncio.timeout(10):
+            await dead.wait()
+        await asyncio.sleep(0.5)
+    finally:
+        beat.stop()
+        await a.close()
+        await b.close()
+        loop.set_exception_handler(None)
+        restrict_ice_addresses(before)
+    assert deaths == [1]
+    errors = [c for c in stray if "exception" in c]
+    assert not errors, [repr(c["exception"]) for c in errors]
