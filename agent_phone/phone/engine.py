@@ -24,7 +24,7 @@ from agent_phone.phone.audio_io import CallAudio
 from agent_phone.phone.connection import PhoneConnection
 from agent_phone.phone.connection_state import ConnectionStateModel, ConnectionStatus
 from agent_phone.phone.quality import QualityReporter
-from agent_phone.phone.session import ResumeRefused, SessionToken, resume_with_retries
+from agent_phone.phone.session import SessionResume, SessionToken
 from agent_phone.phone.settings import PhoneSettings
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
@@ -45,7 +45,6 @@ from agent_phone.protocol import (
     PresenceChanged,
     ProtocolError,
     RefreshSession,
-    ResumeSession,
     SendDtmf,
     SessionRefreshed,
     SessionResumed,
@@ -126,8 +125,7 @@ class PhoneEngine:
         # --- session token and resume ---
         self._session = SessionToken(self._tasks, self._send_refresh)
         self._alert_timeout_s = 12.0
-        self._resumed: asyncio.Future[SessionResumed] | None = None
-        self._recovering = False
+        self._resume = SessionResume(self)
 
     # --- observers ---------------------------------------------------------------
 
@@ -199,9 +197,8 @@ class PhoneEngine:
         finally:
             # Only the current socket's end matters (a replaced one is closed on purpose).
             if client is self._signaling:
-                if self._resumed is not None and not self._resumed.done():
-                    self._resumed.set_exception(SignalingError("the platform closed the socket"))
-                if not self._closing and not self._recovering:
+                self._resume.socket_closed()
+                if not self._closing and not self._resume.running:
                     self._tasks.spawn(self._platform_lost(), "lost")
 
     def _invalid_message(self, exc: ProtocolError) -> None:
@@ -245,10 +242,9 @@ class PhoneEngine:
                 self._session.update(message.session_token, message.token_expires_in_s)
                 self._emit(events.SessionRefreshed(expires_in_s=message.token_expires_in_s))
             case SessionResumed():
-                if self._resumed is not None and not self._resumed.done():
-                    self._resumed.set_result(message)
-            case Error() if self._resumed is not None and not self._resumed.done():
-                self._resumed.set_exception(ResumeRefused(message.code, message.message))
+                self._resume.answered(message)
+            case Error() if self._resume.waiting:
+                self._resume.refused(message)
             case Error():
                 if self._signed_in is not None and not self._signed_in.done():
                     self._signed_in.set_exception(SignInError(message.message))
@@ -392,7 +388,7 @@ class PhoneEngine:
     async def _platform_lost(self) -> None:
         unexpected = self.agent is not None
         if unexpected and self._session.token is not None and not self._closing:
-            if await self._resume() or self._closing:
+            if await self._resume.run() or self._closing:
                 return
         was_on_queue = self.on_queue
         if unexpected:
@@ -427,114 +423,13 @@ class PhoneEngine:
         self._emit(events.Error(message="could not reach the platform again", code="lost"))
         self.closed.set()
 
-    # --- session token refresh and resume (docs/protocol.md "Sessions") -------------
+    # --- session token refresh (docs/protocol.md "Sessions"; the resume: session.py) ---
 
     async def _send_refresh(self) -> None:
         try:
             await self._send(RefreshSession())
         except PhoneError as exc:  # the socket is down: the resume reschedules it
             logger.info("session refresh not sent: %s", exc)
-
-    async def _resume(self) -> bool:
-        """The WebSocket dropped while signed in: reconnect with backoff and
-        resume the session (the call and its media go on meanwhile). False
-        when it cannot be resumed: the caller then signs in afresh or stops."""
-        self._recovering = True
-        try:
-            outcome = await resume_with_retries(
-                lambda token: self._try_resume(token, timeout=5.0),
-                self._session,
-                lambda: self.connection is not None,
-                lambda: self._closing,
-                self._emit,
-            )
-            if outcome.stopped:
-                return True
-            if outcome.snapshot is not None:
-                await self._resync(outcome.snapshot, outcome.away_s, outcome.attempts)
-                return True
-            old, self._signaling = self._signaling, None
-            if old is not None:
-                await old.close()
-            logger.warning("session not resumed (%s): %s", outcome.code, outcome.message)
-            self._emit(events.ResumeFailed(code=outcome.code, message=outcome.message))
-            return False
-        finally:
-            self._recovering = False
-
-    async def _try_resume(self, token: str, timeout: float) -> SessionResumed:
-        s = self.settings
-        client = SignalingClient(
-            s.platform, decode_to_agent, self._invalid_message, ca_file=s.ca_file
-        )
-        await client.connect(timeout)
-        old, self._signaling = self._signaling, client
-        if old is not None:
-            await old.close()
-        resumed: asyncio.Future[SessionResumed] = asyncio.get_running_loop().create_future()
-        self._resumed = resumed
-        self._tasks.spawn(self._read(client), "signaling")
-        try:
-            await self._send(ResumeSession(version=PROTOCOL_VERSION, session_token=token))
-            return await asyncio.wait_for(asyncio.shield(resumed), timeout)
-        finally:
-            self._resumed = None
-            if not resumed.done():
-                resumed.cancel()
-
-    async def _resync(self, snapshot: SessionResumed, away_s: float, attempts: int) -> None:
-        """Make the phone's state the platform's: presence, connection, call."""
-        self._session.update(
-            self._session.token, snapshot.token_expires_in_s, snapshot.resume_grace_s
-        )
-        if snapshot.on_queue != self.on_queue:
-            self.on_queue = snapshot.on_queue
-            self._emit(events.Presence(on_queue=snapshot.on_queue, reason="resumed"))
-        conn = snapshot.connection
-        if self.connection is not None and (
-            conn is None or conn.connection_id != self.connection.id
-        ):
-            await self._drop_connection("resumed")
-        theirs = snapshot.call
-        if self.call is not None and (theirs is None or theirs.call_id != self.call.call_id):
-            await self._end_call("ended_while_disconnected")
-        elif self.call is not None and theirs is not None and theirs.state == "connected":
-            self._connected(theirs.call_id)
-        elif self.call is None and theirs is not None and theirs.state == "alerting":
-            # Offered while the offer was in flight: alert now (or decline, when
-            # the phone has no such connection, so it goes to the next agent).
-            await self._offered(
-                CallOffered(
-                    call_id=theirs.call_id,
-                    caller=theirs.caller,
-                    queue=theirs.queue,
-                    connection_id=theirs.connection_id or "",
-                    over_persistent_connection=False,
-                    alert_timeout_s=self._alert_timeout_s,
-                )
-            )
-        elif self.call is None and theirs is not None and theirs.state == "connected":
-            # Connected on the platform but not here: hand the customer on.
-            await self._send(Hangup(call_id=theirs.call_id, requeue=True))
-        if conn is not None:
-            self.connection_state.platform_reported(conn)
-        elif (shown := self.connection_state.status).connection_id is not None:
-            self.connection_state.platform_reported(
-                ConnectionState(connection_id=shown.connection_id, state="closed", reason="resumed")
-            )
-        call = self.call
-        self._emit(
-            events.Resumed(
-                agent=snapshot.agent,
-                on_queue=snapshot.on_queue,
-                connection_id=conn.connection_id if conn else None,
-                connection_state=conn.state if conn else None,
-                call_id=call.call_id if call else None,
-                call_state=call.state.value if call else None,
-                away_s=round(away_s, 3),
-                attempts=attempts,
-            )
-        )
 
     # --- commands ----------------------------------------------------------------
 
