@@ -10,6 +10,7 @@ events and call its commands.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import time
@@ -546,6 +547,16 @@ class PhoneEngine:
 
     async def end_connection(self) -> None:
         await self._send(EndConnection())
+
+    def switch_devices(self, mic_device: str | None, speaker_device: str | None) -> bool:
+        """Use these devices from the next call rather than the next sign-in;
+        False during a call (or while a device is still open)."""
+        if self.call is not None or not self.audio.use_devices(mic_device, speaker_device):
+            return False
+        self.settings = dataclasses.replace(
+            self.settings, mic_device=mic_device, speaker_device=speaker_device
+        )
+        return True
 
     async def close(self) -> None:
         """Hang up, sign out, close the connection and the devices. Idempotent."""
