@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent_phone.media.tones import dtmf_samples, validate_dtmf
+from agent_phone.media.tones import validate_dtmf
 from agent_phone.phone import events
 from agent_phone.phone.audio_io import CallAudio
+from agent_phone.phone.call import CallInfo, CallState
 from agent_phone.phone.connection import PhoneConnection
 from agent_phone.phone.connection_state import ConnectionStateModel, ConnectionStatus
 from agent_phone.phone.quality import QualityReporter
@@ -67,8 +66,6 @@ Observer = Callable[[events.PhoneEvent], None]
 
 #: A received frame louder than this (int16 peak, about -50 dBFS) is audible.
 AUDIBLE = 100
-#: The agent's own DTMF keys, played quietly into their speaker as feedback.
-KEY_FEEDBACK_DBM0 = -24.0
 
 
 class PhoneError(Exception):
@@ -77,32 +74,6 @@ class PhoneError(Exception):
 
 class SignInError(PhoneError):
     pass
-
-
-class CallState(enum.Enum):
-    ALERTING = "alerting"
-    ANSWERING = "answering"
-    CONNECTED = "connected"
-
-
-@dataclass
-class CallInfo:
-    call_id: str
-    caller: str
-    queue: str
-    connection_id: str
-    over_persistent_connection: bool
-    delivery_ms: float
-    state: CallState = CallState.ALERTING
-    offered_at: float = 0.0
-    answered_at: float = 0.0
-    connected_at: float = 0.0
-    heard: bool = False
-    auto: bool = False
-    #: On hold, as the platform last said (``call_held``).
-    held: bool = False
-    #: Key feedback still to be mixed into the speaker.
-    key_feedback: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
 
 
 class PhoneEngine:
@@ -482,7 +453,7 @@ class PhoneEngine:
 
         def deliver(samples: np.ndarray) -> None:
             if call.key_feedback.size:
-                write(_mix_feedback(call, samples))
+                write(call.mix_key_feedback(samples))
             else:
                 write(samples)
             if not call.heard and samples.size and np.abs(samples).max() > AUDIBLE:
@@ -526,10 +497,8 @@ class PhoneEngine:
             raise PhoneError(str(exc)) from None
         call = self._require_call(call_id, *CallState)
         await self._send(SendDtmf(call_id=call.call_id, digits=digits))
-        # (Bounded like the platform's queue of keys: 10 s.)
-        if call.state is CallState.CONNECTED and not call.held and call.key_feedback.size < 480_000:
-            tones = dtmf_samples(digits, level_dbm0=KEY_FEEDBACK_DBM0)
-            call.key_feedback = np.concatenate([call.key_feedback, tones])
+        if call.state is CallState.CONNECTED and not call.held:
+            call.add_key_feedback(digits)
         self._emit(events.DtmfSent(call_id=call.call_id, digits=digits))
 
     def set_mute(self, on: bool) -> None:
@@ -584,13 +553,3 @@ class PhoneEngine:
             await self._signaling.close()
         await self.audio.close()
         self.closed.set()
-
-
-def _mix_feedback(call: CallInfo, samples: np.ndarray) -> np.ndarray:
-    """``samples`` with the next stretch of the call's key feedback added."""
-    n = min(samples.size, call.key_feedback.size)
-    mixed = samples.astype(np.int32)
-    mixed[:n] += call.key_feedback[:n]
-    call.key_feedback = call.key_feedback[n:]
-    out: np.ndarray = np.clip(mixed, -32768, 32767).astype(np.int16)
-    return out
