@@ -8,14 +8,13 @@ received audio is analysed for the other's frequency.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from audio_analysis import has_tone, make_tone, tone_snr_db
+from audio_analysis import has_tone, tone_snr_db
+from e2e import AGENT_HZ, CUSTOMER_HZ, audio_through_files, start_tone_caller, two_way_tone_call
 
 from agent_phone.media.wav import read_wav
-
-CUSTOMER_HZ = 440.0
-AGENT_HZ = 880.0
 
 
 def hears_only(samples, freq: float, other: float) -> bool:
@@ -34,32 +33,20 @@ def test_call_carries_audio_both_ways_through_real_devices(
 ):
     phone = start_phone(platform.url, "bob", "--on-queue", "--auto-answer")
     phone.wait_for("presence", on_queue=True)
-    feed = virtual_audio.play_into_mic(make_tone(AGENT_HZ, 1.0), loop=True)
-    recording = virtual_audio.start_recording()
-    try:
-        caller = start_caller(
-            platform.url,
-            "--tone",
-            str(CUSTOMER_HZ),
-            "--record",
-            str(tmp_path / "customer.wav"),
-            "--duration",
-            "4",
-        )
-        code, summary = caller.result(timeout=40)
-    finally:
-        heard_by_agent = recording.stop()
-        feed.stop()
+    call = two_way_tone_call(
+        virtual_audio, start_caller, platform.url, tmp_path, duration=4, timeout=40
+    )
+    summary = call.summary
 
-    assert code == 0, summary
+    assert call.code == 0, summary
     assert summary["answered"] is True and summary["agent"] == "bob"
     assert summary["ended_by"] == "customer"
     call_id = summary["call_id"]
 
     # The agent heard the customer's tone through the real speaker stream...
-    assert hears_only(heard_by_agent, CUSTOMER_HZ, AGENT_HZ), "agent did not hear the customer"
+    assert hears_only(call.heard_by_agent, CUSTOMER_HZ, AGENT_HZ), "agent did not hear the customer"
     # ...and the customer heard the agent's microphone.
-    heard_by_customer = read_wav(tmp_path / "customer.wav")
+    heard_by_customer = call.heard_by_customer()
     assert hears_only(heard_by_customer, AGENT_HZ, CUSTOMER_HZ), "customer did not hear the agent"
 
     # All three sides agree on how it ended.
@@ -70,30 +57,10 @@ def test_call_carries_audio_both_ways_through_real_devices(
 
 
 def test_agent_hangs_up(platform, start_phone, start_caller, tmp_path: Path):
-    mic = tmp_path / "mic.wav"
-    from agent_phone.media.wav import write_wav
-
-    write_wav(mic, make_tone(AGENT_HZ, 1.0))
-    phone = start_phone(
-        platform.url,
-        "carol",
-        "--on-queue",
-        "--mic-file",
-        str(mic),
-        "--speaker-file",
-        str(tmp_path / "agent.wav"),
-    )
+    phone = start_phone(platform.url, "carol", "--on-queue", *audio_through_files(tmp_path))
     phone.wait_for("presence", on_queue=True)
-    caller = start_caller(
-        platform.url,
-        "--tone",
-        str(CUSTOMER_HZ),
-        "--record",
-        str(tmp_path / "customer.wav"),
-        "--duration",
-        "0",
-        "--caller",
-        "Dana",
+    caller = start_tone_caller(
+        start_caller, platform.url, tmp_path / "customer.wav", 0, "--caller", "Dana"
     )
     alert = phone.wait_for("alerting")
     assert alert["caller"] == "Dana" and alert["queue"] == "support"
@@ -102,8 +69,6 @@ def test_agent_hangs_up(platform, start_phone, start_caller, tmp_path: Path):
     phone.wait_for("answered", call_id=alert["call_id"])
     platform.wait_for("call_answered", call_id=alert["call_id"])
     # Let audio flow for a while, then the agent hangs up.
-    import time
-
     time.sleep(2.5)
     phone.send("hangup")
     code, summary = caller.result(timeout=20)

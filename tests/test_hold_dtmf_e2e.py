@@ -19,20 +19,13 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
-from audio_analysis import has_tone, make_tone, rms, tone_snr_db
+from audio_analysis import has_tone, rms, tone_snr_db
+from e2e import AGENT_HZ, CUSTOMER_HZ, agent_mic_file, audio_through_files, start_tone_caller
 
 from agent_phone.media.tones import HOLD_NOTES_HZ, WAITING_HZ
-from agent_phone.media.wav import read_wav, write_wav
+from agent_phone.media.wav import read_wav
 
-CUSTOMER_HZ = 440.0
-AGENT_HZ = 880.0
 RATE = 48000
-
-
-def _mic(tmp_path: Path) -> str:
-    mic = tmp_path / "mic.wav"
-    write_wav(mic, make_tone(AGENT_HZ, 1.0))
-    return str(mic)
 
 
 def stretch(samples: np.ndarray, origin: float, start: float, end: float) -> np.ndarray:
@@ -58,25 +51,10 @@ def test_hold_cuts_both_ways_and_dtmf_reaches_the_customer(
     platform, start_phone, start_caller, tmp_path: Path
 ):
     phone = start_phone(
-        platform.url,
-        "bob",
-        "--on-queue",
-        "--auto-answer",
-        "--mic-file",
-        _mic(tmp_path),
-        "--speaker-file",
-        str(tmp_path / "agent.wav"),
+        platform.url, "bob", "--on-queue", "--auto-answer", *audio_through_files(tmp_path)
     )
     phone.wait_for("presence", on_queue=True)
-    caller = start_caller(
-        platform.url,
-        "--tone",
-        str(CUSTOMER_HZ),
-        "--record",
-        str(tmp_path / "customer.wav"),
-        "--duration",
-        "0",
-    )
+    caller = start_tone_caller(start_caller, platform.url, tmp_path / "customer.wav", 0)
     answered = phone.wait_for("answered", timeout=30)
     call_id = answered["call_id"]
     time.sleep(2.0)
@@ -171,7 +149,7 @@ def test_waiting_customer_hears_the_waiting_tone_until_an_agent_connects(
     platform.wait_for("call_queued", timeout=20)
     time.sleep(3.0)  # nobody is on queue
     phone = start_phone(
-        platform.url, "carol", "--on-queue", "--auto-answer", "--mic-file", _mic(tmp_path)
+        platform.url, "carol", "--on-queue", "--auto-answer", "--mic-file", agent_mic_file(tmp_path)
     )
     answered = phone.wait_for("answered", timeout=30)
     code, summary = caller.result(timeout=30)
@@ -193,7 +171,7 @@ def test_waiting_customer_hears_the_waiting_tone_until_an_agent_connects(
 def test_a_requeued_customer_hears_the_waiting_tone_again(
     platform, start_phone, start_caller, tmp_path: Path
 ):
-    mic = _mic(tmp_path)
+    mic = agent_mic_file(tmp_path)
     bob = start_phone(platform.url, "bob", "--on-queue", "--auto-answer", "--mic-file", mic)
     bob.wait_for("presence", on_queue=True)
     caller = start_caller(
@@ -230,17 +208,10 @@ def test_a_call_hung_up_on_hold_leaves_the_kept_connection_unheld(
     """Calls held over a persistent connection must not get stuck: the next
     call over the same connection carries audio both ways, un-held."""
     phone = start_phone(
-        platform.url,
-        "bob",
-        "--on-queue",
-        "--auto-answer",
-        "--mic-file",
-        _mic(tmp_path),
-        "--speaker-file",
-        str(tmp_path / "agent.wav"),
+        platform.url, "bob", "--on-queue", "--auto-answer", *audio_through_files(tmp_path)
     )
     phone.wait_for("presence", on_queue=True)
-    first = start_caller(platform.url, "--tone", str(CUSTOMER_HZ), "--duration", "0")
+    first = start_tone_caller(start_caller, platform.url, None, 0)
     one = phone.wait_for("answered", timeout=30)["call_id"]
     phone.send("hold")
     phone.wait_for("held", on=True, call_id=one)
@@ -250,15 +221,7 @@ def test_a_call_hung_up_on_hold_leaves_the_kept_connection_unheld(
     assert code == 0 and summary["ended_by"] == "agent" and summary["hold_tone_s"] >= 0.8
 
     mark = phone.mark()
-    second = start_caller(
-        platform.url,
-        "--tone",
-        str(CUSTOMER_HZ),
-        "--record",
-        str(tmp_path / "second.wav"),
-        "--duration",
-        "3",
-    )
+    second = start_tone_caller(start_caller, platform.url, tmp_path / "second.wav", 3)
     alert = phone.wait_for("alerting", since=mark, timeout=30)
     assert alert["over_persistent_connection"] is True  # the same connection (R3)
     code, summary = second.result(timeout=30)
@@ -292,7 +255,7 @@ class RawAgent:
 async def test_hold_and_dtmf_are_refused_on_someone_elses_call_or_in_the_wrong_state(
     platform, start_phone, start_caller, tmp_path: Path
 ):
-    bob = start_phone(platform.url, "bob", "--on-queue", "--mic-file", _mic(tmp_path))
+    bob = start_phone(platform.url, "bob", "--on-queue", "--mic-file", agent_mic_file(tmp_path))
     await asyncio.to_thread(bob.wait_for, "presence", on_queue=True)
     caller = start_caller(platform.url, "--duration", "2", "--wait", "30")
     alert = await asyncio.to_thread(bob.wait_for, "alerting", timeout=30)

@@ -13,13 +13,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from audio_analysis import has_tone, make_tone, tone_snr_db
+from audio_analysis import has_tone, tone_snr_db
+from e2e import AGENT_HZ, CUSTOMER_HZ, agent_mic_file, two_way_tone_call
 from procs import PlatformProcess, _env
 
-from agent_phone.media.wav import read_wav, write_wav
+from agent_phone.media.wav import read_wav
 
-CUSTOMER_HZ = 440.0
-AGENT_HZ = 880.0
 IMPAIRED = "loss=0.05,delay_ms=75,jitter_ms=5,seed=1"
 
 
@@ -39,27 +38,15 @@ def test_audio_flows_at_5_percent_loss_and_150_ms_round_trip(
         platform.url, "bob", "--on-queue", "--auto-answer", env=_env(AGENT_PHONE_NETEM=IMPAIRED)
     )
     phone.wait_for("presence", on_queue=True)
-    feed = virtual_audio.play_into_mic(make_tone(AGENT_HZ, 1.0), loop=True)
-    recording = virtual_audio.start_recording()
-    try:
-        caller = start_caller(
-            platform.url,
-            "--tone",
-            str(CUSTOMER_HZ),
-            "--record",
-            str(tmp_path / "customer.wav"),
-            "--duration",
-            "9",
-        )
-        code, summary = caller.result(timeout=60)
-    finally:
-        heard_by_agent = recording.stop()
-        feed.stop()
-    assert code == 0 and summary["agent"] == "bob", summary
+    call = two_way_tone_call(
+        virtual_audio, start_caller, platform.url, tmp_path, duration=9, timeout=60
+    )
+    summary, heard_by_agent = call.summary, call.heard_by_agent
+    assert call.code == 0 and summary["agent"] == "bob", summary
     call_id = summary["call_id"]
 
     # Audio still flows both ways, clearly enough to find each tone.
-    heard_by_customer = read_wav(tmp_path / "customer.wav")
+    heard_by_customer = call.heard_by_customer()
     agent_snr, _ = tone_snr_db(heard_by_agent, CUSTOMER_HZ)
     customer_snr, _ = tone_snr_db(heard_by_customer, AGENT_HZ)
     print(f"SNR at the agent's speaker {agent_snr:.1f} dB, at the customer {customer_snr:.1f} dB")
@@ -89,8 +76,7 @@ def test_audio_flows_at_5_percent_loss_and_150_ms_round_trip(
 def test_a_network_cut_mid_call_hands_the_customer_to_the_next_agent(
     platform, start_phone, start_caller, tmp_path: Path
 ):
-    mic = tmp_path / "mic.wav"
-    write_wav(mic, make_tone(AGENT_HZ, 1.0))
+    mic = agent_mic_file(tmp_path)
     control = tmp_path / "bob.netem"
     control.write_text("")  # no impairment yet
     bob = start_phone(
@@ -99,12 +85,12 @@ def test_a_network_cut_mid_call_hands_the_customer_to_the_next_agent(
         "--on-queue",
         "--auto-answer",
         "--mic-file",
-        str(mic),
+        mic,
         env=_env(AGENT_PHONE_NETEM_FILE=str(control)),
     )
     bob.wait_for("presence", on_queue=True)
     time.sleep(0.3)
-    carol = start_phone(platform.url, "carol", "--auto-answer", "--mic-file", str(mic))
+    carol = start_phone(platform.url, "carol", "--auto-answer", "--mic-file", mic)
     carol.wait_for("signed_in")
     # The customer stays until an agent hangs up, however long the hand-over takes.
     caller = start_caller(

@@ -16,7 +16,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
-from audio_analysis import has_tone, make_tone
+from audio_analysis import has_tone
+from e2e import (
+    AGENT_HZ,
+    CUSTOMER_HZ,
+    agent_voice_on_sound_card,
+    audio_through_files,
+    start_tone_caller,
+)
 from procs import JsonLinesProcess
 from tcp_proxy import TcpProxy
 from test_bad_input import RawClient, blocking, sign_in
@@ -24,9 +31,6 @@ from test_bad_input import RawClient, blocking, sign_in
 from agent_phone.media.ice import ice_addresses, restrict_ice_addresses
 from agent_phone.media.wav import read_wav
 from agent_phone.phone.connection import PhoneConnection
-
-AGENT_HZ = 880.0
-CUSTOMER_HZ = 440.0
 
 
 def proxied(url: str, proxy: TcpProxy) -> str:
@@ -174,20 +178,10 @@ def test_a_call_survives_a_severed_websocket_and_the_phone_resumes(
     with TcpProxy(port_of(platform.url)) as proxy:
         bob = start_phone(proxied(platform.url, proxy), "bob", "--on-queue", "--auto-answer")
         bob.wait_for("presence", on_queue=True)
-        feed = virtual_audio.play_into_mic(make_tone(AGENT_HZ, 1.0), loop=True)
-        # What the agent's speaker plays, in real time (silence included).
-        speaker = virtual_audio.start_recording()
-        speaker_t0 = time.time()
-        try:
-            caller = start_caller(
-                platform.url,
-                "--tone",
-                str(CUSTOMER_HZ),
-                "--record",
-                str(tmp_path / "customer.wav"),
-                "--duration",
-                "60",  # the agent hangs up
-            )
+        # What the agent's speaker plays is recorded in real time (silence included).
+        with agent_voice_on_sound_card(virtual_audio) as agent:
+            # 60 s: longer than the test, so it is the agent who hangs up.
+            caller = start_tone_caller(start_caller, platform.url, tmp_path / "customer.wav", 60)
             answered = bob.wait_for("answered", timeout=30)
             call_id = answered["call_id"]
             delivered = platform.wait_for("call_delivered", call_id=call_id)
@@ -220,9 +214,6 @@ def test_a_call_survives_a_severed_websocket_and_the_phone_resumes(
             time.sleep(2.0)  # talk on after the resume
             bob.send("hangup")
             code, summary = caller.result(timeout=30)
-        finally:
-            agent_heard = speaker.stop()
-            feed.stop()
 
     assert code == 0, summary
     assert summary["ended_by"] == "agent" and summary["reason"] == "agent_hangup"
@@ -234,7 +225,8 @@ def test_a_call_survives_a_severed_websocket_and_the_phone_resumes(
     assert [e["reason"] for e in bob.matching("ended")] == ["agent_hangup"]
     # Media went on through the cut: while the WebSocket was severed the
     # agent's speaker kept playing the customer's tone.
-    cut = agent_heard[
+    speaker_t0 = agent.started_at
+    cut = agent.heard[
         int((severed_at - speaker_t0 + 0.2) * 48000) : int((restored_at - speaker_t0) * 48000)
     ]
     assert len(cut) > 1.5 * 48000
@@ -385,20 +377,13 @@ def test_a_call_ended_while_cut_off_is_ended_at_the_phone_on_resume(
     ``call_ended`` is never delivered, and the resume's snapshot ends the call
     at the phone, whose indicator then shows the kept connection as the
     platform has it."""
-    from agent_phone.media.wav import write_wav
-
-    mic = tmp_path / "mic.wav"
-    write_wav(mic, make_tone(AGENT_HZ, 1.0))
     with TcpProxy(port_of(platform.url)) as proxy:
         bob = start_phone(
             proxied(platform.url, proxy),
             "bob",
             "--on-queue",
             "--auto-answer",
-            "--mic-file",
-            str(mic),
-            "--speaker-file",
-            str(tmp_path / "agent.wav"),
+            *audio_through_files(tmp_path),
         )
         bob.wait_for("presence", on_queue=True)
         caller = start_caller(platform.url, "--duration", "60")

@@ -14,15 +14,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from audio_analysis import make_tone
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from e2e import write_config
+from e2e import AGENT_HZ, CUSTOMER_HZ, agent_mic_file, start_tone_caller, write_config
 from procs import JsonLinesProcess, PlatformProcess
-from test_call_e2e import AGENT_HZ, CUSTOMER_HZ, hears_only
+from test_call_e2e import hears_only
 
 from agent_phone.cloud.tls import format_fingerprint, make_dev_certificate
-from agent_phone.media.wav import read_wav, write_wav
+from agent_phone.media.wav import read_wav
 from agent_phone.tls import InsecureUrlError, check_platform_url, is_loopback_host
 
 #: Never contacted: the clients must refuse before connecting. A TCP connect
@@ -64,18 +63,12 @@ async def test_a_call_over_wss_with_the_dev_certificate(
     assert platform.tls_fingerprint == sha256_of(cert)
     assert platform.tls_fingerprint in platform.stderr()
 
-    mic = tmp_path / "mic.wav"
-    write_wav(mic, make_tone(AGENT_HZ, 1.0))
     phone = start_phone(  # --ca cert.pem, taken from the platform's ready event
-        platform.url, "bob", "--on-queue", "--auto-answer", "--mic-file", str(mic)
+        platform.url, "bob", "--on-queue", "--auto-answer", "--mic-file", agent_mic_file(tmp_path)
     )
     phone.wait_for("presence", on_queue=True)
     assert "--ca" in phone.args
-    caller = start_caller(
-        platform.url,
-        *("--tone", str(CUSTOMER_HZ), "--record", str(tmp_path / "customer.wav")),
-        *("--duration", "3"),
-    )
+    caller = start_tone_caller(start_caller, platform.url, tmp_path / "customer.wav", 3)
     code, summary = caller.result(timeout=40)
     assert code == 0, summary
     assert summary["answered"] is True and summary["agent"] == "bob"

@@ -10,6 +10,7 @@ call of the session and is written when the phone closes.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ from agent_phone.phone.devices import (
     list_devices,
     resolve_device,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class CallAudio:
@@ -77,6 +80,34 @@ class CallAudio:
     async def close(self) -> None:
         self.in_call = False
         await asyncio.gather(self.mic.stop(), self.speaker.stop())
+
+    def use_devices(self, mic_device: str | None, speaker_device: str | None) -> bool:
+        """Use these devices from the next call; False if it cannot now.
+
+        Only between calls, and only for real devices (a WAV file standing in
+        for a device stays): between calls the device objects are closed, so
+        new ones can take their place.
+        """
+        if self.in_call:
+            return False
+        if isinstance(self.mic, MicrophoneSource) and self.mic.device != mic_device:
+            if self.mic.active:
+                return False
+            self.mic = MicrophoneSource(mic_device)
+            logger.info("microphone for the next call: %s", mic_device or "the default")
+        if isinstance(self.speaker, SpeakerSink) and self.speaker.device != speaker_device:
+            if self.speaker.active:
+                return False
+            self.speaker = SpeakerSink(speaker_device)
+            logger.info("speaker for the next call: %s", speaker_device or "the default")
+        # What the phone checks before going on queue follows the new choice.
+        checks: list[tuple[str | None, DeviceKind]] = []
+        if isinstance(self.mic, MicrophoneSource):
+            checks.append((mic_device, "input"))
+        if isinstance(self.speaker, SpeakerSink):
+            checks.append((speaker_device, "output"))
+        self.devices = checks
+        return True
 
 
 def call_audio(

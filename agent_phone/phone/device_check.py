@@ -9,25 +9,19 @@ of ours is open, so a refresh here first stops the meter, and during a call
 (the call's microphone and speaker are open) it falls back to the list
 PortAudio already has and says so.
 
-``switch_call_devices`` lets a changed microphone or speaker take effect
-from the next call rather than the next sign-in: between calls the
-``CallAudio`` holds closed device objects, so new ones can take their place.
+(A changed microphone or speaker takes effect from the next call through
+``PhoneEngine.switch_devices``.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent_phone.phone.audio_io import CallAudio
 from agent_phone.phone.devices import (
     AudioDeviceError,
     DeviceInfo,
-    DeviceKind,
-    MicrophoneSource,
-    SpeakerSink,
     list_devices,
     refresh_devices,
 )
@@ -116,36 +110,3 @@ class AudioCheck:
         """Stop the meter; idempotent."""
         self._closed = True
         await self.stop_meter()
-
-
-def switch_call_devices(
-    audio: CallAudio,
-    mic_device: str | None,
-    speaker_device: str | None,
-    in_call: Callable[[], bool],
-) -> bool:
-    """Use these devices from the next call; False if it cannot now.
-
-    Only between calls, and only for real devices (a WAV file standing in
-    for a device stays).
-    """
-    if in_call() or audio.in_call:
-        return False
-    if isinstance(audio.mic, MicrophoneSource) and audio.mic.device != mic_device:
-        if audio.mic.active:
-            return False
-        audio.mic = MicrophoneSource(mic_device)
-        logger.info("microphone for the next call: %s", mic_device or "the default")
-    if isinstance(audio.speaker, SpeakerSink) and audio.speaker.device != speaker_device:
-        if audio.speaker.active:
-            return False
-        audio.speaker = SpeakerSink(speaker_device)
-        logger.info("speaker for the next call: %s", speaker_device or "the default")
-    # What the phone checks before going on queue follows the new choice.
-    checks: list[tuple[str | None, DeviceKind]] = []
-    if isinstance(audio.mic, MicrophoneSource):
-        checks.append((mic_device, "input"))
-    if isinstance(audio.speaker, SpeakerSink):
-        checks.append((speaker_device, "output"))
-    audio.devices = checks
-    return True

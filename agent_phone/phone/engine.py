@@ -10,21 +10,21 @@ events and call its commands.
 from __future__ import annotations
 
 import asyncio
-import enum
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent_phone.media.tones import dtmf_samples, validate_dtmf
+from agent_phone.media.tones import validate_dtmf
 from agent_phone.phone import events
 from agent_phone.phone.audio_io import CallAudio
+from agent_phone.phone.call import CallInfo, CallState
 from agent_phone.phone.connection import PhoneConnection
 from agent_phone.phone.connection_state import ConnectionStateModel, ConnectionStatus
 from agent_phone.phone.quality import QualityReporter
-from agent_phone.phone.session import ResumeRefused, SessionToken, resume_with_retries
+from agent_phone.phone.session import SessionResume, SessionToken
 from agent_phone.phone.settings import PhoneSettings
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
@@ -45,7 +45,6 @@ from agent_phone.protocol import (
     PresenceChanged,
     ProtocolError,
     RefreshSession,
-    ResumeSession,
     SendDtmf,
     SessionRefreshed,
     SessionResumed,
@@ -67,8 +66,6 @@ Observer = Callable[[events.PhoneEvent], None]
 
 #: A received frame louder than this (int16 peak, about -50 dBFS) is audible.
 AUDIBLE = 100
-#: The agent's own DTMF keys, played quietly into their speaker as feedback.
-KEY_FEEDBACK_DBM0 = -24.0
 
 
 class PhoneError(Exception):
@@ -77,32 +74,6 @@ class PhoneError(Exception):
 
 class SignInError(PhoneError):
     pass
-
-
-class CallState(enum.Enum):
-    ALERTING = "alerting"
-    ANSWERING = "answering"
-    CONNECTED = "connected"
-
-
-@dataclass
-class CallInfo:
-    call_id: str
-    caller: str
-    queue: str
-    connection_id: str
-    over_persistent_connection: bool
-    delivery_ms: float
-    state: CallState = CallState.ALERTING
-    offered_at: float = 0.0
-    answered_at: float = 0.0
-    connected_at: float = 0.0
-    heard: bool = False
-    auto: bool = False
-    #: On hold, as the platform last said (``call_held``).
-    held: bool = False
-    #: Key feedback still to be mixed into the speaker.
-    key_feedback: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
 
 
 class PhoneEngine:
@@ -126,8 +97,7 @@ class PhoneEngine:
         # --- session token and resume ---
         self._session = SessionToken(self._tasks, self._send_refresh)
         self._alert_timeout_s = 12.0
-        self._resumed: asyncio.Future[SessionResumed] | None = None
-        self._recovering = False
+        self._resume = SessionResume(self)
 
     # --- observers ---------------------------------------------------------------
 
@@ -199,9 +169,8 @@ class PhoneEngine:
         finally:
             # Only the current socket's end matters (a replaced one is closed on purpose).
             if client is self._signaling:
-                if self._resumed is not None and not self._resumed.done():
-                    self._resumed.set_exception(SignalingError("the platform closed the socket"))
-                if not self._closing and not self._recovering:
+                self._resume.socket_closed()
+                if not self._closing and not self._resume.running:
                     self._tasks.spawn(self._platform_lost(), "lost")
 
     def _invalid_message(self, exc: ProtocolError) -> None:
@@ -245,10 +214,9 @@ class PhoneEngine:
                 self._session.update(message.session_token, message.token_expires_in_s)
                 self._emit(events.SessionRefreshed(expires_in_s=message.token_expires_in_s))
             case SessionResumed():
-                if self._resumed is not None and not self._resumed.done():
-                    self._resumed.set_result(message)
-            case Error() if self._resumed is not None and not self._resumed.done():
-                self._resumed.set_exception(ResumeRefused(message.code, message.message))
+                self._resume.answered(message)
+            case Error() if self._resume.waiting:
+                self._resume.refused(message)
             case Error():
                 if self._signed_in is not None and not self._signed_in.done():
                     self._signed_in.set_exception(SignInError(message.message))
@@ -392,7 +360,7 @@ class PhoneEngine:
     async def _platform_lost(self) -> None:
         unexpected = self.agent is not None
         if unexpected and self._session.token is not None and not self._closing:
-            if await self._resume() or self._closing:
+            if await self._resume.run() or self._closing:
                 return
         was_on_queue = self.on_queue
         if unexpected:
@@ -427,114 +395,13 @@ class PhoneEngine:
         self._emit(events.Error(message="could not reach the platform again", code="lost"))
         self.closed.set()
 
-    # --- session token refresh and resume (docs/protocol.md "Sessions") -------------
+    # --- session token refresh (docs/protocol.md "Sessions"; the resume: session.py) ---
 
     async def _send_refresh(self) -> None:
         try:
             await self._send(RefreshSession())
         except PhoneError as exc:  # the socket is down: the resume reschedules it
             logger.info("session refresh not sent: %s", exc)
-
-    async def _resume(self) -> bool:
-        """The WebSocket dropped while signed in: reconnect with backoff and
-        resume the session (the call and its media go on meanwhile). False
-        when it cannot be resumed: the caller then signs in afresh or stops."""
-        self._recovering = True
-        try:
-            outcome = await resume_with_retries(
-                lambda token: self._try_resume(token, timeout=5.0),
-                self._session,
-                lambda: self.connection is not None,
-                lambda: self._closing,
-                self._emit,
-            )
-            if outcome.stopped:
-                return True
-            if outcome.snapshot is not None:
-                await self._resync(outcome.snapshot, outcome.away_s, outcome.attempts)
-                return True
-            old, self._signaling = self._signaling, None
-            if old is not None:
-                await old.close()
-            logger.warning("session not resumed (%s): %s", outcome.code, outcome.message)
-            self._emit(events.ResumeFailed(code=outcome.code, message=outcome.message))
-            return False
-        finally:
-            self._recovering = False
-
-    async def _try_resume(self, token: str, timeout: float) -> SessionResumed:
-        s = self.settings
-        client = SignalingClient(
-            s.platform, decode_to_agent, self._invalid_message, ca_file=s.ca_file
-        )
-        await client.connect(timeout)
-        old, self._signaling = self._signaling, client
-        if old is not None:
-            await old.close()
-        resumed: asyncio.Future[SessionResumed] = asyncio.get_running_loop().create_future()
-        self._resumed = resumed
-        self._tasks.spawn(self._read(client), "signaling")
-        try:
-            await self._send(ResumeSession(version=PROTOCOL_VERSION, session_token=token))
-            return await asyncio.wait_for(asyncio.shield(resumed), timeout)
-        finally:
-            self._resumed = None
-            if not resumed.done():
-                resumed.cancel()
-
-    async def _resync(self, snapshot: SessionResumed, away_s: float, attempts: int) -> None:
-        """Make the phone's state the platform's: presence, connection, call."""
-        self._session.update(
-            self._session.token, snapshot.token_expires_in_s, snapshot.resume_grace_s
-        )
-        if snapshot.on_queue != self.on_queue:
-            self.on_queue = snapshot.on_queue
-            self._emit(events.Presence(on_queue=snapshot.on_queue, reason="resumed"))
-        conn = snapshot.connection
-        if self.connection is not None and (
-            conn is None or conn.connection_id != self.connection.id
-        ):
-            await self._drop_connection("resumed")
-        theirs = snapshot.call
-        if self.call is not None and (theirs is None or theirs.call_id != self.call.call_id):
-            await self._end_call("ended_while_disconnected")
-        elif self.call is not None and theirs is not None and theirs.state == "connected":
-            self._connected(theirs.call_id)
-        elif self.call is None and theirs is not None and theirs.state == "alerting":
-            # Offered while the offer was in flight: alert now (or decline, when
-            # the phone has no such connection, so it goes to the next agent).
-            await self._offered(
-                CallOffered(
-                    call_id=theirs.call_id,
-                    caller=theirs.caller,
-                    queue=theirs.queue,
-                    connection_id=theirs.connection_id or "",
-                    over_persistent_connection=False,
-                    alert_timeout_s=self._alert_timeout_s,
-                )
-            )
-        elif self.call is None and theirs is not None and theirs.state == "connected":
-            # Connected on the platform but not here: hand the customer on.
-            await self._send(Hangup(call_id=theirs.call_id, requeue=True))
-        if conn is not None:
-            self.connection_state.platform_reported(conn)
-        elif (shown := self.connection_state.status).connection_id is not None:
-            self.connection_state.platform_reported(
-                ConnectionState(connection_id=shown.connection_id, state="closed", reason="resumed")
-            )
-        call = self.call
-        self._emit(
-            events.Resumed(
-                agent=snapshot.agent,
-                on_queue=snapshot.on_queue,
-                connection_id=conn.connection_id if conn else None,
-                connection_state=conn.state if conn else None,
-                call_id=call.call_id if call else None,
-                call_state=call.state.value if call else None,
-                away_s=round(away_s, 3),
-                attempts=attempts,
-            )
-        )
 
     # --- commands ----------------------------------------------------------------
 
@@ -586,7 +453,7 @@ class PhoneEngine:
 
         def deliver(samples: np.ndarray) -> None:
             if call.key_feedback.size:
-                write(_mix_feedback(call, samples))
+                write(call.mix_key_feedback(samples))
             else:
                 write(samples)
             if not call.heard and samples.size and np.abs(samples).max() > AUDIBLE:
@@ -630,10 +497,8 @@ class PhoneEngine:
             raise PhoneError(str(exc)) from None
         call = self._require_call(call_id, *CallState)
         await self._send(SendDtmf(call_id=call.call_id, digits=digits))
-        # (Bounded like the platform's queue of keys: 10 s.)
-        if call.state is CallState.CONNECTED and not call.held and call.key_feedback.size < 480_000:
-            tones = dtmf_samples(digits, level_dbm0=KEY_FEEDBACK_DBM0)
-            call.key_feedback = np.concatenate([call.key_feedback, tones])
+        if call.state is CallState.CONNECTED and not call.held:
+            call.add_key_feedback(digits)
         self._emit(events.DtmfSent(call_id=call.call_id, digits=digits))
 
     def set_mute(self, on: bool) -> None:
@@ -651,6 +516,16 @@ class PhoneEngine:
 
     async def end_connection(self) -> None:
         await self._send(EndConnection())
+
+    def switch_devices(self, mic_device: str | None, speaker_device: str | None) -> bool:
+        """Use these devices from the next call rather than the next sign-in;
+        False during a call (or while a device is still open)."""
+        if self.call is not None or not self.audio.use_devices(mic_device, speaker_device):
+            return False
+        self.settings = dataclasses.replace(
+            self.settings, mic_device=mic_device, speaker_device=speaker_device
+        )
+        return True
 
     async def close(self) -> None:
         """Hang up, sign out, close the connection and the devices. Idempotent."""
@@ -678,13 +553,3 @@ class PhoneEngine:
             await self._signaling.close()
         await self.audio.close()
         self.closed.set()
-
-
-def _mix_feedback(call: CallInfo, samples: np.ndarray) -> np.ndarray:
-    """``samples`` with the next stretch of the call's key feedback added."""
-    n = min(samples.size, call.key_feedback.size)
-    mixed = samples.astype(np.int32)
-    mixed[:n] += call.key_feedback[:n]
-    call.key_feedback = call.key_feedback[n:]
-    out: np.ndarray = np.clip(mixed, -32768, 32767).astype(np.int16)
-    return out

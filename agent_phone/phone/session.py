@@ -2,8 +2,10 @@
 before it expires, and the retries that resume the session on a new
 WebSocket after the old one dropped (docs/protocol.md, "Sessions").
 
-The engine owns the signaling and the call; this module owns the token and
-the timing of the retries, so neither clutters the other.
+The engine owns the signaling and the call; this module owns the token,
+the timing of the retries and the resume itself (``SessionResume``: the
+new socket, and the engine's state brought in line with the platform's
+snapshot), so the engine reads as the normal course of a session.
 """
 
 from __future__ import annotations
@@ -13,10 +15,24 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agent_phone.phone import events
-from agent_phone.protocol import SessionResumed
+from agent_phone.protocol import (
+    PROTOCOL_VERSION,
+    CallOffered,
+    ConnectionState,
+    Error,
+    Hangup,
+    ResumeSession,
+    SessionResumed,
+    decode_to_agent,
+)
+from agent_phone.signaling import SignalingClient, SignalingError
 from agent_phone.tasks import TaskSet
+
+if TYPE_CHECKING:  # the engine imports this module
+    from agent_phone.phone.engine import PhoneEngine
 
 logger = logging.getLogger(__name__)
 
@@ -144,3 +160,139 @@ async def _wait(delay: float, alive: Callable[[], bool] | None) -> bool:
             break
         await asyncio.sleep(min(0.1, left))
     return True
+
+
+class SessionResume:
+    """The engine's resume of its session after the WebSocket dropped: a new
+    socket, ``resume_session`` with the token (retried by
+    ``resume_with_retries``), then the engine's state made the platform's
+    snapshot. It acts on the engine through the engine's own methods; the
+    engine hands it the platform's answer (``answered``/``refused``)."""
+
+    def __init__(self, engine: PhoneEngine) -> None:
+        self._engine = engine
+        self._answer: asyncio.Future[SessionResumed] | None = None
+        #: True while resuming: the old socket's end is expected, not a loss.
+        self.running = False
+
+    @property
+    def waiting(self) -> bool:
+        """A ``resume_session`` is out and not answered yet."""
+        return self._answer is not None and not self._answer.done()
+
+    def answered(self, message: SessionResumed) -> None:
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(message)
+
+    def refused(self, error: Error) -> None:
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(ResumeRefused(error.code, error.message))
+
+    def socket_closed(self) -> None:
+        """The current WebSocket ended (an answer awaited on it never comes)."""
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(SignalingError("the platform closed the socket"))
+
+    async def run(self) -> bool:
+        """The WebSocket dropped while signed in: reconnect with backoff and
+        resume the session (the call and its media go on meanwhile). False
+        when it cannot be resumed: the caller then signs in afresh or stops."""
+        engine = self._engine
+        self.running = True
+        try:
+            outcome = await resume_with_retries(
+                lambda token: self._try_resume(token, timeout=5.0),
+                engine._session,
+                lambda: engine.connection is not None,
+                lambda: engine._closing,
+                engine._emit,
+            )
+            if outcome.stopped:
+                return True
+            if outcome.snapshot is not None:
+                await self._resync(outcome.snapshot, outcome.away_s, outcome.attempts)
+                return True
+            old, engine._signaling = engine._signaling, None
+            if old is not None:
+                await old.close()
+            logger.warning("session not resumed (%s): %s", outcome.code, outcome.message)
+            engine._emit(events.ResumeFailed(code=outcome.code, message=outcome.message))
+            return False
+        finally:
+            self.running = False
+
+    async def _try_resume(self, token: str, timeout: float) -> SessionResumed:
+        engine = self._engine
+        s = engine.settings
+        client = SignalingClient(
+            s.platform, decode_to_agent, engine._invalid_message, ca_file=s.ca_file
+        )
+        await client.connect(timeout)
+        old, engine._signaling = engine._signaling, client
+        if old is not None:
+            await old.close()
+        answer: asyncio.Future[SessionResumed] = asyncio.get_running_loop().create_future()
+        self._answer = answer
+        engine._tasks.spawn(engine._read(client), "signaling")
+        try:
+            await engine._send(ResumeSession(version=PROTOCOL_VERSION, session_token=token))
+            return await asyncio.wait_for(asyncio.shield(answer), timeout)
+        finally:
+            self._answer = None
+            if not answer.done():
+                answer.cancel()
+
+    async def _resync(self, snapshot: SessionResumed, away_s: float, attempts: int) -> None:
+        """Make the phone's state the platform's: presence, connection, call."""
+        engine = self._engine
+        engine._session.update(
+            engine._session.token, snapshot.token_expires_in_s, snapshot.resume_grace_s
+        )
+        if snapshot.on_queue != engine.on_queue:
+            engine.on_queue = snapshot.on_queue
+            engine._emit(events.Presence(on_queue=snapshot.on_queue, reason="resumed"))
+        conn = snapshot.connection
+        if engine.connection is not None and (
+            conn is None or conn.connection_id != engine.connection.id
+        ):
+            await engine._drop_connection("resumed")
+        theirs = snapshot.call
+        if engine.call is not None and (theirs is None or theirs.call_id != engine.call.call_id):
+            await engine._end_call("ended_while_disconnected")
+        elif engine.call is not None and theirs is not None and theirs.state == "connected":
+            engine._connected(theirs.call_id)
+        elif engine.call is None and theirs is not None and theirs.state == "alerting":
+            # Offered while the offer was in flight: alert now (or decline, when
+            # the phone has no such connection, so it goes to the next agent).
+            await engine._offered(
+                CallOffered(
+                    call_id=theirs.call_id,
+                    caller=theirs.caller,
+                    queue=theirs.queue,
+                    connection_id=theirs.connection_id or "",
+                    over_persistent_connection=False,
+                    alert_timeout_s=engine._alert_timeout_s,
+                )
+            )
+        elif engine.call is None and theirs is not None and theirs.state == "connected":
+            # Connected on the platform but not here: hand the customer on.
+            await engine._send(Hangup(call_id=theirs.call_id, requeue=True))
+        if conn is not None:
+            engine.connection_state.platform_reported(conn)
+        elif (shown := engine.connection_state.status).connection_id is not None:
+            engine.connection_state.platform_reported(
+                ConnectionState(connection_id=shown.connection_id, state="closed", reason="resumed")
+            )
+        call = engine.call
+        engine._emit(
+            events.Resumed(
+                agent=snapshot.agent,
+                on_queue=snapshot.on_queue,
+                connection_id=conn.connection_id if conn else None,
+                connection_state=conn.state if conn else None,
+                call_id=call.call_id if call else None,
+                call_state=call.state.value if call else None,
+                away_s=round(away_s, 3),
+                attempts=attempts,
+            )
+        )

@@ -7,8 +7,8 @@ silence; the connect tone that greets an auto-answered call is two short
 
 ``SoundPlayer`` plays one clip (once or looped) on an output device, and
 ``LevelMeter`` reports how loud an input device is. Both open their PortAudio
-stream through ``devices.StreamHandle``, so ``sounddevice`` is still imported
-only in ``agent_phone.phone.devices``, and the same thread rules hold
+stream through ``portaudio.StreamHandle``, so ``sounddevice`` is still imported
+only in ``agent_phone.phone.portaudio``, and the same thread rules hold
 (STYLE.md habit 6): the callbacks touch only numpy buffers and plain numbers;
 the end of a clip reaches the loop through ``call_soon_threadsafe``.
 """
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from agent_phone.media.audio import DTYPE, FRAME_SAMPLES, SAMPLE_RATE
-from agent_phone.phone.devices import DeviceSpec, StreamHandle
+from agent_phone.phone.portaudio import DeviceSpec, StreamHandle
 
 logger = logging.getLogger(__name__)
 

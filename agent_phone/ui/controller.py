@@ -20,7 +20,6 @@ from PySide6.QtCore import QObject, Signal
 from agent_phone.media.ice import restrict_ice_addresses
 from agent_phone.phone import events
 from agent_phone.phone.audio_io import call_audio
-from agent_phone.phone.device_check import switch_call_devices
 from agent_phone.phone.engine import Observer, PhoneEngine, PhoneError
 from agent_phone.phone.settings import PhoneSettings
 from agent_phone.ui.bridges import ConnectionStateBridge, PhoneBridge
@@ -282,9 +281,4 @@ class PhoneController(QObject):
         engine = self._engine
         if engine is None:
             return True  # the next sign-in reads the settings anyway
-        if not switch_call_devices(engine.audio, mic, speaker, lambda: self.in_call):
-            return False
-        engine.settings = dataclasses.replace(
-            engine.settings, mic_device=mic, speaker_device=speaker
-        )
-        return True
+        return engine.switch_devices(mic, speaker)
