@@ -42,9 +42,16 @@ def test_python_blocks_and_live_types_count_objects():
     class Marker:
         pass
 
-    before = memory_use().python_blocks
-    kept = [Marker() for _ in range(20_000)]
-    assert memory_use().python_blocks - before >= 20_000
+    # Garbage of earlier tests, collected in the middle, would hide the growth.
+    gc.collect()
+    gc.disable()
+    try:
+        before = memory_use().python_blocks
+        kept = [Marker() for _ in range(20_000)]
+        grown = memory_use().python_blocks - before
+    finally:
+        gc.enable()
+    assert grown >= 20_000
     counts = dict(live_types(500))
     assert counts[f"{Marker.__module__}.{Marker.__qualname__}"] == len(kept)
 
