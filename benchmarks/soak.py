@@ -359,7 +359,6 @@ class Soak:
         self.kill_caller: str | None = None
         self.kill_call_id: str | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self.rss_samples: list[tuple[float, int, int]] = []
         #: The platform's ``memory`` events, with the calls placed by then.
         self.memory: list[dict[str, Any]] = []
         #: The platform's memory after a full collection, at the end of each phase.
@@ -452,14 +451,11 @@ class Soak:
         await victim.start()
         t.killed["back_after_s"] = round(time.monotonic() - killed_at, 2)
 
-    async def _sample_rss(self, stop: asyncio.Event) -> None:
-        assert self.platform is not None
+    async def _report_progress(self, stop: asyncio.Event) -> None:
+        """A line on stderr every 5 s (the platform's ``memory`` events carry
+        its memory on the same beat)."""
         start = time.monotonic()
         while not stop.is_set():
-            pid = self.platform.pid
-            self.rss_samples.append(
-                (round(time.monotonic() - start, 1), self.tally.placed, proc_status_kb(pid))
-            )
             t = self.tally
             print(
                 f"soak: {time.monotonic() - start:5.0f} s placed {t.placed} answered {t.answered}"
@@ -517,8 +513,8 @@ class Soak:
         rss_start = proc_status_kb(pid)
         cpu_start = proc_cpu_s(pid)
         load_start = loadavg()
-        stop_sampling = asyncio.Event()
-        sampler = asyncio.ensure_future(self._sample_rss(stop_sampling))
+        stop_progress = asyncio.Event()
+        progress = asyncio.ensure_future(self._report_progress(stop_progress))
         started = time.monotonic()
         phases = max(1, min(o.checkpoints, o.calls))
         for k in range(1, phases + 1):
@@ -528,8 +524,8 @@ class Soak:
         rss_peak = proc_status_kb(pid, "VmHWM")
         cpu_s = proc_cpu_s(pid) - cpu_start
         load_end = loadavg()
-        stop_sampling.set()
-        await sampler
+        stop_progress.set()
+        await progress
         never_ended = sorted(t.queued - set(t.ended))
         if t.killed:
             # The killed phone's customer: re-queued and answered by the next agent.
@@ -574,7 +570,6 @@ class Soak:
                 "rss_start_mb": round(rss_start / 1024, 1),
                 "rss_end_mb": round(rss_end / 1024, 1),
                 "rss_peak_mb": round(rss_peak / 1024, 1),
-                "rss_samples": self.rss_samples,
                 "memory_after_collection": after_collection(self.checkpoints),
                 "memory_growth": memory_growth(self.memory, int(WARM_UP * o.calls)),
                 "memory_samples": [
@@ -642,8 +637,9 @@ def memory_growth(samples: list[dict[str, Any]], warm_up_calls: int) -> dict[str
 
 
 def after_collection(checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
-    """The two idle checkpoints, the growth between them per call, and the
-    live types whose count changed."""
+    """The idle checkpoints, the growth per call from the first (the end of
+    the warm-up) to the last, and the live types whose count changed between
+    those two."""
     if len(checkpoints) < 2:
         return {"checkpoints": checkpoints}
     first, last = checkpoints[0], checkpoints[-1]

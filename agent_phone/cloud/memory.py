@@ -191,7 +191,6 @@ class MemoryMonitor:
         self._extra = extra
         self._tasks = TaskSet("memory")
         self._collections = FullCollections()
-        self.last: dict[str, Any] | None = None
 
     def start(self) -> None:
         gc.callbacks.append(self._collections)
@@ -203,7 +202,7 @@ class MemoryMonitor:
         trimmed = await asyncio.to_thread(release_free_memory)
         trim_ms = (time.perf_counter() - started) * 1000
         after = memory_use()
-        self.last = self._events.emit(
+        return self._events.emit(
             "memory",
             **after.as_dict(),
             released_kb=before.rss_kb - after.rss_kb if trimmed else None,
@@ -211,7 +210,6 @@ class MemoryMonitor:
             **self._collections.take(),
             **self._extra(),
         )
-        return self.last
 
     async def snapshot(self, collect: bool = False, top: int = 30) -> dict[str, Any]:
         """The figures now; with ``collect``, after a full garbage collection
