@@ -211,6 +211,8 @@ class Options:
     audio: str = "virtual"
     memory_report_s: float = 5.0
     checkpoints: int = 4
+    #: The platform's gc_collect_s (None: its default).
+    gc_collect_s: float | None = None
 
 
 @dataclass
@@ -375,6 +377,7 @@ class Soak:
             "persistent_timeout_s = 600",
             f'trunk_token = "{TRUNK_TOKEN}"',
             f"memory_report_s = {self.options.memory_report_s}",
+            *([f"gc_collect_s = {g}"] if (g := self.options.gc_collect_s) is not None else []),
             f'admin_token = "{ADMIN_TOKEN}"',
         ]
         for name in names:
@@ -755,6 +758,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=4,
         help="phases; the platform's memory is taken (idle, collected) after each",
     )
+    p.add_argument(
+        "--gc-collect",
+        type=float,
+        metavar="S",
+        help="the platform's gc_collect_s (0: Python's own schedule; default: the platform's)",
+    )
     p.add_argument("--keep-logs", type=Path, metavar="DIR", help="keep every process's log here")
     p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "soak.json")
     return p.parse_args(argv)
@@ -774,6 +783,7 @@ def main(argv: list[str] | None = None) -> int:
         audio=args.audio,
         memory_report_s=args.memory_report,
         checkpoints=args.checkpoints,
+        gc_collect_s=args.gc_collect,
     )
     restrict_ice_addresses(["127.0.0.1"])
     audio = None

@@ -9,7 +9,9 @@ import sys
 import aiohttp
 import numpy as np
 import pytest
+from e2e import write_config
 
+from agent_phone.cloud.config import ConfigError, load_config
 from agent_phone.cloud.memory import (
     FullCollections,
     live_types,
@@ -70,6 +72,22 @@ def test_only_full_collections_are_timed():
     taken = timer.take()
     assert taken["gc_full_collections"] == 2 and taken["gc_full_max_ms"] > 0
     assert timer.take()["gc_full_max_ms"] == 0  # the longest since the last take
+
+
+def test_the_periodic_collection_is_configured_in_seconds_or_off(tmp_path):
+    assert load_config(write_config(tmp_path / "a.toml")).gc_collect_s == 5.0
+    assert load_config(write_config(tmp_path / "b.toml", gc_collect_s=0)).gc_collect_s == 0.0
+    for bad in (-1, "often"):
+        with pytest.raises(ConfigError, match="gc_collect_s"):
+            load_config(write_config(tmp_path / "c.toml", gc_collect_s=bad))
+
+
+async def test_the_platform_collects_on_its_own_timer(start_platform):
+    p = start_platform(memory_report_s=1.0, gc_collect_s=0.2)
+    first = p.wait_for("memory", timeout=10)
+    second = p.wait_for("memory", timeout=10, where=lambda e: e["t"] > first["t"])
+    # About five a second; a full collection of Python's own would be rare here.
+    assert second["gc_full_collections"] - first["gc_full_collections"] >= 3
 
 
 async def test_the_platform_reports_its_memory(start_platform):

@@ -47,6 +47,7 @@ DEFAULT_LOCKOUT_S = 300.0
 DEFAULT_SIGN_IN_DELAY_S = 0.5
 DEFAULT_SIGN_IN_DELAY_MAX_S = 4.0
 DEFAULT_MEMORY_REPORT_S = 60.0
+DEFAULT_GC_COLLECT_S = 5.0
 DEFAULT_LOCKOUT_ADDRESS_FAILURES = 20
 
 
@@ -114,6 +115,9 @@ class PlatformConfig:
     #: Every this often the platform hands freed heap back to the system and
     #: logs a ``memory`` event (agent_phone/cloud/memory.py).
     memory_report_s: float = DEFAULT_MEMORY_REPORT_S
+    #: Run a full garbage collection this often (0: Python's own schedule;
+    #: agent_phone/cloud/memory.py says why).
+    gc_collect_s: float = DEFAULT_GC_COLLECT_S
 
     def queues_of(self, agent: str) -> list[str]:
         return [q.name for q in self.queues.values() if agent in q.members]
@@ -162,6 +166,14 @@ def _number(table: dict[str, object], key: str, where: str, default: float | Non
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ConfigError(f"{where}.{key} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _seconds_or_off(platform: dict[str, object], key: str, default: float) -> float:
+    """A number of seconds, or 0 for off."""
+    value = platform.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"platform.{key} must be a number of seconds (0: off), not {value!r}")
     return float(value)
 
 
@@ -288,6 +300,7 @@ def load_config(path: Path) -> PlatformConfig:
         rate_limit=_rate_limit(platform),
         memory_report_s=_number(platform, "memory_report_s", "platform", DEFAULT_MEMORY_REPORT_S)
         or DEFAULT_MEMORY_REPORT_S,
+        gc_collect_s=_seconds_or_off(platform, "gc_collect_s", DEFAULT_GC_COLLECT_S),
     )
 
 

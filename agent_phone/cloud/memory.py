@@ -25,6 +25,12 @@ leaks. Growth of RSS alone is free memory kept by malloc;
 ``release_free_memory`` (glibc's ``malloc_trim``) gives it back, and the
 platform calls it on a timer.
 
+A full collection holds the event loop, and with it every call's audio. On
+Python's own schedule the platform's came rarely and freed the garbage of
+dozens of calls at once (200-370 ms each in a 2,000-call soak); run every
+few seconds (``gc_collect_s``) each one is short and the saw-tooth low
+(docs/performance.md, Soak).
+
 Off glibc (macOS, musl) the heap figures are None and nothing is trimmed.
 """
 
@@ -185,9 +191,11 @@ class MemoryMonitor:
         events: EventLog,
         interval_s: float,
         extra: Callable[[], dict[str, Any]] = dict,
+        collect_every_s: float = 0.0,
     ) -> None:
         self._events = events
         self._interval_s = interval_s
+        self._collect_every_s = collect_every_s
         self._extra = extra
         self._tasks = TaskSet("memory")
         self._collections = FullCollections()
@@ -195,6 +203,8 @@ class MemoryMonitor:
     def start(self) -> None:
         gc.callbacks.append(self._collections)
         self._tasks.spawn(self._run(), "monitor")
+        if self._collect_every_s > 0:
+            self._tasks.spawn(self._collect(), "collector")
 
     async def report(self) -> dict[str, Any]:
         before = memory_use()
@@ -235,6 +245,15 @@ class MemoryMonitor:
         while True:
             await asyncio.sleep(self._interval_s)
             await self.report()
+
+    async def _collect(self) -> None:
+        """Full collections in small batches: a finished call's cycles are
+        freed within seconds, and each collection holds the loop for a short
+        time, where Python's own schedule lets garbage pile up and then
+        frees it all in one long stop."""
+        while True:
+            await asyncio.sleep(self._collect_every_s)
+            gc.collect()
 
     async def close(self) -> None:
         if self._collections in gc.callbacks:

@@ -143,7 +143,9 @@ class Platform:
         self.tokens = SessionTokens(config.token_lifetime_s)
         self.guard = SignInGuard(config, self.storage)
         self.tasks = TaskSet("platform")
-        self.memory = MemoryMonitor(self.events, config.memory_report_s, self._counts)
+        self.memory = MemoryMonitor(
+            self.events, config.memory_report_s, self._counts, config.gc_collect_s
+        )
         restrict_ice_addresses(config.ice_addresses)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
