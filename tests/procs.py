@@ -171,7 +171,8 @@ class JsonLinesProcess:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(
-                f"{self.name} did not exit within {timeout} s; stderr: {self.stderr_tail()}"
+                f"{self.name} did not exit within {timeout} s; "
+                f"events: {self.events[-12:]}; stderr: {self.stderr_tail()}"
             ) from None
         self._reader.join(5)
         return code

@@ -4,6 +4,7 @@ peer connections over loopback."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -60,3 +61,26 @@ async def test_a_peer_gone_is_declared_dead_once_without_stray_errors(gone: str)
     assert deaths == [1]
     errors = [c for c in stray if "exception" in c]
     assert not errors, [repr(c["exception"]) for c in errors]
+
+
+async def test_silence_counts_from_start_even_if_the_channel_never_opens():
+    """A platform gone between DTLS and SCTP (killed just as the connection
+    came up) never opens the heartbeat channel. The phone starts its
+    heartbeat when WebRTC reports "connected" (PhoneConnection._on_state),
+    so that silence counts and the connection is declared dead in seconds,
+    not after ICE consent's ~30 s. Here: a real channel on a peer connection
+    that never connects."""
+    pc = new_peer_connection()
+    channel = create_liveness_channel(pc)
+    dead = asyncio.Event()
+    beat = Heartbeat(channel, dead.set, 0.1, 0.5)
+    started = time.monotonic()
+    beat.start()
+    try:
+        async with asyncio.timeout(5):
+            await dead.wait()
+    finally:
+        beat.stop()
+        await pc.close()
+    assert channel.readyState != "open"
+    assert 0.5 <= time.monotonic() - started < 3.0

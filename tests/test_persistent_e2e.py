@@ -111,7 +111,7 @@ def test_r9_end_connection_idle_and_during_a_call(platform, start_phone, start_c
     code, summary = caller.result(timeout=30)
     assert code == 0 and summary["ended_by"] == "customer" and summary["talk_s"] >= 2.9
     assert bob.wait_for("ended", call_id=answered["call_id"])["reason"] == "customer_hangup"
-    closes = [e["reason"] for e in platform.matching("connection_closed", agent="bob")]
+    closes = [e["reason"] for e in platform.wait_count("connection_closed", 2, agent="bob")]
     assert closes == ["stopped_by_agent", "stopped_by_agent"]
     # The next call is like the first (R1), and its connection is kept again.
     third = call(start_caller, platform.url)

@@ -22,7 +22,7 @@ def test_call_waits_in_queue_until_an_agent_goes_on_queue(platform, start_phone,
     assert s1["positions"][0] == 1 and s2["positions"][:2] == [2, 1]
     routed = [e["call_id"] for e in platform.matching("call_routed")]
     assert routed == [s1["call_id"], s2["call_id"]]  # first come, first served
-    ended = platform.matching("call_ended")
+    ended = platform.wait_count("call_ended", 2)
     assert {e["reason"] for e in ended} == {"customer_hangup"}
 
 

@@ -219,7 +219,7 @@ def test_a_call_survives_a_severed_websocket_and_the_phone_resumes(
     assert summary["ended_by"] == "agent" and summary["reason"] == "agent_hangup"
     assert bob.wait_for("ended", call_id=call_id)["reason"] == "agent_hangup"
     # Never ended, never re-queued, never signed out in between.
-    assert [e["reason"] for e in platform.matching("call_ended")] == ["agent_hangup"]
+    assert [e["reason"] for e in platform.wait_count("call_ended", 1)] == ["agent_hangup"]
     assert not platform.matching("call_requeued") and not platform.matching("agent_signed_out")
     assert not bob.matching("signed_out") and not bob.matching("resume_failed")
     assert [e["reason"] for e in bob.matching("ended")] == ["agent_hangup"]
@@ -326,7 +326,8 @@ async def test_grace_expiry_ends_the_session_and_requeues_its_call(
         await blocking(carol.wait_for, "answered", call_id=call_id, timeout=20)
         code, summary = await blocking(caller.result, timeout=40)
         assert code == 0 and summary["agent"] == "carol"
-        assert [e["reason"] for e in platform.matching("call_ended")] == ["customer_hangup"]
+        ended = await blocking(platform.wait_count, "call_ended", 1)
+        assert [e["reason"] for e in ended] == ["customer_hangup"]
     finally:
         if connection is not None:
             await connection.close()

@@ -28,7 +28,11 @@ def create_liveness_channel(pc: RTCPeerConnection) -> RTCDataChannel:
 
 
 class Heartbeat:
-    """Sends a heartbeat each ``interval`` and calls ``on_dead`` once on silence."""
+    """Sends a heartbeat each ``interval`` and calls ``on_dead`` once on silence.
+
+    Silence counts from ``start()``: call it when the connection is up (ICE
+    and DTLS connected), since a channel that never opens must count as
+    silence too. The channel's opening starts it as well."""
 
     def __init__(
         self,

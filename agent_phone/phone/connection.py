@@ -109,7 +109,12 @@ class PhoneConnection:
     def _on_state(self) -> None:
         state = self.pc.connectionState
         logger.info("%s: WebRTC %s", self.id, state)
-        if state in ("failed", "closed"):
+        if state == "connected" and self._heartbeat is not None:
+            # Count silence from now, not from the channel's opening: a
+            # platform gone between DTLS and SCTP never opens the channel,
+            # and ICE alone would notice only after ~30 s.
+            self._heartbeat.start()
+        elif state in ("failed", "closed"):
             self._dead("dtls_failed" if self._dtls_failed() else f"ice_{state}")
 
     def _dtls_failed(self) -> bool:
