@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import time
 
 import aiohttp
 import numpy as np
@@ -18,6 +19,7 @@ from agent_phone.cloud.memory import (
     memory_use,
     release_free_memory,
 )
+from agent_phone.cloud.storage import SQLITE_CACHE_KB, CallRecord, SqliteStorage
 
 glibc_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="malloc's figures come from glibc"
@@ -38,6 +40,34 @@ def test_heap_in_use_follows_what_c_code_holds():
     assert freed.heap_in_use_kb is not None
     assert held.heap_in_use_kb - freed.heap_in_use_kb >= 39 * 1024
     assert release_free_memory() is True
+
+
+async def test_sqlite_memory_fills_with_call_records_then_stops_at_its_cache(tmp_path):
+    """The platform's heap grows with its call records while SQLite's page
+    cache fills, and stops at the cache's cap: bounded, not a leak. The
+    figure that says so is ``sqlite_kb`` (the soak subtracts it)."""
+    storage = SqliteStorage(tmp_path / "platform.db")
+    start = memory_use().sqlite_kb
+    assert start is not None
+    seen: list[int] = []
+    try:
+        for batch in range(16):
+            for i in range(1000):
+                n = batch * 1000 + i
+                record = CallRecord(f"call-{n:08d}", f"customer-{n}", "support", time.time())
+                record.offered_to = ["bob", "carol"]
+                record.end_reason = "customer_hangup"
+                record.quality = {"loss": 0.01, "jitter_ms": 3.2, "rtt_ms": 1.1}
+                storage.put_call(record)
+            storage.flush()
+            seen.append(memory_use().sqlite_kb or 0)
+        on_disk_kb = (tmp_path / "platform.db").stat().st_size // 1024
+    finally:
+        await storage.close()
+    assert seen[3] - start > 300  # it follows SQLite: the cache fills with the records
+    assert on_disk_kb > SQLITE_CACHE_KB * 1.2  # the database outgrew the cache...
+    assert max(seen) - start <= SQLITE_CACHE_KB * 1.1  # ...and SQLite's memory did not
+    assert seen[-1] - seen[-5] < 50
 
 
 def test_python_blocks_and_live_types_count_objects():
@@ -93,7 +123,8 @@ async def test_the_platform_collects_on_its_own_timer(start_platform):
 async def test_the_platform_reports_its_memory(start_platform):
     p = start_platform(memory_report_s=0.5, admin_token="memory-test-admin-token")
     event = p.wait_for("memory", timeout=10)
-    keys = ("rss_kb", "heap_in_use_kb", "python_blocks", "gc_full_collections", "agents", "calls")
+    keys = ("rss_kb", "heap_in_use_kb", "python_blocks", "sqlite_kb", "gc_full_collections")
+    keys += ("agents", "calls")
     for key in keys:
         assert key in event, key
     assert event["rss_kb"] > 10_000 and event["agents"] == 0 and event["calls"] == 0

@@ -80,3 +80,6 @@ def test_soak_loses_no_call(virtual_audio, tmp_path: Path) -> None:
         assert (c["agents"], c["calls"]) == (4, 0), c
         assert c["links"] <= 4 and c["setups"] <= 1 and c["timers"] <= 4, c
         assert c["heap_in_use_kb"] > 0, c
+        # SQLite's share (its page cache holds the call records) is counted.
+        assert 0 < c["sqlite_kb"] < c["heap_in_use_kb"], c
+        assert c["heap_less_sqlite_kb"] == c["heap_in_use_kb"] - c["sqlite_kb"], c

@@ -10,7 +10,13 @@ reports three figures that tell a leak from an allocator holding on:
 - ``heap_in_use_kb``: bytes malloc has handed out and not had back (glibc's
   ``mallinfo2``; C libraries: libav/Opus, OpenSSL, libsrtp, numpy buffers);
 - ``python_blocks``: objects Python's own allocator holds
-  (``sys.getallocatedblocks``).
+  (``sys.getallocatedblocks``);
+- ``sqlite_kb``: what SQLite holds (``sqlite3_memory_used``), part of the
+  heap in use: mostly its page cache, which fills as the call records grow,
+  up to the storage's ``cache_size`` (``SQLITE_CACHE_KB``, 2 MB), and then
+  stays there. A soak's early calls therefore grow the heap by the size of
+  their records (about 1 kB a call) with no leak at all: the figure to watch
+  is the heap in use less this.
 
 A leak grows the second or the third, but not every growth is a leak: a
 call's WebRTC objects (aiortc's transports, each with callbacks pointing
@@ -89,6 +95,22 @@ def _glibc() -> Any | None:
     return libc
 
 
+@cache
+def _sqlite_memory_used() -> Callable[[], int] | None:
+    """``sqlite3_memory_used`` of the SQLite that Python's ``sqlite3`` uses
+    (looked up through the ``_sqlite3`` module, whether SQLite is linked in
+    or a shared library), or None."""
+    try:
+        import _sqlite3
+
+        function = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
+    except (ImportError, OSError, AttributeError):
+        return None
+    function.restype = ctypes.c_int64
+    function.argtypes = []
+    return function  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True)
 class MemoryUse:
     rss_kb: int
@@ -97,6 +119,8 @@ class MemoryUse:
     #: Bytes freed but still held by malloc, in kB (None off glibc).
     heap_free_kb: int | None
     python_blocks: int
+    #: SQLite's own memory (its page cache, mostly), in kB; None when unknown.
+    sqlite_kb: int | None = None
 
     def as_dict(self) -> dict[str, int | None]:
         return asdict(self)
@@ -124,7 +148,14 @@ def memory_use() -> MemoryUse:
         info = libc.mallinfo2()
         in_use = (info.uordblks + info.hblkhd) // 1024
         free = info.fordblks // 1024
-    return MemoryUse(_rss_kb(), in_use, free, sys.getallocatedblocks())
+    sqlite = _sqlite_memory_used()
+    return MemoryUse(
+        _rss_kb(),
+        in_use,
+        free,
+        sys.getallocatedblocks(),
+        sqlite() // 1024 if sqlite is not None else None,
+    )
 
 
 def release_free_memory() -> bool:
