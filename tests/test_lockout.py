@@ -132,16 +132,18 @@ async def test_a_burst_of_parallel_guesses_gets_no_more_than_the_limit(start_pla
 
 
 class From(Raw):
-    """A raw WebSocket peer whose socket comes from ``address`` (127.0.0.0/8)."""
+    """A raw WebSocket peer whose socket comes from ``address`` (127.0.0.0/8),
+    sending ``forwarded_for`` as its X-Forwarded-For (what a proxy sends)."""
 
-    def __init__(self, url: str, address: str) -> None:
+    def __init__(self, url: str, address: str, forwarded_for: str | None = None) -> None:
         super().__init__(url)
         self.address = address
+        self.headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
 
     async def __aenter__(self) -> RawClient:
         connector = aiohttp.TCPConnector(local_addr=(self.address, 0))
         self.session = aiohttp.ClientSession(connector=connector)
-        ws = await self.session.ws_connect(self.url)
+        ws = await self.session.ws_connect(self.url, headers=self.headers)
         self.client = RawClient(ws)
         return self.client
 
@@ -242,3 +244,37 @@ async def test_a_lock_outlives_the_platform_killed_and_restarted(start_platform)
     async with From(second.url, "127.0.0.7") as desk:
         await desk.send(sign_in("bob"))
         assert (await desk.receive("signed_in"))["agent"] == "bob"
+
+
+async def test_behind_a_trusted_proxy_each_client_is_counted_not_the_proxy(start_platform):
+    """With the platform behind a reverse proxy (127.0.0.1 here, trusted),
+    a client the proxy names locks only itself, and another client through
+    the same proxy is served; a peer that is not trusted cannot choose its
+    address with the header."""
+    platform = await blocking(
+        start_platform,
+        trusted_proxies=["127.0.0.1"],
+        lockout_failures=5,
+        lockout_address_failures=2,
+        lockout_s=60.0,
+        sign_in_delay_s=0.05,
+    )
+    # Through the proxy, forged entries first: the proxy appended the real one.
+    async with From(platform.url, "127.0.0.1", "192.0.2.99, 203.0.113.7") as sprayer:
+        for name in ("alice", "bob"):
+            await sprayer.error_for(sign_in(name, WRONG))
+        e = await sprayer.error_for(sign_in("carol"))
+        assert e["code"] == "locked_out" and "this address is locked" in e["message"]
+    locked = platform.wait_for("address_locked")
+    assert locked["address"] == "203.0.113.7"
+    # Another client through the same proxy, and the proxy itself, are served.
+    for forwarded_for in ("203.0.113.8", None):
+        async with From(platform.url, "127.0.0.1", forwarded_for) as other:
+            await other.send(sign_in("carol"))
+            assert (await other.receive("signed_in"))["agent"] == "carol"
+    # Not from the proxy: the header is not believed (no way out of a lock,
+    # nor into someone else's).
+    async with From(platform.url, "127.0.0.2", "203.0.113.9") as direct:
+        assert (await direct.error_for(sign_in("alice", WRONG)))["code"] == "auth_failed"
+    failed = platform.wait_count("sign_in_failed", 4)
+    assert [f["address"] for f in failed] == ["203.0.113.7"] * 3 + ["127.0.0.2"]

@@ -28,6 +28,7 @@ from aiohttp import web
 from agent_phone.cloud.config import PlatformConfig
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.memory import MemoryMonitor
+from agent_phone.cloud.proxies import TrustedProxies
 from agent_phone.cloud.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -89,8 +90,10 @@ class AdminApi:
         token: str,
         storage: Storage | None = None,
         memory: MemoryMonitor | None = None,
+        proxies: TrustedProxies | None = None,
     ) -> None:
         self._memory = memory
+        self._proxies = proxies or TrustedProxies()
         self._config = config
         self._timeouts = timeouts
         self._events = events
@@ -107,7 +110,7 @@ class AdminApi:
     def _check(self, request: web.Request) -> None:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
-            self._events.emit("admin_refused", path=request.path, peer=request.remote)
+            self._events.emit("admin_refused", path=request.path, peer=self._proxies.of(request))
             raise web.HTTPUnauthorized(text="a valid admin token is needed")
 
     async def _body(self, request: web.Request, kind: type[Any]) -> Any:

@@ -25,6 +25,7 @@ format is documented in docs/administration.md; an example:
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -110,6 +111,9 @@ class PlatformConfig:
     #: further failure up to ``sign_in_delay_max_s`` (the first is answered at once).
     sign_in_delay_s: float = DEFAULT_SIGN_IN_DELAY_S
     sign_in_delay_max_s: float = DEFAULT_SIGN_IN_DELAY_MAX_S
+    #: Reverse proxies whose X-Forwarded-For is believed (addresses or
+    #: networks; agent_phone/cloud/proxies.py). Empty: the header is ignored.
+    trusted_proxies: tuple[str, ...] = ()
     #: Messages one WebSocket peer may send (docs/administration.md).
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     #: Every this often the platform hands freed heap back to the system and
@@ -232,6 +236,22 @@ def _session_settings(platform: dict[str, object]) -> dict[str, float | int]:
     }
 
 
+def _trusted_proxies(platform: dict[str, object]) -> tuple[str, ...]:
+    value = platform.get("trusted_proxies", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f"platform.trusted_proxies must be a list of addresses or networks, not {value!r}"
+        )
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"platform.trusted_proxies: {entry!r} is not an address or network"
+            ) from None
+    return tuple(v.strip() for v in value)
+
+
 def _rate_limit(platform: dict[str, object]) -> RateLimitConfig:
     d = RateLimitConfig()
     burst = platform.get("rate_limit_burst", d.burst)
@@ -297,6 +317,7 @@ def load_config(path: Path) -> PlatformConfig:
         source=str(path),
         database=_database(platform, path),
         **_session_settings(platform),  # type: ignore[arg-type]
+        trusted_proxies=_trusted_proxies(platform),
         rate_limit=_rate_limit(platform),
         memory_report_s=_number(platform, "memory_report_s", "platform", DEFAULT_MEMORY_REPORT_S)
         or DEFAULT_MEMORY_REPORT_S,

@@ -22,9 +22,9 @@ coroutine should wait, so one attacker's delay holds up no one else.
 The state lives in memory for speed (every check is a dictionary look-up
 on the event loop) and is written through to the ``Storage`` (failure times
 and lock expiries, in Unix time), from which a restarted platform takes it
-back: a lock outlives a restart until it expires. The address is what the
-socket's peer is (``request.remote``, see ``client_address``); behind a
-reverse proxy that is the proxy, see docs/administration.md.
+back: a lock outlives a restart until it expires. The address is the socket's
+peer, or behind a trusted reverse proxy the client it names (proxies.py),
+as ``client_address`` counts it.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from agent_phone.cloud.connections import ConnectionManager, RequestError
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.lockout import SignInGuard
 from agent_phone.cloud.memory import MemoryMonitor
+from agent_phone.cloud.proxies import TrustedProxies
 from agent_phone.cloud.ratelimit import CLOSE_POLICY, MessageRateLimit, Verdict
 from agent_phone.cloud.records import CallRecorder
 from agent_phone.cloud.routing import Router
@@ -142,6 +143,8 @@ class Platform:
         self.url = ""
         self.tokens = SessionTokens(config.token_lifetime_s)
         self.guard = SignInGuard(config, self.storage)
+        #: Whose X-Forwarded-For names the client (proxies.py).
+        self.proxies = TrustedProxies(config.trusted_proxies)
         self.tasks = TaskSet("platform")
         self.memory = MemoryMonitor(
             self.events, config.memory_report_s, self._counts, config.gc_collect_s
@@ -175,6 +178,7 @@ class Platform:
             token=self.admin_token,
             storage=self.storage,
             memory=self.memory,
+            proxies=self.proxies,
         ).add_routes(app)
         # Calls a previous run left open (it was killed) are ended, never lost.
         if closed := self.storage.close_unfinished(PLATFORM_RESTART, time.time()):
@@ -250,14 +254,13 @@ class Platform:
                 data: str = frame.data
                 if session is None:
                     first = peek_type(data) if len(data) <= MAX_MESSAGE_BYTES else None
+                    # The lockout counts by this address: the socket's
+                    # peer, or the client a trusted proxy names (proxies.py).
+                    peer = self.proxies.of(request)
                     if first == "place_call":
-                        session = CallerSession(self, send, peer=request.remote)
+                        session = CallerSession(self, send, peer=peer)
                     elif first in ("sign_in", "resume_session"):
-                        # The lockout counts by request.remote: the peer, not
-                        # X-Forwarded-For (docs/administration.md).
-                        session = AgentSession(
-                            self, send, outbox.flush_and_close, peer=request.remote
-                        )
+                        session = AgentSession(self, send, outbox.flush_and_close, peer=peer)
                         binding = session.binding
                 decode = (
                     decode_from_caller if isinstance(session, CallerSession) else decode_from_agent
