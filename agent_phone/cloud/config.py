@@ -25,7 +25,6 @@ format is documented in docs/administration.md; an example:
 
 from __future__ import annotations
 
-import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import argon2
 
+from agent_phone.cloud.proxies import TrustedProxies
 from agent_phone.cloud.ratelimit import RateLimitConfig
 
 ACCEPT_OFF_QUEUE = "routing:conversation:acceptOffQueue"
@@ -242,14 +242,11 @@ def _trusted_proxies(platform: dict[str, object]) -> tuple[str, ...]:
         raise ConfigError(
             f"platform.trusted_proxies must be a list of addresses or networks, not {value!r}"
         )
-    for entry in value:
-        try:
-            ipaddress.ip_network(entry.strip(), strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"platform.trusted_proxies: {entry!r} is not an address or network"
-            ) from None
-    return tuple(v.strip() for v in value)
+    try:
+        TrustedProxies(value)
+    except ValueError as exc:
+        raise ConfigError(f"platform.trusted_proxies: {exc}") from None
+    return tuple(value)
 
 
 def _rate_limit(platform: dict[str, object]) -> RateLimitConfig:

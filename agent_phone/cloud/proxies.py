@@ -43,9 +43,6 @@ class TrustedProxies:
             ipaddress.ip_network(n.strip(), strict=False) for n in networks
         )
 
-    def __bool__(self) -> bool:
-        return bool(self.networks)
-
     def __repr__(self) -> str:
         return f"<TrustedProxies {', '.join(map(str, self.networks)) or 'none'}>"
 

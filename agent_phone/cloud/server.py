@@ -237,6 +237,9 @@ class Platform:
             outbox.put(encode(message))
 
         session: AgentSession | CallerSession | None = None
+        # The lockout counts by this address: the socket's peer, or the
+        # client a trusted reverse proxy names (proxies.py).
+        peer = self.proxies.of(request)
         binding: object = None
         limit = MessageRateLimit(self.config.rate_limit)
         try:
@@ -254,9 +257,6 @@ class Platform:
                 data: str = frame.data
                 if session is None:
                     first = peek_type(data) if len(data) <= MAX_MESSAGE_BYTES else None
-                    # The lockout counts by this address: the socket's
-                    # peer, or the client a trusted proxy names (proxies.py).
-                    peer = self.proxies.of(request)
                     if first == "place_call":
                         session = CallerSession(self, send, peer=peer)
                     elif first in ("sign_in", "resume_session"):
