@@ -42,6 +42,7 @@ import asyncio
 import json
 import os
 import random
+import shlex
 import signal
 import sys
 import tempfile
@@ -85,9 +86,19 @@ WARM_UP = 0.25
 class JsonProc:
     """A child process printing JSON lines, read by an asyncio task."""
 
-    def __init__(self, name: str, args: list[str], log_dir: Path, stdin: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        log_dir: Path,
+        stdin: bool = False,
+        under: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.args = args
+        #: A command to run it under (``heaptrack -o FILE``): stopping it
+        #: then signals the wrapper's children, the process itself.
+        self.under = under
         self.log_dir = log_dir
         self.stdin = stdin
         self.proc: asyncio.subprocess.Process | None = None
@@ -98,6 +109,7 @@ class JsonProc:
     async def start(self) -> None:
         stderr = open(self.log_dir / f"{self.name}.log", "ab")  # noqa: SIM115 - child owns it
         self.proc = await asyncio.create_subprocess_exec(
+            *self.under,
             sys.executable,
             "-m",
             *self.args,
@@ -162,6 +174,10 @@ class JsonProc:
         if self.proc.returncode is None:
             if self.stdin:
                 self.send(cmd="quit")
+            elif self.under:
+                for child in _children(self.proc.pid):
+                    os.kill(child, signal.SIGTERM)
+                timeout *= 4  # a tracer writes its data out
             else:
                 self.proc.send_signal(signal.SIGTERM)
             try:
@@ -172,6 +188,14 @@ class JsonProc:
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
         return self.proc.returncode
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
 
 
 def proc_status_kb(pid: int, key: str = "VmRSS") -> int:
@@ -215,6 +239,8 @@ class Options:
     checkpoints: int = 4
     #: The platform's gc_collect_s (None: its default).
     gc_collect_s: float | None = None
+    #: Run the platform under this command (a memory tracer).
+    platform_under: tuple[str, ...] = ()
 
 
 @dataclass
@@ -507,6 +533,7 @@ class Soak:
             "platform",
             ["agent_phone.cloud", "--port", "0", "--config", str(self._config())],
             self.log_dir,
+            under=o.platform_under,
         )
         self.platform.listeners.append(self._on_platform)
         ready_wait = asyncio.ensure_future(self.platform.wait_event("ready", 30))
@@ -786,6 +813,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="S",
         help="the platform's gc_collect_s (0: Python's own schedule; default: the platform's)",
     )
+    p.add_argument(
+        "--platform-under",
+        metavar="CMD",
+        default="",
+        help='run the platform under this command, e.g. "heaptrack -o /tmp/platform" '
+        "(its CPU and RSS figures are then the wrapper's; the memory checkpoints are not)",
+    )
     p.add_argument("--keep-logs", type=Path, metavar="DIR", help="keep every process's log here")
     p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "soak.json")
     return p.parse_args(argv)
@@ -806,6 +840,7 @@ def main(argv: list[str] | None = None) -> int:
         memory_report_s=args.memory_report,
         checkpoints=args.checkpoints,
         gc_collect_s=args.gc_collect,
+        platform_under=tuple(shlex.split(args.platform_under)),
     )
     restrict_ice_addresses(["127.0.0.1"])
     audio = None
