@@ -4,7 +4,7 @@ A long-running platform frees as much as it allocates, call after call, yet
 its resident size (RSS) alone cannot show that: glibc's malloc keeps freed
 pages in per-thread arenas (aiortc's codec and DTLS work runs on several
 threads) and returns them to the system only now and then. So the platform
-reports three figures that tell a leak from an allocator holding on:
+reports the figures that tell a leak from an allocator holding on:
 
 - ``rss_kb``: resident memory, what the operating system sees;
 - ``heap_in_use_kb``: bytes malloc has handed out and not had back (glibc's
@@ -14,15 +14,15 @@ reports three figures that tell a leak from an allocator holding on:
 - ``sqlite_kb``: what SQLite holds (``sqlite3_memory_used``), part of the
   heap in use: mostly its page cache, which fills as the call records grow,
   up to the storage's ``cache_size`` (``SQLITE_CACHE_KB``, 2 MB), and then
-  stays there. A soak's early calls therefore grow the heap by the size of
-  their records (about 1 kB a call) with no leak at all: the figure to watch
-  is the heap in use less this.
+  stays there. A soak's first few thousand calls therefore grow the heap
+  by the size of their records (0.3-0.4 kB a call) with no leak at all:
+  the figure to watch is the heap in use less this.
 
-A leak grows the second or the third, but not every growth is a leak: a
-call's WebRTC objects (aiortc's transports, each with callbacks pointing
-back at its owner) form reference cycles that only Python's full garbage
-collection frees, and that runs when the long-lived objects have grown by a
-quarter. Between full collections both figures climb, then fall back (a
+A leak grows the heap in use (less SQLite) or the Python blocks, but not
+every growth is a leak: a call's WebRTC objects (aiortc's transports, each
+with callbacks pointing back at its owner) form reference cycles that only
+Python's full garbage collection frees, and that runs when the long-lived
+objects have grown by a quarter. Between full collections both figures climb, then fall back (a
 saw-tooth whose height is proportional to the live heap). So the figures to
 compare are those right after a full collection: ``MemoryMonitor.snapshot``
 with ``collect=True`` (the admin API's ``GET /admin/memory?collect=1``) runs
