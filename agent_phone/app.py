@@ -112,10 +112,8 @@ def _install_netem(parser: argparse.ArgumentParser) -> None:
     if os.environ.get("AGENT_PHONE_NETEM") or os.environ.get("AGENT_PHONE_NETEM_FILE"):
         from agent_phone.media import netem
 
-        try:
-            netem.install_from_env()
-        except netem.NetemError as exc:
-            parser.error(str(exc))
+        if error := netem.install_for_program(parser.prog):
+            parser.error(error)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

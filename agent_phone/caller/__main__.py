@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from agent_phone.caller.client import CallPlan, place_call
+from agent_phone.media import netem
 from agent_phone.media.audio import AudioSink, AudioSource
 from agent_phone.media.ice import restrict_ice_addresses
 from agent_phone.media.wav import ToneSource, WavFileSink, WavLoopSource
@@ -116,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"agent-phone-caller: --ca: {exc}", file=sys.stderr)
         return 2
     restrict_ice_addresses(args.ice_address or ["127.0.0.1"])
+    # The test network emulator on the customer's leg, when AGENT_PHONE_NETEM asks.
+    if error := netem.install_for_program("agent-phone-caller"):
+        print(error, file=sys.stderr)
+        return 2
     try:
         return asyncio.run(_run(args))
     except ValueError as exc:

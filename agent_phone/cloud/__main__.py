@@ -24,6 +24,7 @@ from agent_phone.cloud.memory import freeze_start_up_objects
 from agent_phone.cloud.server import InsecureListenError, Platform
 from agent_phone.cloud.storage import StorageError
 from agent_phone.cloud.tls import TlsError, make_dev_certificate
+from agent_phone.media import netem
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.db is not None:
         config = dataclasses.replace(config, database=str(args.db))
+    # The test network emulator on every media leg of this platform, when
+    # AGENT_PHONE_NETEM asks (agent_phone/media/netem.py).
+    if error := netem.install_for_program("agent-phone-platform"):
+        print(error, file=sys.stderr)
+        return 2
     temp_dir: Path | None = None
     try:
         if args.dev_tls is not None:

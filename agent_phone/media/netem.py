@@ -226,6 +226,19 @@ def install_from_env(environ: dict[str, str] | None = None) -> Impairment | None
     return impairment
 
 
+def install_for_program(prog: str) -> str | None:
+    """What each program's ``main`` calls (the phone, the platform, the caller):
+    install from the environment when it asks for it; returns an error
+    message for a malformed value, None otherwise. Importing this module
+    does nothing to aioice; only this call does, and only when a variable
+    is set."""
+    try:
+        install_from_env()
+    except NetemError as exc:
+        return f"{prog}: {exc}"
+    return None
+
+
 def counters() -> tuple[int, int]:
     """Datagrams (passed, dropped) so far, both directions."""
     return (0, 0) if _settings is None else (_settings.passed, _settings.dropped)
