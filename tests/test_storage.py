@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -111,3 +112,18 @@ def test_netem_drops_at_the_given_rate_and_cuts_from_its_file(tmp_path: Path) ->
     control.write_text("")  # empty: back to the environment's settings
     time.sleep(netem.FILE_CHECK_S + 0.05)
     assert any(settings.fate() is not None for _ in range(100))
+
+
+def test_netem_bursts_keep_the_loss_rate_and_lengthen_the_runs() -> None:
+    def runs(spec: str) -> tuple[float, float]:
+        settings = netem._Settings(netem.parse(spec), None)
+        lost = [settings.fate() is None for _ in range(40000)]
+        lengths = [len(list(g)) for k, g in itertools.groupby(lost) if k]
+        return sum(lost) / len(lost), sum(lengths) / len(lengths)
+
+    rate, mean_run = runs("loss=0.05,burst=4,seed=5")
+    assert 0.04 < rate < 0.06 and 3.4 < mean_run < 4.6
+    rate, mean_run = runs("loss=0.05,seed=5")  # burst=1: independent losses
+    assert 0.04 < rate < 0.06 and mean_run < 1.2
+    with pytest.raises(netem.NetemError, match="bad value for burst"):
+        netem.parse("loss=0.05,burst=0.5")

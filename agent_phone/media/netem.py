@@ -14,9 +14,12 @@ RTP/RTCP, DTLS, SCTP (the heartbeat channel) and STUN (ICE checks, consent).
 
     AGENT_PHONE_NETEM="loss=0.05,delay_ms=75,jitter_ms=5,seed=1"
 
-Keys: ``loss`` (0..1, each direction), ``delay_ms`` and ``jitter_ms`` (each
-direction; jitter is uniform +-, so packets may reorder like netem's),
-``seed`` (repeatable drops), ``cut`` (1: drop everything, a network cut).
+Keys: ``loss`` (0..1, each direction), ``burst`` (the mean length of a run
+of lost datagrams, each direction: 1, the default, loses each one on its
+own; more makes a Gilbert-Elliott two-state channel whose long-run loss is
+still ``loss``), ``delay_ms`` and ``jitter_ms`` (each direction; jitter is
+uniform +-, so packets may reorder like netem's), ``seed`` (repeatable
+drops), ``cut`` (1: drop everything, a network cut).
 
 ``AGENT_PHONE_NETEM_FILE=PATH`` names a file holding the same syntax; it is
 re-read when it changes, looked at no more than every ``FILE_CHECK_S``
@@ -46,6 +49,9 @@ ENV_FILE = "AGENT_PHONE_NETEM_FILE"
 FILE_CHECK_S = 0.2
 
 
+KEYS = ("loss", "burst", "delay_ms", "jitter_ms", "cut", "seed")
+
+
 class NetemError(ValueError):
     pass
 
@@ -53,6 +59,7 @@ class NetemError(ValueError):
 @dataclass(frozen=True)
 class Impairment:
     loss: float = 0.0
+    burst: float = 1.0
     delay_ms: float = 0.0
     jitter_ms: float = 0.0
     cut: bool = False
@@ -74,12 +81,16 @@ def parse(spec: str) -> Impairment:
         key = key.strip()
         if not sep:
             raise NetemError(f"{ENV}: {part!r} is not key=value")
-        if key not in ("loss", "delay_ms", "jitter_ms", "cut", "seed"):
-            raise NetemError(f"{ENV}: unknown key {key!r} (loss, delay_ms, jitter_ms, cut, seed)")
+        if key not in KEYS:
+            raise NetemError(f"{ENV}: unknown key {key!r} ({', '.join(KEYS)})")
         try:
             if key == "loss":
                 values[key] = float(raw)
                 if not 0.0 <= values[key] <= 1.0:
+                    raise ValueError
+            elif key == "burst":
+                values[key] = float(raw)
+                if not 1.0 <= values[key] <= 1000:
                     raise ValueError
             elif key in ("delay_ms", "jitter_ms"):
                 values[key] = float(raw)
@@ -104,6 +115,8 @@ class _Settings:
         self._checked = 0.0
         self._mtime: float | None = None
         self.rng = random.Random(base.seed)
+        #: In a burst of loss, per direction (outgoing, incoming).
+        self._bad = [False, False]
         self.dropped = 0
         self.passed = 0
 
@@ -141,10 +154,10 @@ class _Settings:
             logger.warning("netem: %s -> %s", self.current, new)
             self.current = new
 
-    def fate(self) -> float | None:
+    def fate(self, incoming: bool = False) -> float | None:
         """None: drop this datagram; otherwise the seconds to hold it."""
         imp = self.now()
-        if imp.cut or (imp.loss and self.rng.random() < imp.loss):
+        if imp.cut or (imp.loss and self._lost(imp, int(incoming))):
             self.dropped += 1
             return None
         self.passed += 1
@@ -152,6 +165,19 @@ class _Settings:
         if imp.jitter_ms:
             delay += self.rng.uniform(-imp.jitter_ms, imp.jitter_ms)
         return max(0.0, delay) / 1000
+
+    def _lost(self, imp: Impairment, direction: int) -> bool:
+        if imp.burst <= 1.0:
+            return self.rng.random() < imp.loss
+        # Gilbert-Elliott: every datagram is lost in the bad state, none in the
+        # good one; leaving bad has probability 1/burst, entering it is set so
+        # that the time spent bad is ``loss``.
+        leave = 1.0 / imp.burst
+        enter = min(1.0, imp.loss * leave / max(1e-9, 1.0 - imp.loss))
+        bad = self._bad[direction]
+        bad = self.rng.random() >= leave if bad else self.rng.random() < enter
+        self._bad[direction] = bad
+        return bad
 
 
 _settings: _Settings | None = None
@@ -191,7 +217,7 @@ class ImpairedStunProtocol(_original_protocol):  # type: ignore[misc,valid-type]
 
     def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
         assert _settings is not None
-        delay = _settings.fate()
+        delay = _settings.fate(incoming=True)
         if delay is None:
             return
         if delay == 0:
