@@ -42,6 +42,7 @@ from procs import PhoneProcess, PlatformProcess  # noqa: E402
 
 from agent_phone.caller.client import CallPlan, place_call  # noqa: E402
 from agent_phone.media.ice import restrict_ice_addresses  # noqa: E402
+from agent_phone.media.playout import WallClockSink  # noqa: E402
 from agent_phone.media.wav import ToneSource, write_wav  # noqa: E402
 
 AUDIBLE = 100
@@ -54,10 +55,12 @@ RTT_TO_ALERT = {"persistent": 0.5, "fresh": 4.5}
 RTT_TO_AUDIO = {"persistent": 1.5, "fresh": 5.5}
 
 
-class FirstAudible:
-    """An AudioSink noting when the first audible frame arrives."""
+class FirstAudible(WallClockSink):
+    """The customer's ear: notes when the first audible frame is played
+    (on the caller's playout clock, after its jitter buffer)."""
 
     def __init__(self) -> None:
+        super().__init__(self._heard)
         self.at: float | None = None
 
     async def start(self) -> None:
@@ -66,7 +69,7 @@ class FirstAudible:
     async def stop(self) -> None:
         pass
 
-    def write(self, samples: np.ndarray) -> None:
+    def _heard(self, samples: np.ndarray) -> None:
         if self.at is None and samples.size and np.abs(samples).max() > AUDIBLE:
             self.at = time.time()
 

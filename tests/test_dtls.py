@@ -12,13 +12,12 @@ Offers with no fingerprint, or only a weak one, are refused before use.
 
 from __future__ import annotations
 
-import asyncio
 import re
 
-import numpy as np
 import pytest
 from aiortc import RTCCertificate
 from audio_analysis import has_tone
+from media_peers import AgentSide, Customer, talk
 
 from agent_phone.cloud.media_edge import AgentLink, CustomerLeg
 from agent_phone.media.dtls import FingerprintError, check_fingerprints
@@ -52,57 +51,39 @@ def forge(offer: str) -> str:
 
 
 class Pair:
-    """The platform's link to the phone, a customer leg bridged onto it, and the phone."""
+    """A customer calling into a leg, the platform's link to the phone, and the
+    phone, with the leg bridged onto the link once the link is up."""
 
     def __init__(self) -> None:
-        self.dead: list[str] = []
-        self.link = AgentLink("bob", lambda _link, reason: None)
+        self.agent = AgentSide()
         self.leg = CustomerLeg("call-dtls-test")
-        self.phone = PhoneConnection("conn-test", lambda _c, reason: self.dead.append(reason))
-        self.phone_heard: list[np.ndarray] = []
-        self.customer_tone = ToneSource(CUSTOMER_HZ)
-        self.agent_tone = ToneSource(AGENT_HZ)
-        self.customer_heard: list[np.ndarray] = []
+        self.customer = Customer(ToneSource(CUSTOMER_HZ))
 
     async def connect(self, tamper: bool) -> None:
-        offer = await self.link.create_offer()
-        if tamper:
-            offer = forge(offer)
-        answer = await self.phone.accept_offer(offer)
+        await self.customer.call(self.leg)
+        await self.agent.connect(forge if tamper else lambda sdp: sdp)
         # The platform's own check of the phone passes either way: the answer is genuine.
-        await self.link.accept_answer(answer, timeout=10)
-        await self.customer_tone.start()
-        await self.agent_tone.start()
-        self.link.attach(self.leg)
-        self.phone.attach(self.agent_tone, self.phone_heard.append)
-
-    async def talk(self, seconds: float) -> None:
-        """Customer audio into the bridge and agent audio out of it, for ``seconds``."""
-        for _ in range(int(seconds / 0.02)):
-            block = self.customer_tone.read()
-            assert block is not None
-            self.leg.from_customer.write(block)
-            await asyncio.sleep(0.02)
-            if len(self.leg.to_customer):
-                heard = self.leg.to_customer.read(len(self.leg.to_customer))
-                assert heard is not None
-                self.customer_heard.append(heard)
+        self.agent.link.attach(self.leg)
+        agent_tone = ToneSource(AGENT_HZ)
+        await agent_tone.start()
+        await self.customer.track.source.start()  # type: ignore[union-attr]
+        self.agent.phone.attach(agent_tone)
 
     async def close(self) -> None:
-        await self.phone.close()
-        await self.link.close()
+        await self.agent.close()
         await self.leg.close()
+        await self.customer.close()
 
 
 async def test_untouched_offer_carries_audio_both_ways():
     pair = Pair()
     try:
         await pair.connect(tamper=False)
-        await pair.talk(2.0)
-        assert pair.dead == []
-        heard_by_phone = np.concatenate(pair.phone_heard)
-        assert has_tone(heard_by_phone, CUSTOMER_HZ)
-        assert has_tone(np.concatenate(pair.customer_heard), AGENT_HZ)
+        await talk(2.0)
+        assert pair.agent.dead == []
+        assert pair.agent.heard is not None
+        assert has_tone(pair.agent.heard.decoded(), CUSTOMER_HZ)
+        assert has_tone(pair.customer.heard.decoded(), AGENT_HZ)
     finally:
         await pair.close()
 
@@ -111,13 +92,14 @@ async def test_tampered_fingerprint_in_the_offer_is_refused_by_the_phone():
     pair = Pair()
     try:
         await pair.connect(tamper=True)
-        await pair.talk(2.0)
-        assert pair.dead == ["dtls_failed"], pair.dead
-        transport = pair.phone.pc.getTransceivers()[0].sender.transport
+        await talk(2.0)
+        assert pair.agent.dead == ["dtls_failed"], pair.agent.dead
+        transport = pair.agent.phone.pc.getTransceivers()[0].sender.transport
         assert transport.state == "failed"
-        # Not one frame either way: the phone never derived SRTP keys.
-        assert pair.phone.frames_received == 0 and pair.phone_heard == []
-        assert pair.customer_heard == [] and len(pair.leg.to_customer) == 0
+        # Not one packet either way: the phone never derived SRTP keys.
+        assert pair.agent.phone.packets_received == 0
+        assert pair.agent.heard is not None and pair.agent.heard.packets == []
+        assert not has_tone(pair.customer.heard.decoded(), AGENT_HZ)
     finally:
         await pair.close()
 

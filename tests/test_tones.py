@@ -10,7 +10,7 @@ from audio_analysis import dominant_frequency, has_tone, make_tone, rms
 
 from agent_phone.cloud.customer_audio import MAX_PENDING_DTMF_S, CustomerFeed, DtmfBusy, Feed
 from agent_phone.media.audio import FRAME_SAMPLES, SAMPLE_RATE
-from agent_phone.media.fifo import AudioFifo
+from agent_phone.media.opus import OpusDecoder, OpusEncoder
 from agent_phone.media.tones import (
     DTMF_FREQUENCIES,
     HOLD_NOTES_HZ,
@@ -120,30 +120,44 @@ def test_the_analysis_reports_what_was_heard():
 
 
 def _read(feed: CustomerFeed, seconds: float) -> np.ndarray:
-    return np.concatenate([feed.read() for _ in range(int(seconds * 50))])
+    """What the customer's track makes of the feed for ``seconds``: the
+    tones' packets encoded once, DTMF encoded as it plays; decoded here."""
+    decoder, encoder = OpusDecoder(), OpusEncoder()
+    out = []
+    for _ in range(int(seconds * 50)):
+        assert not feed.forwarding
+        packet = feed.read_packet()
+        if packet is None:
+            samples = feed.read()
+            assert samples is not None and samples.size == FRAME_SAMPLES
+            packet = encoder.encode(samples)
+        out.append(decoder.decode(packet))
+    return np.concatenate(out)
 
 
 def test_the_customer_feed_follows_the_call():
-    from_agent = AudioFifo(max_ms=2000)
-    feed = CustomerFeed(from_agent, "call-1")
+    feed = CustomerFeed("call-1")
     assert feed.mode is Feed.WAITING
     assert has_tone(_read(feed, 1.0), WAITING_HZ)
+    # The tones are encoded once for every customer, not per call.
+    assert CustomerFeed("call-2").read_packet() is CustomerFeed("call-3").read_packet()
 
     feed.set_mode(Feed.AGENT)
-    from_agent.write(make_tone(880, 1.0))
-    assert has_tone(_read(feed, 1.0), 880)
-    assert feed.read() is None  # nothing from the agent: the track sends silence
+    assert feed.forwarding  # the agent's packets go through, as they are
+    assert feed.read_packet() is None and feed.read() is None
 
     feed.set_mode(Feed.HOLD)
-    from_agent.write(make_tone(880, 1.0))  # not heard: holding clears it
+    assert not feed.forwarding
     held = _read(feed, 1.0)
     assert has_tone(held, 392) and not has_tone(held, 880)
 
     feed.set_mode(Feed.AGENT)
     assert feed.play_dtmf("15") == pytest.approx(0.34)
-    from_agent.write(make_tone(880, 1.0))
+    assert not feed.forwarding  # the agent is not heard while keys play
     keys = _read(feed, 0.34)
-    assert detect(keys) == "15" and not has_tone(keys, 880)
+    assert detect(keys) == "15"
+    assert feed.forwarding  # and is again once they have
+    feed.play_dtmf("2")
     with pytest.raises(DtmfBusy):
         for _ in range(int(MAX_PENDING_DTMF_S / (MAX_DTMF_DIGITS * 0.17)) + 2):
             feed.play_dtmf("1" * MAX_DTMF_DIGITS)

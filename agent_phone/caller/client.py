@@ -15,11 +15,14 @@ from pathlib import Path
 import numpy as np
 from aiortc import RTCSessionDescription
 
-from agent_phone.media.audio import SAMPLE_RATE, AudioSink, AudioSource
+from agent_phone.media.audio import AudioSink, AudioSource
 from agent_phone.media.dtls import FingerprintError, check_fingerprints
-from agent_phone.media.peer import new_peer_connection, tune_audio_receivers
+from agent_phone.media.peer import new_peer_connection
+from agent_phone.media.playout import Playout, PlayoutSink, WallClockSink
+from agent_phone.media.quality import CallQuality, StatsSample, sample
+from agent_phone.media.receiver import AudioReceiver, tap_audio
 from agent_phone.media.tones import HeardAnalysis
-from agent_phone.media.tracks import OutboundAudioTrack, receive_timed_audio
+from agent_phone.media.tracks import LossFollower, OutboundAudioTrack
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
     CallAccepted,
@@ -36,10 +39,6 @@ from agent_phone.signaling import SignalingClient, SignalingError
 from agent_phone.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
-
-#: A jump in the sender's clock this long is a gap, recorded as silence.
-_GAP_SAMPLES = SAMPLE_RATE // 25
-_MAX_GAP_SAMPLES = SAMPLE_RATE * 10
 
 
 @dataclass
@@ -59,14 +58,20 @@ class CallResult:
     #: What the customer heard (with ``CallPlan.listen``; agent_phone.media.tones):
     #: DTMF digits in order, seconds of the waiting tone and of the hold
     #: music, and the dominant frequency (Hz, 0 = silence) of each second
-    #: heard, the first starting at ``heard_from`` (Unix time of the first
-    #: frame heard; what the platform did not send is recorded as silence,
-    #: so the recording keeps to the platform's clock from there).
+    #: heard, the first starting at ``heard_from`` (Unix time at which the
+    #: customer's playout began, when the first packet arrived; from there
+    #: the recording runs on the caller's own clock, as a speaker would).
     dtmf_heard: str = ""
     waiting_tone_s: float = 0.0
     hold_tone_s: float = 0.0
     heard_timeline: list[int] = field(default_factory=list)
     heard_from: float | None = None
+    #: Unix time at which the first 20 ms of the customer's audio was sent,
+    #: and at which the recording's first sample was played.
+    play_started_at: float | None = None
+    record_started_at: float | None = None
+    #: What the customer's ear got (agent_phone/media/quality.py), at the end.
+    quality: dict[str, object] | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -109,40 +114,30 @@ async def place_call(
     pc = new_peer_connection()
     track = OutboundAudioTrack(source)
     tasks = TaskSet("caller")
-    received = 0
     heard = HeardAnalysis() if plan.listen else None
-    first_pts = 0
-    samples_heard = 0
+    # The customer's ear: the jitter buffer, played on the recording's clock
+    # (or, with nothing to record, the wall clock), from the first packet on.
+    receiver = AudioReceiver()
+    receiver.start()
 
-    def keep(samples: np.ndarray) -> None:
-        nonlocal samples_heard
-        samples_heard += samples.size
-        if sink is not None:
-            sink.write(samples)
+    def pull(play_at: float, now: float) -> np.ndarray:
+        samples = receiver.pull(play_at, now)
         if heard is not None:
             heard.write(samples)
+        return samples
 
-    def hear(samples: np.ndarray, pts: int) -> None:
-        nonlocal received, first_pts
-        received += 1
-        if result.heard_from is None:
+    ear: PlayoutSink | None = sink if sink is not None else WallClockSink() if heard else None
+    playout = Playout(pull, ear) if ear is not None else None
+
+    def arrived(payload: bytes, timestamp: int, sequence: int) -> None:
+        receiver.put(payload, timestamp, sequence)
+        if playout is not None and not playout.running:
             result.heard_from = time.time()
-            first_pts = pts
-        # Audio is placed by the sender's clock (RTP timestamps), not by
-        # when it arrived: a stretch the platform did not send (it stalled)
-        # is silence to the customer and kept as such, and audio that
-        # arrives late in a burst (this process stalled) is not stretched.
-        # So the recording keeps to the platform's clock.
-        ahead = (pts - first_pts) % 2**32 - samples_heard
-        if _GAP_SAMPLES < ahead < _MAX_GAP_SAMPLES:
-            keep(np.zeros(ahead, dtype=samples.dtype))
-        keep(samples)
-
-    @pc.on("track")
-    def _on_track(remote: object) -> None:
-        tasks.spawn(receive_timed_audio(remote, hear), "receive")  # type: ignore[arg-type]
+            playout.start()
+            result.record_started_at = getattr(ear, "clock_started_at", None) or result.heard_from
 
     started = time.monotonic()
+    baseline = StatsSample()
     answered_at = 0.0
     messages: AsyncGenerator[Message, None] | None = None
     try:
@@ -150,8 +145,9 @@ async def place_call(
         if sink is not None:
             await sink.start()
         await signaling.connect()
-        pc.addTrack(track)
-        tune_audio_receivers(pc)
+        sender = pc.addTrack(track)
+        tap_audio(pc, arrived)
+        tasks.spawn(LossFollower(sender, track).run(), "loss")
         await pc.setLocalDescription(await pc.createOffer())
         await signaling.send(
             PlaceCall(
@@ -224,6 +220,13 @@ async def place_call(
             result.talk_s = round(time.monotonic() - answered_at, 3)
         elif not result.wait_s:
             result.wait_s = round(time.monotonic() - started, 3)
+        result.play_started_at = track.source_started_at
+        if playout is not None:
+            await playout.stop()
+        try:
+            result.quality = CallQuality.since(baseline, await sample(pc, receiver)).as_dict()
+        except Exception as exc:  # a report must never stand in the way of ending a call
+            logger.warning("no quality figures: %s", exc)
         if heard is not None:
             result.dtmf_heard = heard.digits
             result.waiting_tone_s = round(heard.waiting_s, 1)
@@ -235,6 +238,7 @@ async def place_call(
         await signaling.close()
         await pc.close()
         track.stop()
+        receiver.close()
         await source.stop()
         if sink is not None:
             await sink.stop()

@@ -6,18 +6,25 @@ for the whole call. The router switches it as the call moves: waiting in a
 queue (on arrival and when re-queued) -> bridged to an agent -> held ->
 bridged ... Tones are generated here, on the platform, so a held or waiting
 customer hears them whatever the agent's phone does.
+
+While the customer is bridged to an agent, the feed asks its track to
+*forward* the agent's Opus packets as they come (``forwarding``): the
+platform decodes nothing. The waiting tone and the hold music are encoded
+once for the whole platform (``tones_encoded``) and only replayed; DTMF
+digits are encoded while they play.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 
 import numpy as np
 
 from agent_phone.media.audio import FRAME_SAMPLES, SAMPLE_RATE
-from agent_phone.media.fifo import AudioFifo
-from agent_phone.media.tones import LoopedTone, dtmf_samples, hold_music, waiting_tone
+from agent_phone.media.tones import dtmf_samples, hold_music, waiting_tone
+from agent_phone.media.tracks import PacketLoop, encode_loop
 
 logger = logging.getLogger(__name__)
 
@@ -35,18 +42,25 @@ class Feed(enum.Enum):
     HOLD = "hold"
 
 
+@functools.cache
+def tones_encoded() -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """The waiting tone's and the hold music's Opus packets, encoded once."""
+    return encode_loop(waiting_tone()), encode_loop(hold_music())
+
+
 class CustomerFeed:
-    """An ``AudioSource``: 20 ms blocks for the customer, per the current ``mode``.
+    """An ``AudioSource`` for the customer's track, per the current ``mode``:
+    the agent's packets forwarded, or the platform's own tones.
 
     DTMF digits replace whatever else would be heard while they play (as an
     exchange generating in-band DTMF does), then the mode's audio resumes.
     """
 
-    def __init__(self, from_agent: AudioFifo, call_id: str = "") -> None:
+    def __init__(self, call_id: str = "") -> None:
         self.call_id = call_id
-        self._from_agent = from_agent
-        self._waiting = LoopedTone(waiting_tone())
-        self._hold = LoopedTone(hold_music())
+        waiting, hold = tones_encoded()
+        self._waiting = PacketLoop(waiting)
+        self._hold = PacketLoop(hold)
         self._mode = Feed.WAITING
         self._dtmf = np.zeros(0, dtype=np.int16)
 
@@ -64,8 +78,11 @@ class CustomerFeed:
             self._dtmf = self._dtmf[:0]
         elif mode is Feed.HOLD:
             self._hold.restart()
-        # Nothing stale from before: the agent's audio starts from now.
-        self._from_agent.clear()
+
+    @property
+    def forwarding(self) -> bool:
+        """The track sends the agent's packets on as they come."""
+        return self._mode is Feed.AGENT and not self._dtmf.size
 
     def play_dtmf(self, digits: str) -> float:
         """Queue ``digits`` (validated: ValueError); returns their length in seconds.
@@ -84,20 +101,22 @@ class CustomerFeed:
     async def start(self) -> None:
         pass
 
+    def read_packet(self) -> bytes | None:
+        """The next packet of a tone encoded once, or None: ``read`` then."""
+        if self._dtmf.size or self._mode is Feed.AGENT:
+            return None
+        return (self._hold if self._mode is Feed.HOLD else self._waiting).read_packet()
+
     def read(self) -> np.ndarray | None:
-        if self._dtmf.size:
-            block = self._dtmf[:FRAME_SAMPLES]
-            self._dtmf = self._dtmf[FRAME_SAMPLES:]
-            # The agent's audio that arrives meanwhile is not heard, not delayed.
-            self._from_agent.read()
-            if block.size < FRAME_SAMPLES:
-                block = np.concatenate([block, np.zeros(FRAME_SAMPLES - block.size, block.dtype)])
-            return block
-        if self._mode is Feed.AGENT:
-            return self._from_agent.read()
-        if self._mode is Feed.HOLD:
-            return self._hold.read()
-        return self._waiting.read()
+        """DTMF digits still to play (the agent's packets that arrive
+        meanwhile are dropped: not heard, not delayed); otherwise nothing."""
+        if not self._dtmf.size:
+            return None
+        block = self._dtmf[:FRAME_SAMPLES]
+        self._dtmf = self._dtmf[FRAME_SAMPLES:]
+        if block.size < FRAME_SAMPLES:
+            block = np.concatenate([block, np.zeros(FRAME_SAMPLES - block.size, block.dtype)])
+        return block
 
     async def stop(self) -> None:
         pass

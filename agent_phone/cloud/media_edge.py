@@ -2,14 +2,17 @@
 
 An ``AgentLink`` is the connection to one agent's phone (the thing the
 persistent connection keeps); a ``CustomerLeg`` is one customer's call. A call
-is carried by bridging a customer leg onto an agent link: the customer's audio
-feeds the link's outbound track and the agent's audio feeds the leg's.
-Between calls a link's sender has no track, so it sends no audio at all.
+is carried by bridging a customer leg onto an agent link: each side's Opus
+packets are *forwarded* to the other as they arrive, neither decoded nor
+re-encoded (agent_phone/media/receiver.py taps them, the far track re-times
+and sends them: agent_phone/media/tracks.py), so the FEC each phone puts in
+reaches the other end, and a call costs the platform no codec work.
+Between calls a link's track is parked, so it sends no audio at all.
 
 What the customer hears is chosen by the leg's ``CustomerFeed`` (the waiting
 tone, the agent, the hold music, DTMF). While a call is held the bridge is
-cut both ways here, on the platform: the agent's audio is dropped and the
-link sends the agent silence, whatever the phone does.
+cut both ways here, on the platform: the agent's packets are dropped and the
+link sends the agent nothing, whatever the phone does.
 """
 
 from __future__ import annotations
@@ -21,14 +24,13 @@ import secrets
 import time
 from collections.abc import Callable
 
-import numpy as np
 from aiortc import RTCRtpSender, RTCSessionDescription
 
 from agent_phone.cloud.customer_audio import CustomerFeed, Feed
-from agent_phone.media.fifo import AudioFifo
 from agent_phone.media.liveness import Heartbeat, create_liveness_channel
-from agent_phone.media.peer import new_peer_connection, tune_audio_receivers
-from agent_phone.media.tracks import OutboundAudioTrack, receive_audio
+from agent_phone.media.peer import new_peer_connection
+from agent_phone.media.receiver import PacketTap, tap_audio
+from agent_phone.media.tracks import FORWARDED, OutboundAudioTrack
 from agent_phone.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
@@ -57,18 +59,15 @@ class CustomerLeg:
 
     def __init__(self, call_id: str) -> None:
         self.pc = new_peer_connection()
-        #: Customer audio, waiting for the agent's track to read it.
-        self.from_customer = AudioFifo()
-        #: Agent audio, read by the track to the customer.
-        self.to_customer = AudioFifo()
         #: What the customer hears: the waiting tone until an agent is bridged.
-        self.feed = CustomerFeed(self.to_customer, call_id)
+        self.feed = CustomerFeed(call_id)
         self.call_id = call_id
-        self._track = OutboundAudioTrack(self.feed)
+        #: The customer's packets; an agent link points it at itself.
+        self.tap: PacketTap | None = None
+        self.track = OutboundAudioTrack(self.feed)
         self._tasks = TaskSet(f"leg-{call_id}")
         self._closed = False
         self._connected = asyncio.Event()
-        self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_state)
 
     @property
@@ -89,13 +88,13 @@ class CustomerLeg:
         except TimeoutError:
             raise LinkError(f"the customer's media did not connect within {timeout:g} s") from None
 
-    def _on_track(self, track: object) -> None:
-        self._tasks.spawn(receive_audio(track, self.from_customer.write), "receive")  # type: ignore[arg-type]
-
     async def answer(self, offer_sdp: str) -> str:
         await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        tune_audio_receivers(self.pc)
-        self.pc.addTrack(self._track)
+        try:
+            self.tap = tap_audio(self.pc)  # dropped until bridged
+        except ValueError:
+            raise LinkError("the customer's offer has no audio") from None
+        self.pc.addTrack(self.track)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription.sdp
 
@@ -105,7 +104,7 @@ class CustomerLeg:
         self._closed = True
         await self._tasks.close()
         await self.pc.close()
-        self._track.stop()
+        self.track.stop()
 
 
 class AgentLink:
@@ -124,17 +123,15 @@ class AgentLink:
         self.pc = new_peer_connection()
         self._on_dead = on_dead
         self._transceiver = self.pc.addTransceiver("audio", direction="sendrecv")
-        tune_audio_receivers(self.pc)
+        self._tap = tap_audio(self.pc, self._from_agent)
         self._track = OutboundAudioTrack(parked=True)
         self._transceiver.sender.replaceTrack(self._track)
-        self._deliver: Callable[[np.ndarray], None] | None = None
         self._leg: CustomerLeg | None = None
         self._held = False
         self._tasks = TaskSet(self.id)
         self._connected = asyncio.Event()
         channel = create_liveness_channel(self.pc)
         self._heartbeat = Heartbeat(channel, lambda: self._dead("heartbeat_lost"))
-        self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_connection_state)
 
     def __repr__(self) -> str:
@@ -142,19 +139,27 @@ class AgentLink:
 
     @property
     def in_call(self) -> bool:
-        return self._deliver is not None
+        return self._leg is not None
+
+    @property
+    def track(self) -> OutboundAudioTrack:
+        return self._track
 
     def _set_state(self, state: LinkState) -> None:
         if state != self.state:
             logger.info("%s %s: %s -> %s", self.id, self.agent, self.state.value, state.value)
             self.state = state
 
-    def _on_track(self, track: object) -> None:
-        self._tasks.spawn(receive_audio(track, self._from_agent), "receive")  # type: ignore[arg-type]
+    def _from_agent(self, payload: bytes, timestamp: int, sequence: int) -> None:
+        """The agent's packets, on to the customer while bridged (the
+        customer's track drops them while it plays anything else)."""
+        leg = self._leg
+        if leg is not None and not self._held:
+            leg.track.forward(payload, timestamp)
 
-    def _from_agent(self, samples: np.ndarray) -> None:
-        if self._deliver is not None and not self._held:
-            self._deliver(samples)
+    def _from_customer(self, payload: bytes, timestamp: int, sequence: int) -> None:
+        if not self._held:
+            self._track.forward(payload, timestamp)
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
@@ -190,13 +195,13 @@ class AgentLink:
         return f"{id(transport):x}/{transport.state}"
 
     def attach(self, leg: CustomerLeg) -> None:
-        """Bridge a customer leg onto this connection: audio flows both ways."""
-        leg.from_customer.clear()
+        """Bridge a customer leg onto this connection: packets flow both ways."""
         self._leg = leg
         self._held = False
         leg.feed.set_mode(Feed.AGENT)
-        self._deliver = leg.to_customer.write
-        self._track.play(leg.from_customer)
+        if leg.tap is not None:
+            leg.tap.sink = self._from_customer
+        self._track.play(FORWARDED)
         self.calls_carried += 1
 
     @property
@@ -209,22 +214,27 @@ class AgentLink:
             return
         logger.info("%s %s: %s", self.id, self._leg.call_id, "held" if on else "resumed")
         self._held = on
-        # Silence to the agent; the customer's audio is still read (and dropped).
-        self._track.muted = on
+        # Nothing to the agent (the customer's packets are dropped), the
+        # hold music to the customer.
+        if on:
+            self._track.park()
+        else:
+            self._track.play(FORWARDED)
         self._leg.feed.set_mode(Feed.HOLD if on else Feed.AGENT)
 
     async def detach(self) -> None:
         """End the bridge; the link sends nothing again until the next call."""
-        self._deliver = None
-        self._leg = None
+        leg, self._leg = self._leg, None
+        if leg is not None and leg.tap is not None:
+            leg.tap.sink = None
         self._held = False
-        await self._track.park()  # also unmutes
+        self._track.park()
 
     async def close(self) -> None:
         if self.state is LinkState.CLOSED:
             return
         self._set_state(LinkState.CLOSED)
-        self._deliver = None
+        self._leg = None
         self._heartbeat.stop()
         await self._tasks.close()
         await self.pc.close()

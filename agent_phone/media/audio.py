@@ -43,11 +43,21 @@ class AudioSource(Protocol):
 class AudioSink(Protocol):
     """Where incoming audio goes (a speaker, a WAV file).
 
-    ``write()`` is called on the asyncio loop with int16 mono 48 kHz samples
-    of any length; it never blocks.
+    A sink keeps its own clock (agent_phone/media/playout.py): ``begin(now)``
+    says playout starts, ``wanted(now)`` how many samples it can take now
+    (a sound card: as its buffer drains; a file: as the wall clock runs),
+    ``play_time(now)`` when the next sample written will be heard, and
+    ``write()`` is then called on the asyncio loop with int16 mono
+    48 kHz samples of any length; it never blocks.
     """
 
     async def start(self) -> None: ...
+
+    def begin(self, now: float) -> None: ...
+
+    def wanted(self, now: float) -> int: ...
+
+    def play_time(self, now: float) -> float: ...
 
     def write(self, samples: np.ndarray) -> None: ...
 

@@ -1,72 +1,43 @@
-"""Creating peer connections that never reach beyond the configured addresses,
-and giving their audio receivers no added delay."""
+"""Creating peer connections: no STUN server, Opus only, with in-band FEC,
+and an SCTP handshake that retries after 1 s, not 3.
+
+Every side sends Opus packets it encoded itself or forwards
+(agent_phone/media/tracks.py), so Opus is the one audio codec offered and
+accepted: aiortc would otherwise also offer G.722, PCMU and PCMA, and a
+sender that negotiated one of them would put Opus bytes in it. The fmtp line
+says what our receivers do with it (RFC 7587): ``useinbandfec=1``, they use
+the FEC the sender puts in each packet; ``minptime=10``, as browsers say.
+
+SCTP (the data channel that carries the heartbeat, agent_phone/media/liveness.py)
+resends a lost handshake packet after its initial retransmission timeout:
+RFC 4960's 3 s in aiortc, 0.5 s in Chromium's dcsctp. At 1 s, two lost
+handshake packets in a row still open the channel within 3 s, well inside the
+time the heartbeat allows a channel to open.
+"""
 
 from __future__ import annotations
 
-import math
+from aiortc import RTCConfiguration, RTCPeerConnection, rtcsctptransport
+from aiortc.codecs import CODECS
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, rtp
-from aiortc.jitterbuffer import JitterBuffer, JitterFrame
-from aiortc.rtp import RtpPacket
-from aiortc.utils import uint16_add
-from av import AudioFrame
+#: The Opus that every connection offers and accepts (RTP always says 2
+#: channels for Opus; ``stereo`` is absent, so mono is preferred).
+OPUS = RTCRtpCodecParameters(
+    mimeType="audio/opus",
+    clockRate=48000,
+    channels=2,
+    payloadType=111,
+    parameters={"minptime": 10, "useinbandfec": 1},
+)
 
-
-def _audio_level_dbov(frame: AudioFrame) -> int:
-    """aiortc's ``rtp.compute_audio_level_dbov`` (RFC 6465 level for each sent
-    audio frame) with numpy: the same result, ~20x cheaper. aiortc's loops over
-    the samples in Python (~100 us a frame); on the platform, which sends two
-    streams per call, that was the main thread's largest own cost
-    (docs/performance.md, "Load")."""
-    samples = np.frombuffer(bytes(frame.planes[0]), dtype=np.int16).astype(np.float64)
-    energy = float(np.dot(samples, samples))
-    level = math.sqrt(energy / (frame.samples * 32767 * 32767))
-    if level <= 0:
-        return -127
-    return round(min(max(20 * math.log10(level), -127), 0))
-
-
-# aiortc's sender looks it up on the module for every frame.
-rtp.compute_audio_level_dbov = _audio_level_dbov
+# aiortc reads this module-level table each time it makes an offer or an
+# answer; replaced in place, once, when this module is first imported.
+CODECS["audio"][:] = [OPUS]
+# Read by each RTCSctpTransport when it is made.
+rtcsctptransport.SCTP_RTO_INITIAL = 1.0
 
 
 def new_peer_connection() -> RTCPeerConnection:
     # iceServers=[]: aiortc falls back to a public STUN server when given none.
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
-
-
-class InOrderAudioBuffer(JitterBuffer):
-    """Hands each audio packet to the decoder the moment it arrives.
-
-    aiortc's audio receiver holds every frame until 4 newer ones have
-    arrived (``JitterBuffer(capacity=16, prefetch=4)`` in
-    aiortc/rtcrtpreceiver.py, with no setting): 80 ms on every hop of a call,
-    phone -> media edge -> customer. That buffer only puts reordered packets
-    right, it does not smooth jitter (frames leave as packets arrive); the
-    bounded FIFOs after the decoder (bridge, speaker) absorb jitter. An Opus
-    packet is a whole frame, so this passes packets on in order and drops a
-    packet older than one already passed (late or duplicated), as a lost one.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(capacity=16)
-        self._last: int | None = None
-        self.late = 0
-
-    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
-        seq = packet.sequence_number
-        if self._last is not None and not 0 < uint16_add(seq, -self._last) < 0x8000:
-            self.late += 1
-            return False, None
-        self._last = seq
-        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)  # type: ignore[attr-defined]
-
-
-def tune_audio_receivers(pc: RTCPeerConnection) -> None:
-    """Give each audio receiver an ``InOrderAudioBuffer``; call it once the
-    transceivers exist and before media flows."""
-    for transceiver in pc.getTransceivers():
-        if transceiver.kind == "audio":
-            # Private attribute: the only way in (see InOrderAudioBuffer).
-            transceiver.receiver._RTCRtpReceiver__jitter_buffer = InOrderAudioBuffer()  # type: ignore[attr-defined]

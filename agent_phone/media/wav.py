@@ -16,12 +16,14 @@ import logging
 import math
 import os
 import struct
+import time
 import wave
 from pathlib import Path
 
 import numpy as np
 
 from agent_phone.media.audio import DTYPE, FRAME_SAMPLES, SAMPLE_RATE
+from agent_phone.media.playout import SpeakerClock
 
 __all__ = [
     "DEFAULT_MAX_SINK_SECONDS",
@@ -181,7 +183,18 @@ class ToneSource:
 
 
 class WavFileSink:
-    """An ``AudioSink`` that records what it is given into a WAV file.
+    """An ``AudioSink`` that records what it is given into a WAV file, on
+    its own clock, as a speaker would play it.
+
+    From ``begin(now)`` its clock runs with the wall clock (a
+    ``SpeakerClock``): ``wanted`` asks for as many samples as a speaker
+    would have played by then, plus the 20 ms a sound card holds ahead,
+    and where the audio came too late the file gets the silence a speaker
+    would have played. So the file has the silence and concealment the
+    listener got, where they got them. Each ``begin`` (a call) notes
+    ``clock_started_at`` (Unix time) and ``clock_offset_s`` (where in the
+    file that playout starts), so a benchmark can tell when each sample
+    was played.
 
     Samples written between ``start()`` and ``stop()`` are kept in memory and
     written to ``path`` (48 kHz mono 16-bit) by ``stop()``, in a worker
@@ -201,10 +214,33 @@ class WavFileSink:
         self._buffered = 0
         self._dropped = 0
         self._started = False
+        self._clock = SpeakerClock()
+        self.clock_started_at: float | None = None
+        self.clock_offset_s: float | None = None
 
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def underrun_samples(self) -> int:
+        """Silence the file got because audio came too late for the speaker."""
+        return self._clock.underrun_samples
+
+    def begin(self, now: float) -> None:
+        self._clock.begin(now)
+        self.clock_started_at = time.time()
+        self.clock_offset_s = round((self._buffered + self._dropped) / SAMPLE_RATE, 6)
+
+    def wanted(self, now: float) -> int:
+        if not self._started:
+            return 0
+        if gap := self._clock.fill(now):
+            self._keep(np.zeros(gap, dtype=DTYPE))
+        return self._clock.wanted(now)
+
+    def play_time(self, now: float) -> float:
+        return self._clock.play_time(now)
 
     @property
     def buffered_samples(self) -> int:
@@ -223,6 +259,10 @@ class WavFileSink:
         if not self._started:
             return
         data = _as_mono_int16(samples)
+        self._clock.advance(data.size)
+        self._keep(data)
+
+    def _keep(self, data: np.ndarray) -> None:
         room = self._max_samples - self._buffered
         if data.size > room:
             if self._dropped == 0:
@@ -242,6 +282,7 @@ class WavFileSink:
         if not self._started:
             return
         self._started = False
+        self._clock.stop()
         chunks, self._chunks = self._chunks, []
         self._buffered = 0
         samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=DTYPE)

@@ -1,8 +1,10 @@
 """The phone's side of one media connection to the platform.
 
 The platform offers and the phone answers (R1). The connection's audio
-sender has a track only during a call; between calls it sends nothing but
-the heartbeat and WebRTC's own keep-alives (RTCP, ICE consent).
+track is parked between calls, so it sends nothing then but the heartbeat
+and WebRTC's own keep-alives (RTCP, ICE consent). Received audio goes into
+the connection's ``AudioReceiver`` (the jitter buffer), which the call's
+playout reads on the speaker's clock (agent_phone/phone/audio_io.py).
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import numpy as np
-from aiortc import MediaStreamTrack, RTCRtpTransceiver, RTCSessionDescription
+from aiortc import RTCRtpTransceiver, RTCSessionDescription
 
 from agent_phone.media.audio import AudioSource
 from agent_phone.media.dtls import FingerprintError, check_fingerprints
 from agent_phone.media.liveness import Heartbeat, create_liveness_channel
-from agent_phone.media.peer import new_peer_connection, tune_audio_receivers
-from agent_phone.media.tracks import OutboundAudioTrack, receive_audio
+from agent_phone.media.peer import new_peer_connection
+from agent_phone.media.receiver import AudioReceiver, PacketTap, tap_audio
+from agent_phone.media.tracks import LossFollower, OutboundAudioTrack
 from agent_phone.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
@@ -34,15 +36,14 @@ class PhoneConnection:
         self.closed = False
         self._on_dead = on_dead
         self._track = OutboundAudioTrack(parked=True)
+        #: The platform's audio, as it arrives: the jitter buffer.
+        self.receiver = AudioReceiver()
+        self._tap: PacketTap | None = None
         self._mute = False
         self._held = False
         self._transceiver: RTCRtpTransceiver | None = None
-        self._deliver: Callable[[np.ndarray], None] | None = None
         self._tasks = TaskSet(connection_id)
         self._heartbeat: Heartbeat | None = None
-        #: Frames received from the platform, in a call or not.
-        self.frames_received = 0
-        self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_state)
 
     def __repr__(self) -> str:
@@ -70,6 +71,15 @@ class PhoneConnection:
         self._track.muted = self._mute or self._held
 
     @property
+    def track(self) -> OutboundAudioTrack:
+        return self._track
+
+    @property
+    def packets_received(self) -> int:
+        """RTP packets received from the platform, in a call or not."""
+        return self._tap.packets if self._tap is not None else 0
+
+    @property
     def transport_id(self) -> int:
         assert self._transceiver is not None
         return id(self._transceiver.sender.transport)
@@ -90,21 +100,15 @@ class PhoneConnection:
         if len(audio) != 1:
             raise ConnectionError_(f"expected one audio stream in the offer, got {len(audio)}")
         self._transceiver = audio[0]
-        tune_audio_receivers(self.pc)
+        self._tap = tap_audio(self.pc, self.receiver.put)
         self._transceiver.direction = "sendrecv"
         self._transceiver.sender.replaceTrack(self._track)
+        follower = LossFollower(self._transceiver.sender, self._track)
+        self._tasks.spawn(follower.run(), "loss")
         channel = create_liveness_channel(self.pc)
         self._heartbeat = Heartbeat(channel, lambda: self._dead("heartbeat_lost"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription.sdp
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        self._tasks.spawn(receive_audio(track, self._received), "receive")
-
-    def _received(self, samples: np.ndarray) -> None:
-        self.frames_received += 1
-        if self._deliver is not None:
-            self._deliver(samples)
 
     def _on_state(self) -> None:
         state = self.pc.connectionState
@@ -127,23 +131,25 @@ class PhoneConnection:
         if not self.closed:
             self._on_dead(self, reason)
 
-    def attach(self, source: AudioSource, deliver: Callable[[np.ndarray], None]) -> None:
-        """Start a call's audio: ``source`` is sent, received audio goes to ``deliver``."""
-        self._deliver = deliver
+    def attach(self, source: AudioSource) -> None:
+        """Start a call's audio: ``source`` is sent, and ``receiver`` keeps
+        what arrives for the call's playout."""
+        self.receiver.start()
         self._track.play(source)
 
     async def detach(self) -> None:
-        self._deliver = None
+        self.receiver.stop()
         self._mute = self._held = False
-        await self._track.park()
+        self._track.park()
 
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        self._deliver = None
+        self.receiver.stop()
         if self._heartbeat is not None:
             self._heartbeat.stop()
         await self._tasks.close()
         await self.pc.close()
         self._track.stop()
+        self.receiver.close()

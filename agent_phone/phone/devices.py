@@ -58,6 +58,10 @@ _BLOCK_SAMPLES = FRAME_SAMPLES // 2
 # stalled reader or a bursty writer costs a glitch, never growing latency.
 _MIC_BUFFER_SAMPLES = SAMPLE_RATE * 120 // 1000
 _SPEAKER_BUFFER_SAMPLES = SAMPLE_RATE * 200 // 1000
+# Audio kept queued for the output callback: it covers the playout tick
+# (agent_phone/media/playout.py, 10 ms) and the loop's own hiccups; more
+# would only add delay (the jitter buffer absorbs the network's).
+_SPEAKER_LEAD_SAMPLES = SAMPLE_RATE * 30 // 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +244,20 @@ class SpeakerSink:
         self._starved = True
         await self._stream.start(self._make_stream)
 
+    def begin(self, now: float) -> None:
+        """The device's own clock paces playout: nothing to set."""
+
+    def wanted(self, now: float) -> int:
+        """Enough to keep ``_SPEAKER_LEAD_SAMPLES`` queued ahead of the device."""
+        if not self._stream.open:
+            return 0
+        return _SPEAKER_LEAD_SAMPLES - self._buffer.size
+
+    def play_time(self, now: float) -> float:
+        """The next sample plays once what is queued has (the device's own
+        output latency, the same for every sample, is left out)."""
+        return now + self._buffer.size / SAMPLE_RATE
+
     def write(self, samples: np.ndarray) -> None:
         if not self._stream.open:
             return
@@ -346,6 +364,10 @@ class _LockedSampleRing:
     def __init__(self, capacity: int) -> None:
         self._ring = _SampleRing(capacity)
         self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return self._ring.size  # one int read: no lock needed
 
     def clear(self) -> None:
         with self._lock:

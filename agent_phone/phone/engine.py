@@ -17,6 +17,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from agent_phone.media import voice_processing
+from agent_phone.media.playout import Pull
+from agent_phone.media.receiver import AudioReceiver
 from agent_phone.media.tones import validate_dtmf
 from agent_phone.phone import events
 from agent_phone.phone.audio_io import CallAudio
@@ -40,10 +43,12 @@ from agent_phone.protocol import (
     EndConnection,
     Error,
     Hangup,
+    HeardQuality,
     HoldCall,
     Message,
     PresenceChanged,
     ProtocolError,
+    QualityReport,
     RefreshSession,
     SendDtmf,
     SessionRefreshed,
@@ -124,9 +129,23 @@ class PhoneEngine:
 
     async def start(self, timeout: float = 15.0) -> None:
         """Connect and sign in; raises SignInError with a message for the agent."""
+        self.audio.outgoing.on_error = self._voice_processing_failed
+        if self.audio.outgoing.enabled:
+            # The library's first import takes 0.2-0.3 s: not on the loop,
+            # and not when the first call is answered.
+            await asyncio.to_thread(voice_processing.preload)
+            self.audio.outgoing.prepare()
         await self._sign_in(timeout)
         if self.settings.on_queue:
             await self.set_on_queue(True)
+
+    def _voice_processing_failed(self, why: str) -> None:
+        self._emit(
+            events.Error(
+                message=f"noise suppression and gain control are off: {why}",
+                code="voice_processing",
+            )
+        )
 
     async def _sign_in(self, timeout: float) -> None:
         s = self.settings
@@ -341,12 +360,24 @@ class PhoneEngine:
         quality, self._quality = self._quality, None
         if quality is not None:
             await quality.finish()
+            await self._report_heard(call, quality)
         if call.state is not CallState.ALERTING:
             if self.connection is not None:
                 await self.connection.detach()
             await self.audio.end()
         duration = time.monotonic() - call.connected_at if call.connected_at else 0.0
         self._emit(events.Ended(call_id=call.call_id, reason=reason, duration_s=round(duration, 3)))
+
+    async def _report_heard(self, call: CallInfo, quality: QualityReporter) -> None:
+        """Tell the platform what the agent heard (kept with the call's record)."""
+        q = quality.latest
+        if q is None or call.state is CallState.ALERTING or self._signaling is None:
+            return
+        fields = {f: getattr(q, f) for f in HeardQuality.__struct_fields__}
+        try:
+            await self._send(QualityReport(call_id=call.call_id, heard=HeardQuality(**fields)))
+        except PhoneError as exc:  # the platform is gone: the figures go with it
+            logger.info("%s: quality not reported: %s", call.call_id, exc)
 
     async def _signed_out(self, reason: str) -> None:
         self.agent = None
@@ -423,7 +454,9 @@ class PhoneEngine:
             raise PhoneError("the call's connection is gone")
         call.state = CallState.ANSWERING
         call.answered_at = time.monotonic()
-        self._quality = QualityReporter(call.call_id, connection.pc, self._emit)
+        self._quality = QualityReporter(
+            call.call_id, connection.pc, self._emit, connection.receiver
+        )
         await self._quality.begin()  # the baseline, before this call's media
         if self.call is not call:
             return  # ended while the baseline was read
@@ -436,7 +469,9 @@ class PhoneEngine:
             if self.call is not call or self.connection is not connection:
                 await self.audio.end()  # the call ended while the devices opened
                 return
-            connection.attach(self.audio.mic, self._speaker_for(call))
+            connection.attach(self.audio.outgoing)
+            self.audio.play(self._listen(call, connection.receiver))
+            self._tasks.spawn(self._audio_clock(call, connection), "audio-clock")
         except Exception as exc:
             # The customer must not be lost to a broken headset: the platform
             # gives the call to the next agent.
@@ -447,21 +482,36 @@ class PhoneEngine:
             await self._send(Hangup(call_id=call.call_id, requeue=True))
             await self._end_call("audio_failure")
 
-    def _speaker_for(self, call: CallInfo) -> Callable[[np.ndarray], None]:
-        """Received audio to the speaker, noting when the customer is first heard."""
-        write = self.audio.write
+    def _listen(self, call: CallInfo, receiver: AudioReceiver) -> Pull:
+        """What the speaker plays: the jitter buffer's audio with the agent's
+        key feedback mixed in, noting when the customer is first heard."""
 
-        def deliver(samples: np.ndarray) -> None:
+        def pull(play_at: float, now: float) -> np.ndarray:
+            samples = receiver.pull(play_at, now)
             if call.key_feedback.size:
-                write(call.mix_key_feedback(samples))
-            else:
-                write(samples)
+                samples = call.mix_key_feedback(samples)
             if not call.heard and samples.size and np.abs(samples).max() > AUDIBLE:
                 call.heard = True
                 ms = (time.monotonic() - call.answered_at) * 1000
                 self._emit(events.Hearing(call_id=call.call_id, since_answer_ms=round(ms, 2)))
+            return samples
 
-        return deliver
+        return pull
+
+    async def _audio_clock(self, call: CallInfo, connection: PhoneConnection) -> None:
+        """The ``audio_clock`` event, once the microphone's first frame is out."""
+        mic_at = await connection.track.source_started(timeout=1.0)
+        if self.call is not call:
+            return
+        speaker = self.audio.speaker
+        self._emit(
+            events.AudioClock(
+                call_id=call.call_id,
+                mic_started_at=mic_at,
+                speaker_started_at=getattr(speaker, "clock_started_at", None) or time.time(),
+                speaker_file_offset_s=getattr(speaker, "clock_offset_s", None),
+            )
+        )
 
     async def decline(self, call_id: str | None = None) -> None:
         call = self._require_call(call_id, CallState.ALERTING)
@@ -500,6 +550,15 @@ class PhoneEngine:
         if call.state is CallState.CONNECTED and not call.held:
             call.add_key_feedback(digits)
         self._emit(events.DtmfSent(call_id=call.call_id, digits=digits))
+
+    def set_voice_processing(self, on: bool) -> None:
+        """Noise suppression and automatic gain control on the microphone,
+        from the next frame on (a call in progress included)."""
+        outgoing = self.audio.outgoing
+        outgoing.enabled = on
+        if on:
+            outgoing.prepare()
+        self.settings = dataclasses.replace(self.settings, voice_processing=on)
 
     def set_mute(self, on: bool) -> None:
         self._require_call(None, CallState.ANSWERING, CallState.CONNECTED)

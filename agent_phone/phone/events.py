@@ -131,6 +131,33 @@ class Quality(PhoneEvent):
     packets_sent: int
     remote_packets_lost: int
     remote_fraction_lost: float | None
+    #: What the agent heard, from the jitter buffer (agent_phone/media/quality.py).
+    packets_discarded: int = 0
+    total_samples_received: int = 0
+    concealed_samples: int = 0
+    silent_concealed_samples: int = 0
+    concealment_events: int = 0
+    fec_recovered_samples: int = 0
+    inserted_samples_for_deceleration: int = 0
+    removed_samples_for_acceleration: int = 0
+    jitter_buffer_delay_ms: float | None = None
+    jitter_buffer_target_delay_ms: float | None = None
+    concealed_ratio: float = 0.0
+    #: ``good``, ``fair`` or ``poor``: what the window shows.
+    grade: str = "good"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioClock(PhoneEvent):
+    """A call's audio started: when (Unix time) the microphone's first frame
+    was sent and the speaker's playout began, and where in a
+    ``--speaker-file`` this call's audio starts (None for a sound card)."""
+
+    name: ClassVar[str] = "audio_clock"
+    call_id: str
+    mic_started_at: float | None
+    speaker_started_at: float | None
+    speaker_file_offset_s: float | None
 
 
 @dataclass(frozen=True, kw_only=True)

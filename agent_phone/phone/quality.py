@@ -11,6 +11,7 @@ from collections.abc import Callable
 from aiortc import RTCPeerConnection
 
 from agent_phone.media.quality import CallQuality, StatsSample, sample
+from agent_phone.media.receiver import AudioReceiver
 from agent_phone.phone import events
 from agent_phone.tasks import TaskSet
 
@@ -27,19 +28,23 @@ class QualityReporter:
         call_id: str,
         pc: RTCPeerConnection,
         emit: Callable[[events.PhoneEvent], None],
+        receiver: AudioReceiver | None = None,
         interval: float = INTERVAL_S,
     ) -> None:
         self.call_id = call_id
         self._pc = pc
+        self._receiver = receiver
         self._emit = emit
         self._interval = interval
         self._start: StatsSample | None = None
         self._tasks = TaskSet(f"quality-{call_id}")
         self._finished = False
+        #: The last report made.
+        self.latest: CallQuality | None = None
 
     async def begin(self) -> None:
         """The baseline: the connection's counters before this call's media."""
-        self._start = await sample(self._pc)
+        self._start = await sample(self._pc, self._receiver)
         if not self._finished:  # the call may have ended meanwhile
             self._tasks.spawn(self._run(), "report")
 
@@ -51,7 +56,8 @@ class QualityReporter:
     async def _report(self, final: bool) -> None:
         if self._start is None:
             return
-        q = CallQuality.since(self._start, await sample(self._pc))
+        q = CallQuality.since(self._start, await sample(self._pc, self._receiver))
+        self.latest = q
         self._emit(events.Quality(call_id=self.call_id, final=final, **q.as_dict()))
 
     async def finish(self) -> None:

@@ -47,6 +47,7 @@ class PhoneBridge(QObject):
     dtmf = Signal(object)  # events.DtmfSent
     error = Signal(object)  # events.Error
     quality = Signal(object)  # events.Quality
+    audio_clock = Signal(object)  # events.AudioClock
     resuming = Signal(object)  # events.Resuming
     resumed = Signal(object)  # events.Resumed
     resume_failed = Signal(object)  # events.ResumeFailed
@@ -73,6 +74,7 @@ class PhoneBridge(QObject):
             events.DtmfSent: self.dtmf,
             events.Error: self.error,
             events.Quality: self.quality,
+            events.AudioClock: self.audio_clock,
             events.Resuming: self.resuming,
             events.Resumed: self.resumed,
             events.ResumeFailed: self.resume_failed,
