@@ -62,7 +62,9 @@ from procs import _env  # noqa: E402
 
 from agent_phone.caller.client import CallPlan, place_call  # noqa: E402
 from agent_phone.cloud.config import hash_password  # noqa: E402
+from agent_phone.media import liveness  # noqa: E402
 from agent_phone.media.ice import restrict_ice_addresses  # noqa: E402
+from agent_phone.media.playout import WallClockSink  # noqa: E402
 from agent_phone.media.wav import ToneSource, write_wav  # noqa: E402
 
 AUDIBLE = 100
@@ -478,7 +480,9 @@ class Soak:
         t.killed = {"agent": victim.name, "call_id": call_id, "at_call": self._next}
         killed_at = time.monotonic()
         await victim.kill()
-        await asyncio.sleep(3.0)
+        # Back once the platform has noticed by itself (the media heartbeat),
+        # not by the new sign-in replacing the dead session.
+        await asyncio.sleep(liveness.TIMEOUT_S + 1.0)
         await victim.start()
         t.killed["back_after_s"] = round(time.monotonic() - killed_at, 2)
 
@@ -619,10 +623,11 @@ class Soak:
         }
 
 
-class HeardAgent:
+class HeardAgent(WallClockSink):
     """The caller's sink: notes whether the agent was ever audible."""
 
     def __init__(self) -> None:
+        super().__init__(self._listen)
         self.heard = False
 
     async def start(self) -> None:
@@ -631,7 +636,7 @@ class HeardAgent:
     async def stop(self) -> None:
         pass
 
-    def write(self, samples: np.ndarray) -> None:
+    def _listen(self, samples: np.ndarray) -> None:
         if not self.heard and samples.size and np.abs(samples).max() > AUDIBLE:
             self.heard = True
 

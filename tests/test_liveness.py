@@ -73,7 +73,7 @@ async def test_silence_counts_from_start_even_if_the_channel_never_opens():
     pc = new_peer_connection()
     channel = create_liveness_channel(pc)
     dead = asyncio.Event()
-    beat = Heartbeat(channel, dead.set, 0.1, 0.5)
+    beat = Heartbeat(channel, dead.set, 0.1, 0.2, open_timeout=0.5)
     started = time.monotonic()
     beat.start()
     try:
@@ -84,3 +84,48 @@ async def test_silence_counts_from_start_even_if_the_channel_never_opens():
         await pc.close()
     assert channel.readyState != "open"
     assert 0.5 <= time.monotonic() - started < 3.0
+
+
+async def test_beats_are_independent_so_lost_ones_do_not_hold_the_rest_back():
+    """The channel is unordered and never retransmits: a beat lost on the
+    way does not hold back the ones after it (a reliable channel's first
+    retransmission waits 3 s, longer than the limit). Here the far end's
+    SCTP drops every other beat it is sent, as a lossy network would; the
+    heartbeat keeps hearing the rest and never declares the peer dead."""
+    before = ice_addresses()
+    restrict_ice_addresses(["127.0.0.1"])
+    a, b, channel_a, channel_b = await _connected_pair()
+    assert channel_a.ordered is False and channel_a.maxRetransmits == 0
+    heard_by_b: list[float] = []
+    channel_b.on("message", lambda _m: heard_by_b.append(time.monotonic()))
+    sctp = a.sctp  # a's data packets to b go out here
+    send = sctp._send_chunk
+    sent = 0
+
+    async def lossy_send(chunk: Any) -> None:
+        nonlocal sent
+        if type(chunk).__name__ == "DataChunk":
+            sent += 1
+            if sent % 2 == 0:
+                return  # lost on the way
+        await send(chunk)
+
+    sctp._send_chunk = lossy_send
+    deaths: list[int] = []
+    beat = Heartbeat(channel_a, lambda: deaths.append(1), 0.1, 0.5)
+    beat_b = Heartbeat(channel_b, lambda: deaths.append(2), 0.1, 0.5)
+    beat.start()
+    beat_b.start()
+    try:
+        await asyncio.sleep(2.0)
+    finally:
+        beat.stop()
+        beat_b.stop()
+        await a.close()
+        await b.close()
+        restrict_ice_addresses(before)
+    # Half the beats arrived, evenly: no gap longer than two intervals.
+    assert len(heard_by_b) >= 7
+    gaps = [y - x for x, y in zip(heard_by_b, heard_by_b[1:], strict=False)]
+    assert max(gaps) < 0.35, gaps
+    assert deaths == []
