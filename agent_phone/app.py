@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
         "--speaker-file", type=Path, metavar="WAV", help="write call audio to a WAV file"
     )
     p.add_argument(
+        "--voice-processing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="noise suppression and automatic gain control on the microphone "
+        "(default: on for a microphone, off for --mic-file)",
+    )
+    p.add_argument(
         "--ice-address",
         action="append",
         metavar="ADDR",
@@ -101,6 +108,7 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
         speaker_device=args.speaker,
         mic_file=args.mic_file,
         speaker_file=args.speaker_file,
+        voice_processing=args.voice_processing,
         ice_addresses=tuple(args.ice_address or ["127.0.0.1"]),
         reconnect_attempts=max(0, args.reconnect),
         ca_file=args.ca,

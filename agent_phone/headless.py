@@ -93,6 +93,8 @@ class Headless:
                 await e.set_persistent(_flag(c))
             case "end_connection":
                 await e.end_connection()
+            case "voice_processing":
+                e.set_voice_processing(_flag(c))
             case "quit":
                 self._quit.set()
             case other:
@@ -140,6 +142,7 @@ async def run_headless(settings: PhoneSettings) -> int:
         mic_file=settings.mic_file,
         speaker_device=settings.speaker_device,
         speaker_file=settings.speaker_file,
+        voice_processing=settings.voice_processing,
     )
     engine = PhoneEngine(settings, audio)
     front = Headless(engine)

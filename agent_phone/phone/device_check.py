@@ -25,7 +25,13 @@ from agent_phone.phone.devices import (
     list_devices,
     refresh_devices,
 )
-from agent_phone.phone.sounds import LevelMeter, SoundPlayer, scaled, test_tone
+from agent_phone.phone.sounds import (
+    LevelMeter,
+    ProcessedLevelMeter,
+    SoundPlayer,
+    scaled,
+    test_tone,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +50,7 @@ class AudioCheck:
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
-        self._meter: LevelMeter | None = None
+        self._meter: LevelMeter | ProcessedLevelMeter | None = None
         self._meter_device: str | None = None
         self._closed = False
 
@@ -81,15 +87,19 @@ class AudioCheck:
             finally:
                 await player.stop()
 
-    async def start_meter(self, device: str | None) -> None:
-        """Meter ``device`` (replacing a meter on another device); raises AudioDeviceError."""
+    async def start_meter(self, device: str | None, processed: bool = False) -> None:
+        """Meter ``device`` (replacing a meter on another device), as the
+        customer would hear it when ``processed`` (noise suppression and
+        AGC); raises AudioDeviceError."""
         async with self._lock:
             await self._stop_meter()
             if not self._closed:
-                await self._start_meter(device)
+                await self._start_meter(device, processed)
 
-    async def _start_meter(self, device: str | None) -> None:
-        meter = LevelMeter(device)
+    async def _start_meter(self, device: str | None, processed: bool = False) -> None:
+        meter: LevelMeter | ProcessedLevelMeter = (
+            ProcessedLevelMeter(device) if processed else LevelMeter(device)
+        )
         await meter.start()
         self._meter, self._meter_device = meter, device
 

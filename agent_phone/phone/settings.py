@@ -25,6 +25,9 @@ class PhoneSettings:
     speaker_device: str | None = None
     mic_file: Path | None = None
     speaker_file: Path | None = None
+    #: Noise suppression and automatic gain control on the microphone
+    #: (None: on for a sound card, off for a ``mic_file``).
+    voice_processing: bool | None = None
     #: Addresses media may use (ICE host candidates).
     ice_addresses: tuple[str, ...] = ("127.0.0.1",)
     #: Sign in again this many times (with backoff) when the platform goes

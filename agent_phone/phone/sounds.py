@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from agent_phone.media.audio import DTYPE, FRAME_SAMPLES, SAMPLE_RATE
+from agent_phone.media.voice_processing import ProcessedSource
+from agent_phone.phone.devices import MicrophoneSource
 from agent_phone.phone.portaudio import DeviceSpec, StreamHandle
 
 logger = logging.getLogger(__name__)
@@ -240,6 +242,52 @@ class LevelMeter:
         peak = int(np.abs(indata[:, 0].astype(np.int32)).max()) if frames else 0
         if peak > self._peak:
             self._peak = peak
+
+
+class ProcessedLevelMeter:
+    """A ``LevelMeter`` of the microphone as the customer would hear it:
+    through noise suppression and AGC (agent_phone/media/voice_processing.py),
+    on the loop, a 20 ms frame at a time. Where the processing cannot run,
+    it meters the microphone as it is."""
+
+    def __init__(self, device: DeviceSpec = None) -> None:
+        self.device = device
+        self._mic = MicrophoneSource(device)
+        self._source = ProcessedSource(self._mic)
+        self._task: asyncio.Task[None] | None = None
+        self._peak = 0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        await self._mic.start()
+        self._source.prepare()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="level-meter")
+
+    async def _run(self) -> None:
+        while True:
+            for _ in range(10):  # what has come in since the last look, bounded
+                frame = self._source.read()
+                if frame is None:
+                    break
+                self._peak = max(self._peak, int(np.abs(frame.astype(np.int32)).max()))
+            await asyncio.sleep(0.02)
+
+    def take_peak(self) -> float:
+        peak, self._peak = self._peak, 0
+        return peak / 32768
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._mic.stop()
+        self._source.close()
 
 
 def level_db(peak: float) -> float:

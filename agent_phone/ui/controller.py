@@ -47,6 +47,7 @@ def default_engine(settings: PhoneSettings) -> PhoneEngine:
         mic_file=settings.mic_file,
         speaker_device=settings.speaker_device,
         speaker_file=settings.speaker_file,
+        voice_processing=settings.voice_processing,
     )
     return PhoneEngine(settings, audio)
 
@@ -275,6 +276,13 @@ class PhoneController(QObject):
         if engine is not None:
             engine.settings = dataclasses.replace(engine.settings, auto_answer=on)
             logger.info("auto answer %s", "on" if on else "off")
+
+    def set_voice_processing(self, on: bool) -> None:
+        """Noise suppression and AGC on the microphone: at once, a call included."""
+        engine = self._engine
+        if engine is not None:
+            engine.set_voice_processing(on)
+            logger.info("voice processing %s", "on" if on else "off")
 
     def switch_devices(self, mic: str | None, speaker: str | None) -> bool:
         """Use these devices from the next call; False when only the next sign-in can."""

@@ -113,7 +113,7 @@ class DeviceTools(QObject):
 
     async def _meter(self, device: str | None) -> None:
         try:
-            await self._check.start_meter(device)
+            await self._check.start_meter(device, self._dialog.voice_processing_ticked())
         except AudioDeviceError as exc:
             logger.info("microphone meter: %s", exc)
             if self._alive():

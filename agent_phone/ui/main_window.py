@@ -34,6 +34,7 @@ from agent_phone.ui.settings import (
     RINGER,
     RINGER_VOLUME,
     SPEAKER,
+    VOICE_PROCESSING,
     SettingsStore,
     alert_sound_settings,
 )
@@ -261,6 +262,8 @@ class MainWindow(QMainWindow):
             self.persistent_action.setChecked(self._store.get(PERSISTENT))
         elif key == AUTO_ANSWER.key:
             self._controller.set_auto_answer(self._store.get(AUTO_ANSWER))
+        elif key == VOICE_PROCESSING.key:
+            self._controller.set_voice_processing(self._store.get(VOICE_PROCESSING))
         if key in (SPEAKER.key, RINGER.key, RINGER_VOLUME.key) and self._sounds is not None:
             self._sounds.configure(alert_sound_settings(self._store))
         if key in (MIC.key, SPEAKER.key):

@@ -74,6 +74,14 @@ SPEAKER = Setting(
     "Speaker",
     "The output device for calls (empty: the system default). Applies from the next call.",
 )
+VOICE_PROCESSING = Setting(
+    "audio/voice_processing",
+    bool,
+    True,
+    "Noise suppression and automatic gain control",
+    "Take background noise out of your microphone and keep your voice at an even level "
+    "for the customer. Applies at once, also during a call.",
+)
 RINGER = Setting(
     "audio/ringer",
     str,
@@ -125,6 +133,7 @@ REGISTRY: tuple[Setting[bool] | Setting[int] | Setting[str], ...] = (
     AUTO_ANSWER,
     ON_QUEUE_AT_SIGN_IN,
     MIC,
+    VOICE_PROCESSING,
     SPEAKER,
     RINGER,
     RINGER_VOLUME,
@@ -243,6 +252,7 @@ def phone_settings(
         speaker_device=speaker_device or store.get(SPEAKER) or None,
         mic_file=mic_file,
         speaker_file=speaker_file,
+        voice_processing=store.get(VOICE_PROCESSING),
         ice_addresses=ice_addresses or stored_ice_addresses(store),
         ca_file=ca_file or (Path(store.get(CA_FILE)).expanduser() if store.get(CA_FILE) else None),
         reconnect_attempts=max(

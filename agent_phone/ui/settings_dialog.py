@@ -45,6 +45,7 @@ from agent_phone.ui.settings import (
     RINGER,
     RINGER_VOLUME,
     SPEAKER,
+    VOICE_PROCESSING,
     Setting,
     SettingsStore,
 )
@@ -143,6 +144,16 @@ class SettingsDialog(QDialog):
                 audio_form.addRow("Mic level:", self.meter)
                 self._label_for(audio_form, self.meter)
                 combo.currentIndexChanged.connect(self._on_mic_index)
+                # Under the meter: the meter shows what the customer would
+                # hear, processed while this is ticked.
+                box = QCheckBox(VOICE_PROCESSING.label, audio)
+                box.setChecked(self._store.get(VOICE_PROCESSING))
+                box.setAccessibleName(VOICE_PROCESSING.label)
+                box.setAccessibleDescription(VOICE_PROCESSING.description)
+                box.setToolTip(VOICE_PROCESSING.description)
+                box.toggled.connect(self._on_mic_index)
+                audio_form.addRow(box)
+                self._checks[VOICE_PROCESSING.key] = (VOICE_PROCESSING, box)
         slider = QSlider(Qt.Orientation.Horizontal, audio)
         slider.setRange(0, 100)
         slider.setSingleStep(5)
@@ -271,6 +282,10 @@ class SettingsDialog(QDialog):
 
     def chosen_mic(self) -> str:
         return str(self._devices[MIC.key][1].currentData() or "")
+
+    def voice_processing_ticked(self) -> bool:
+        """The meter shows the microphone as processed (the box, not yet saved)."""
+        return self._checks[VOICE_PROCESSING.key][1].isChecked()
 
     def set_level(self, peak: float | None) -> None:
         """The microphone meter: a peak (0-1), or None when it cannot be metered."""
