@@ -5,25 +5,34 @@ docs/protocol.md), so routing stays free of bookkeeping: each ``call_*``
 event updates the call's record and the record is written at once (queued to
 the storage's writer thread). While a call is connected it also samples the
 quality of the agent's connection every ``QUALITY_INTERVAL_S`` and stores the
-figures of the call's end with the record.
+figures of the call's end with the record. The agent's phone reports what
+the agent heard after the call (``quality_report``); that goes with the
+record too (``heard_by_agent``), for a call that agent answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
+from agent_phone.cloud.connections import RequestError
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.media_edge import AgentLink, LinkState
 from agent_phone.cloud.storage import CallRecord, Storage
 from agent_phone.media.quality import CallQuality, StatsSample, sample
+from agent_phone.protocol import QualityReport
 from agent_phone.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
 QUALITY_INTERVAL_S = 2.0
+#: Ended calls kept for their agent's late report: this many, the newest.
+RECENT_CALLS = 1000
 
 _ENDED_BY = {"customer_hangup": "customer", "agent_hangup": "agent"}
 
@@ -61,6 +70,8 @@ class CallRecorder:
         self._storage = storage
         self._link_of = link_of
         self.open: dict[str, CallRecord] = {}
+        #: Calls ended lately, for the report the agent's phone sends after.
+        self._recent: OrderedDict[str, CallRecord] = OrderedDict()
         self._quality: dict[str, _Quality] = {}
         self._tasks = TaskSet("records")
         self._unsubscribe = events.subscribe(self._on_event)
@@ -96,6 +107,9 @@ class CallRecorder:
             record.end_reason = e["reason"]
             record.ended_by = _ENDED_BY.get(e["reason"], "platform")
             self.open.pop(call_id, None)
+            self._recent[call_id] = record
+            while len(self._recent) > RECENT_CALLS:
+                self._recent.popitem(last=False)
             self._storage.put_call(record)
             quality = self._stop_quality(call_id)
             if quality is not None:
@@ -133,6 +147,23 @@ class CallRecorder:
         if record.quality is not None:
             self._events.emit("call_quality", call_id=record.call_id, **record.quality)
             self._storage.put_call(record)
+
+    def heard_by_agent(self, agent: str, report: QualityReport) -> None:
+        """The phone's account of what ``agent`` heard on one of their calls."""
+        record = self.open.get(report.call_id) or self._recent.get(report.call_id)
+        if record is None:
+            raise RequestError(
+                "unknown_call", f"there is no call {report.call_id!r}", report.call_id
+            )
+        if record.answered_by != agent:
+            raise RequestError(
+                "not_your_call", f"call {report.call_id!r} is not yours", report.call_id
+            )
+        record.heard_by_agent = msgspec.structs.asdict(report.heard)
+        self._events.emit(
+            "call_heard", call_id=record.call_id, agent=agent, **record.heard_by_agent
+        )
+        self._storage.put_call(record)
 
     async def close(self) -> None:
         self._unsubscribe()

@@ -36,6 +36,7 @@ from agent_phone.protocol import (
     Message,
     PlaceCall,
     PresenceChanged,
+    QualityReport,
     RefreshSession,
     ResumeSession,
     SendDtmf,
@@ -137,6 +138,8 @@ class AgentSession:
                 p.router.hold(self, call_id, False)
             case SendDtmf(call_id=call_id, digits=digits):
                 p.router.send_dtmf(self, call_id, digits)
+            case QualityReport():
+                p.records.heard_by_agent(self.name, message)
             case SignOut():
                 await self.sign_out("requested")
                 await self._close_transport()

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: The most SQLite's page cache holds, in KiB (SQLite's own default, made
 #: explicit: the platform's memory grows by it as the call records fill it).
 SQLITE_CACHE_KB = 2000
@@ -76,6 +76,9 @@ class CallRecord:
     ended_by: str | None = None
     #: Call quality as the platform measured it on the agent's connection.
     quality: dict[str, Any] | None = None
+    #: What the agent heard, as the agent's phone reported it at the end of
+    #: the call (``quality_report``: its jitter buffer's figures).
+    heard_by_agent: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -195,7 +198,8 @@ CREATE TABLE IF NOT EXISTS calls (
     ended_at REAL,
     end_reason TEXT,
     ended_by TEXT,
-    quality TEXT
+    quality TEXT,
+    heard_by_agent TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_created ON calls (created_at);
 CREATE INDEX IF NOT EXISTS calls_open ON calls (ended_at) WHERE ended_at IS NULL;
@@ -219,7 +223,7 @@ CREATE TABLE IF NOT EXISTS sign_in_locks (
 # created where missing, and a platform that predates them ignores them.
 
 _CALL_COLUMNS = [f.name for f in dataclasses.fields(CallRecord)]
-_JSON_COLUMNS = {"requeue_reasons", "offered_to", "quality"}
+_JSON_COLUMNS = {"requeue_reasons", "offered_to", "quality", "heard_by_agent"}
 
 
 def _to_row(record: CallRecord) -> tuple[Any, ...]:
@@ -306,6 +310,12 @@ class SqliteStorage:
             raise sqlite3.DatabaseError(
                 f"schema version {row[0]} is newer than this platform's {SCHEMA_VERSION}"
             )
+        elif int(row[0]) < 2:
+            # Version 2 added what the agent heard to each call record.
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("ALTER TABLE calls ADD COLUMN heard_by_agent TEXT")
+                db.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
         return db
 
     # --- at start (blocking, before serving) -------------------------------------

@@ -43,6 +43,8 @@ __all__ = [
     "PlatformToCaller",
     "PresenceChanged",
     "QueuePosition",
+    "QualityReport",
+    "HeardQuality",
     "SendDtmf",
     "RefreshSession",
     "ResumeSession",
@@ -162,6 +164,43 @@ class CallHeld(Message, tag="call_held", frozen=True):
     on: bool
 
 
+# --- what the agent heard (phone -> platform) -----------------------------------
+
+#: A count of packets or 48 kHz samples (a day of audio is ~4e9 samples).
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**40)]
+Millis = Annotated[float, msgspec.Meta(ge=0, le=3_600_000)]
+
+
+class HeardQuality(msgspec.Struct, kw_only=True, frozen=True):
+    """What the agent's phone played of one call: its jitter buffer's
+    figures, named as WebRTC names them (agent_phone/media/quality.py)."""
+
+    packets_received: Count = 0
+    packets_lost: Count = 0
+    packets_discarded: Count = 0
+    total_samples_received: Count = 0
+    concealed_samples: Count = 0
+    silent_concealed_samples: Count = 0
+    concealment_events: Count = 0
+    fec_recovered_samples: Count = 0
+    inserted_samples_for_deceleration: Count = 0
+    removed_samples_for_acceleration: Count = 0
+    jitter_buffer_delay_ms: Millis | None = None
+    jitter_buffer_target_delay_ms: Millis | None = None
+    jitter_ms: Millis | None = None
+    rtt_ms: Millis | None = None
+    concealed_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    grade: Literal["good", "fair", "poor"] = "good"
+
+
+class QualityReport(Message, tag="quality_report", frozen=True):
+    """After a call ends, what the agent heard of it; kept with the call's
+    record (``heard_by_agent``). For the agent's own calls only."""
+
+    call_id: str
+    heard: HeardQuality
+
+
 # --- sessions: token refresh and resume after a dropped WebSocket ------------
 
 
@@ -195,6 +234,7 @@ AgentToPlatform = (
     | SendDtmf
     | RefreshSession
     | ResumeSession
+    | QualityReport
 )
 
 
