@@ -11,6 +11,12 @@ at a time); Ctrl+M mutes; Ctrl+H holds and resumes. While a call is
 connected (and not held) the DTMF keypad is enabled, and the digits, ``*``
 and ``#`` typed while the panel (or any of its buttons) has focus send
 those keys too.
+
+Beside the talk time, while the call is connected, the call-quality icon
+(``quality_view.QualityIndicator``) shows the current call's latest
+``quality`` report; while its grade is poor, the detail lines say so in one
+sentence. It starts at "not measured yet" with each new call and is hidden
+once the call ends.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from PySide6.QtWidgets import (
 from agent_phone.phone import events
 from agent_phone.ui.bridges import PhoneBridge
 from agent_phone.ui.controller import PhoneController, SessionState
+from agent_phone.ui.quality_view import POOR_NETWORK_TEXT, QualityGrade, QualityIndicator
 
 logger = logging.getLogger(__name__)
 
@@ -127,12 +134,16 @@ class CallPanel(QFrame):
         self._controller = controller
         self._view = CallView.IDLE
         self._caller = ""
+        #: The call shown; quality reports for any other are ignored.
+        self._call_id: str | None = None
         self._connected_at: float | None = None
         self._on_queue = False
         #: What is known about the current call, shown as its detail line.
         self._facts: list[str] = []
         self._answered = ""
         self._hearing = False
+        #: The latest quality report of the call said "poor".
+        self._poor = False
         self._ended_text = ""
         #: On hold, as the platform last confirmed.
         self._held = False
@@ -153,6 +164,7 @@ class CallPanel(QFrame):
         phone.muted.connect(self._on_muted)
         phone.held.connect(self._on_held)
         phone.presence.connect(self._on_presence)
+        phone.quality.connect(self._on_quality)
         controller.state_changed.connect(self._on_session)
         controller.answer_failed.connect(self._on_answer_failed)
         self._show()
@@ -183,6 +195,7 @@ class CallPanel(QFrame):
         elapsed_font = QFont(self.elapsed.font())
         elapsed_font.setPointSizeF(elapsed_font.pointSizeF() * 1.6)
         self.elapsed.setFont(elapsed_font)
+        self.quality = QualityIndicator(self)
         self.buttons: dict[str, QToolButton] = {}
         row = QHBoxLayout()
         for name in ("answer", "decline", "mute", "hold", "hangup"):
@@ -204,7 +217,12 @@ class CallPanel(QFrame):
         info.addWidget(self.title)
         info.addWidget(self.caller)
         info.addWidget(self.detail)
-        info.addWidget(self.elapsed)
+        talk = QHBoxLayout()
+        talk.setSpacing(10)
+        talk.addWidget(self.elapsed, 0, Qt.AlignmentFlag.AlignVCenter)
+        talk.addWidget(self.quality, 0, Qt.AlignmentFlag.AlignVCenter)
+        talk.addStretch(1)
+        info.addLayout(talk)
         info.addStretch(1)
         # The keypad beside what it acts on, not under it: the panel stays
         # as tall as before (1366x768 screens).
@@ -262,6 +280,7 @@ class CallPanel(QFrame):
 
     def _on_alerting(self, event: events.Alerting) -> None:
         self._caller = event.caller
+        self._new_call(event.call_id)
         self._connected_at = None
         how = "Over the kept connection" if event.over_persistent_connection else "New connection"
         self._facts = [f"Queue: {event.queue}", f"{how}, delivered in {event.delivery_ms:.1f} ms"]
@@ -274,6 +293,8 @@ class CallPanel(QFrame):
         self._set_view(view, event.call_id)
 
     def _on_answered(self, event: events.Answered) -> None:
+        if event.call_id != self._call_id:  # its alerting was not seen here
+            self._new_call(event.call_id)
         self._connected_at = time.monotonic()
         self._answered = "Answered automatically" if event.auto else "Answered"
         self._show_facts()
@@ -285,6 +306,23 @@ class CallPanel(QFrame):
         self._hearing = True
         self._show_facts()
 
+    def _new_call(self, call_id: str) -> None:
+        self._call_id = call_id
+        self._poor = False
+        self.quality.reset()
+
+    def _on_quality(self, event: events.Quality) -> None:
+        if event.call_id != self._call_id:
+            logger.debug("quality report for %s ignored (showing %s)", event.call_id, self._call_id)
+            return
+        self.quality.show_report(event)
+        poor = self.quality.grade is QualityGrade.POOR
+        if poor != self._poor:
+            self._poor = poor
+            # An ended call's detail is its ending; the facts are for the call in progress.
+            if self._view in (CallView.ANSWERING, CallView.CONNECTED):
+                self._show_facts()
+
     def _show_facts(self) -> None:
         lines = list(self._facts)
         if self._answered:
@@ -293,6 +331,8 @@ class CallPanel(QFrame):
             lines.append("On hold: the customer hears music, and neither of you the other")
         elif self._hearing:
             lines.append("You can hear the customer")
+        if self._poor:
+            lines.append(POOR_NETWORK_TEXT)
         self.detail.setText("\n".join(lines))
 
     def _on_ended(self, event: events.Ended) -> None:
@@ -396,6 +436,7 @@ class CallPanel(QFrame):
         elif view is CallView.ENDED:
             self.detail.setText(f"{self._ended_text}\n\n{self._waiting_text()}")
         self.elapsed.setVisible(view is CallView.CONNECTED)
+        self.quality.setVisible(view is CallView.CONNECTED)
         if view is CallView.CONNECTED:
             self._on_tick()
             self._clock.start()

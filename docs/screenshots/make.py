@@ -14,6 +14,12 @@ widget's own ``grab()``: what Qt drew, with no window-manager frame.
 With ``--dark`` the app runs with a dark palette (as on a desktop with a
 dark theme) and only the call, settings and indicator pictures are written,
 named ``*-dark.png``.
+
+Then ``quality.png`` (``quality_scene``): a call over a media path impaired
+in this process (agent_phone/media/netem.py: loss in bursts, delay and
+jitter), shown once the phone's own quality report grades it fair or poor,
+with the call-quality icon's tooltip. ``--scene quality`` takes only that
+picture (``--scene main`` all the others).
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 #: What --dark writes (as NAME-dark.png).
 DARK_SHOTS = {"in-call.png", "incoming-call.png", "settings.png", "history.png"}
+
+#: The quality scene's network, on the phone's side (both directions): enough
+#: loss in bursts that concealment passes the "fair" threshold, with delay
+#: and jitter for the round trip and the buffering figures.
+QUALITY_NETWORK = "loss=0.08,burst=2.5,delay_ms=45,jitter_ms=20,seed=7"
 
 
 def dark_palette() -> Any:
@@ -213,10 +224,102 @@ async def scenes(url: str, out: Path, audio: Any, workdir: Path, dark: bool = Fa
             caller.stop()
 
 
+async def quality_scene(url: str, out: Path, workdir: Path, dark: bool = False) -> None:
+    """A connected call graded fair or poor by the phone's own quality report,
+    the icon's tooltip open: ``quality.png``."""
+    from procs import CallerProcess
+    from PySide6.QtCore import QPoint, QRect
+    from PySide6.QtGui import QPainter, QPixmap
+    from PySide6.QtWidgets import QApplication, QToolTip
+    from test_ui_window import MemoryKeyring, _args
+
+    from agent_phone.media import netem
+    from agent_phone.ui.app import GuiApp
+    from agent_phone.ui.call_panel import CallView
+    from agent_phone.ui.controller import SessionState
+    from agent_phone.ui.passwords import PasswordVault
+    from agent_phone.ui.quality_view import QualityGrade
+    from agent_phone.ui.settings import SettingsStore
+    from agent_phone.ui.sign_in import SignInForm
+
+    # Every ICE socket opened from here on in this process: this app's only.
+    netem.install(netem.parse(QUALITY_NETWORK))
+    store = SettingsStore.at(workdir / "quality-settings.ini")
+    gui = GuiApp(
+        _args(), store, PasswordVault(MemoryKeyring()), history_path=workdir / "q-history.jsonl"
+    )
+    win, panel = gui.window, gui.window.call_panel
+    win.resize(560, 440)
+    win.show()
+    reports: list[Any] = []
+    gui.phone.quality.connect(reports.append)
+    caller = None
+    try:
+        win.sign_in.submit(SignInForm(url, "carol", "demo", save_account=False))
+        await until(lambda: gui.controller.state is SessionState.SIGNED_IN, "signed in")
+        win.agent_panel.queue_action.trigger()
+        await until(lambda: win.agent_panel.on_queue, "on queue")
+        caller = CallerProcess(
+            url, "--tone", "440", "--duration", "0", "--caller", "Dana Whitfield", log_dir=workdir
+        )
+        await until(lambda: panel.view is CallView.INCOMING, "incoming", 30)
+        panel.call_actions.answer.trigger()
+        await until(lambda: panel.view is CallView.CONNECTED, "connected", 30)
+
+        def graded() -> bool:
+            # The second report on: the round trip is known by then.
+            return len(reports) >= 2 and panel.quality.grade in (
+                QualityGrade.FAIR,
+                QualityGrade.POOR,
+            )
+
+        await until(graded, "a fair or poor quality report", 60)
+        win.statusBar().clearMessage()
+        # Just after a report, so the next one does not change the picture.
+        count = len(reports)
+        await until(lambda: len(reports) > count, "the next report", 10)
+        await asyncio.sleep(0.1)
+        icon = panel.quality
+        QToolTip.showText(
+            icon.mapToGlobal(QPoint(icon.width() // 2, icon.height() + 6)), icon.toolTip(), icon
+        )
+        await asyncio.sleep(0.6)
+        tips = [w for w in QApplication.topLevelWidgets() if w.inherits("QTipLabel")]
+        tip = next((w for w in tips if w.isVisible()), None)
+        if tip is None:
+            raise RuntimeError("the quality tooltip did not show")
+        shot, tip_shot = win.grab(), tip.grab()
+        at = win.mapFromGlobal(tip.pos())
+        area = QRect(QPoint(0, 0), shot.size()).united(QRect(at, tip_shot.size()))
+        picture = QPixmap(area.size())
+        picture.fill(win.palette().window().color())
+        painter = QPainter(picture)
+        painter.drawPixmap(-area.topLeft(), shot)
+        painter.drawPixmap(at - area.topLeft(), tip_shot)
+        painter.end()
+        QToolTip.hideText()
+        name = "quality-dark.png" if dark else "quality.png"
+        picture.save(str(out / name))
+        print(f"wrote {out / name} ({icon.grade.value}):", icon.toolTip().splitlines(), flush=True)
+        panel.call_actions.hangup.trigger()
+        await until(lambda: panel.view is CallView.ENDED, "ended")
+    finally:
+        win.close()
+        await gui.close()
+        if caller is not None:
+            caller.stop()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     p.add_argument("--dark", action="store_true", help="a dark palette; writes *-dark.png")
+    p.add_argument(
+        "--scene",
+        choices=("all", "main", "quality"),
+        default="all",
+        help="main: every picture but quality.png; quality: only quality.png",
+    )
     opts = p.parse_args()
     import virtual_audio
     from test_packaging import start_xvfb, stop_process
@@ -242,7 +345,10 @@ def main() -> int:
         loop = qasync.QEventLoop(app)
         asyncio.set_event_loop(loop)
         with loop:
-            loop.run_until_complete(scenes(platform.url, opts.out, audio, workdir, opts.dark))
+            if opts.scene in ("all", "main"):
+                loop.run_until_complete(scenes(platform.url, opts.out, audio, workdir, opts.dark))
+            if opts.scene in ("all", "quality"):
+                loop.run_until_complete(quality_scene(platform.url, opts.out, workdir, opts.dark))
     finally:
         platform.stop()
         stop_process(xvfb)
