@@ -35,7 +35,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["dominant_frequency", "has_tone", "make_tone", "rms", "tone_snr_db"]
+__all__ = [
+    "dominant_frequency",
+    "has_tone",
+    "make_tone",
+    "rms",
+    "speech_heard",
+    "speech_level_db",
+    "tone_snr_db",
+]
 
 #: Below this RMS (in int16 units, i.e. about -70 dBFS) a signal counts as silence.
 SILENCE_RMS = 10.0
@@ -143,3 +151,70 @@ def make_tone(freq: float, seconds: float, rate: int = 48000, amplitude: float =
     """A sine tone as int16 mono samples; ``amplitude`` is a fraction of full scale."""
     t = np.arange(int(round(seconds * rate))) / rate
     return np.round(amplitude * 32767 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+# --- speech: how much of it a listener heard, and how loud ------------------------------
+
+
+def _blocks(x: np.ndarray, block: int) -> np.ndarray:
+    n = x.size // block
+    b = x[: n * block].astype(np.float64).reshape(n, block)
+    out: np.ndarray = np.sqrt((b**2).mean(axis=1))
+    return out
+
+
+def _aligned(sent: np.ndarray, played: np.ndarray, piece: int, reach: int):  # type: ignore[no-untyped-def]
+    """Each ``piece`` of ``sent`` with the stretch of ``played`` it best matches
+    (cross-correlation), up to ``reach`` samples later."""
+    ref, out = sent.astype(np.float64), played.astype(np.float64)
+    for start in range(0, ref.size - piece + 1, piece):
+        seg = ref[start : start + piece]
+        window = out[start : start + piece + reach]
+        if window.size < piece:
+            yield seg, None
+            continue
+        n = 1 << (window.size + piece).bit_length()
+        corr = np.fft.irfft(np.fft.rfft(window, n) * np.conj(np.fft.rfft(seg, n)), n)
+        lag = int(np.argmax(corr[: window.size - piece + 1]))
+        yield seg, window[lag : lag + piece]
+
+
+def speech_heard(
+    sent: np.ndarray, played: np.ndarray, rate: int = 48000, max_delay_s: float = 0.5
+) -> float:
+    """The share of the speech in ``sent`` (by energy, in 10 ms blocks) that
+    ``played`` holds at no less than half its level (-6 dB): a lost or
+    silenced block is not heard, a well concealed one may be. Each quarter
+    second of ``sent`` is lined up with where it best matches in ``played``,
+    up to ``max_delay_s`` later (a jitter buffer's delay changes as it adapts)."""
+    block = rate // 100
+    loud_level = 0.05 * _blocks(sent, block).max()
+    heard = total = 0.0
+    for seg, got in _aligned(sent, played, rate // 4, int(max_delay_s * rate)):
+        env = _blocks(seg, block)
+        loud = env > loud_level
+        total += float(env[loud].sum())
+        if got is not None and loud.any():
+            heard += float(env[loud & (_blocks(got, block) >= 0.5 * env)].sum())
+    return heard / total if total else 0.0
+
+
+def speech_level_db(
+    sent: np.ndarray, played: np.ndarray, rate: int = 48000, max_delay_s: float = 0.5
+) -> float:
+    """How much louder (dB; negative: quieter) the speech in ``played`` is than
+    in ``sent``, over the 10 ms blocks where ``sent`` has speech and
+    ``played`` has it too (lost blocks are ``speech_heard``'s business)."""
+    block = rate // 100
+    loud_level = 0.05 * _blocks(sent, block).max()
+    energy_sent = energy_played = 0.0
+    for seg, got in _aligned(sent, played, rate // 4, int(max_delay_s * rate)):
+        if got is None:
+            continue
+        a, b = _blocks(seg, block), _blocks(got, block)
+        keep = (a > loud_level) & (b >= 0.5 * a)
+        energy_sent += float((a[keep] ** 2).sum())
+        energy_played += float((b[keep] ** 2).sum())
+    if not energy_sent or not energy_played:
+        return float("-inf")
+    return 10 * float(np.log10(energy_played / energy_sent))

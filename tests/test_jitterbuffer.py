@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from audio_analysis import speech_heard
 
 from agent_phone.media import timestretch
 from agent_phone.media.audio import FRAME_SAMPLES, SAMPLE_RATE
@@ -89,32 +90,7 @@ def envelope(x: np.ndarray, block: int = FRAME_SAMPLES) -> np.ndarray:
 
 
 def speech_kept(sent_signal: np.ndarray, played: np.ndarray) -> float:
-    """The share of the speech (by energy, in 10 ms blocks) that the listener
-    heard at no less than half its level (-6 dB): a lost or silenced block
-    is not heard, a concealed one may be. Each quarter second of the sent
-    speech is lined up (by cross-correlation) with where it best matches in
-    what was played, up to 0.5 s later: the buffer's delay, which changes
-    as it adapts."""
-    block, piece, reach = SAMPLE_RATE // 100, SAMPLE_RATE // 4, SAMPLE_RATE // 2
-    ref = sent_signal.astype(np.float64)
-    out = played.astype(np.float64)
-    a = envelope(sent_signal, block)
-    loud_level = 0.05 * a.max()
-    heard = total = 0.0
-    for start in range(0, ref.size - piece + 1, piece):
-        seg = ref[start : start + piece]
-        env = envelope(seg.astype(np.int16), block)
-        loud = env > loud_level
-        total += float(env[loud].sum())
-        window = out[start : start + piece + reach]
-        if not loud.any() or window.size < piece:
-            continue
-        n = 1 << (window.size + piece).bit_length()
-        corr = np.fft.irfft(np.fft.rfft(window, n) * np.conj(np.fft.rfft(seg, n)), n)
-        lag = int(np.argmax(corr[: window.size - piece + 1]))
-        got = envelope(window[lag : lag + piece].astype(np.int16), block)
-        heard += float(env[loud & (got >= 0.5 * env)].sum())
-    return heard / total if total else 0.0
+    return speech_heard(sent_signal, played)
 
 
 def test_a_clean_stream_plays_every_packet_at_one_frame_of_delay() -> None:

@@ -65,6 +65,9 @@ HISTORY_S = 2.0
 UPDATE_S = 0.5
 BUCKET_MS = FRAME_MS
 BUCKETS = 50  # up to one second of jitter
+#: Until the first half second of arrivals is measured, the target is this
+#: (as NetEq starts at 80 ms): a stream begins safe and settles down.
+START_TARGET_MS = 3 * FRAME_MS
 #: Target delay bounds. While packets are being lost the target is at least
 #: two frames, so that the packet after a lost one is usually here in time
 #: for its FEC to rebuild the lost one (``LOSS_MEMORY`` frames: ~10 s).
@@ -152,7 +155,7 @@ class DelayEstimator:
         self._interval_max_ms = 0.0
         self._interval_start: float | None = None
         self._updates = 0
-        self.target_ms = float(MIN_TARGET_MS)
+        self.target_ms = float(START_TARGET_MS)
 
     @property
     def earliest_offset(self) -> float | None:
@@ -207,7 +210,7 @@ class JitterBuffer:
     """Opus packets in (``put``), 48 kHz mono audio out (``pull``)."""
 
     def __init__(self) -> None:
-        self.stats = ReceiveStats(jitter_buffer_target_delay_ms=float(MIN_TARGET_MS))
+        self.stats = ReceiveStats(jitter_buffer_target_delay_ms=float(START_TARGET_MS))
         self.delay = DelayEstimator()
         self._decoder = OpusDecoder()
         self._timestamps = _Unwrapper(32)
