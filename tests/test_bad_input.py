@@ -112,6 +112,15 @@ async def test_each_bad_message_gets_a_clear_error_and_calls_survive(
         e = await raw.error_for({"type": kind, "call_id": carols_call})
         assert e["code"] == "not_your_call", kind
         assert e["in_reply_to"] == kind
+    # What the agent heard: for their own calls only, and within bounds.
+    heard = {"concealed_samples": 960, "concealed_ratio": 0.01, "grade": "good"}
+    report = {"type": "quality_report", "call_id": carols_call, "heard": heard}
+    e = await raw.error_for(report)
+    assert e["code"] == "not_your_call" and e["in_reply_to"] == "quality_report"
+    e = await raw.error_for({**report, "call_id": "call-nope"})
+    assert e["code"] == "unknown_call"
+    e = await raw.error_for({**report, "heard": {**heard, "concealed_ratio": 7}})
+    assert e["code"] == "invalid" and "concealed_ratio" in e["message"]
     e = await raw.error_for({"type": "connection_answer", "connection_id": "conn-x", "sdp": "v=0"})
     assert e["code"] == "unknown_connection"
 

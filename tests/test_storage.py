@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_phone.cloud import storage as storage_module
 from agent_phone.cloud.storage import (
     CallRecord,
     SqliteStorage,
@@ -127,3 +128,43 @@ def test_netem_bursts_keep_the_loss_rate_and_lengthen_the_runs() -> None:
     assert 0.04 < rate < 0.06 and mean_run < 1.2
     with pytest.raises(netem.NetemError, match="bad value for burst"):
         netem.parse("loss=0.05,burst=0.5")
+
+
+def test_a_version_1_database_gains_what_the_agent_heard(tmp_path: Path) -> None:
+    """A platform's database from before call records kept ``heard_by_agent``
+    opens, keeps its records, and stores the new field from then on."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    schema = storage_module._SCHEMA.replace(",\n    heard_by_agent TEXT", "")
+    assert "heard_by_agent" not in schema
+    db.executescript(schema)
+    db.execute("INSERT INTO meta VALUES ('schema', '1')")
+    columns = [c for c in storage_module._CALL_COLUMNS if c != "heard_by_agent"]
+    db.execute(
+        f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+        ("call-old", "dana", "support", 1.0, 1, "[]", "[]") + (None,) * (len(columns) - 7),
+    )
+    db.commit()
+    db.close()
+
+    upgraded = storage_module.SqliteStorage._open(path)
+    version = upgraded.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+    assert version == str(storage_module.SCHEMA_VERSION) == "2"
+    row = upgraded.execute("SELECT * FROM calls WHERE call_id = 'call-old'").fetchone()
+    record = storage_module._from_row(row)
+    assert record.caller == "dana" and record.heard_by_agent is None
+    heard = {"concealed_samples": 960, "grade": "good"}
+    record.heard_by_agent = heard
+    upgraded.execute(
+        f"INSERT OR REPLACE INTO calls ({', '.join(storage_module._CALL_COLUMNS)})"
+        f" VALUES ({', '.join('?' * len(storage_module._CALL_COLUMNS))})",
+        storage_module._to_row(record),
+    )
+    row = upgraded.execute("SELECT * FROM calls WHERE call_id = 'call-old'").fetchone()
+    assert storage_module._from_row(row).heard_by_agent == {
+        "concealed_samples": 960,
+        "grade": "good",
+    }
+    upgraded.close()
