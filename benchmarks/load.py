@@ -7,9 +7,12 @@ and concurrent calls with media.
 
 The platform runs as its own process (optionally under cProfile). The load
 is generated from this process with the real parts: each agent is a real
-``PhoneEngine`` (signaling client, WebRTC connection, heartbeat) whose
-microphone is a tone and whose speaker counts what it hears; each customer is
-``place_call`` with a tone. Every agent holds
+``PhoneEngine`` (signaling client, WebRTC connection, heartbeat) and each
+customer is ``place_call``. So that the generator, which shares the two
+cores, spends as little as it can, both send a tone encoded once (its Opus
+packets replayed, ``PacketTone``) and count the packets that reach them
+rather than decode them: what is measured is whether every stream arrives
+whole through the platform. Every agent holds
 ``routing:conversation:acceptOffQueue``, so its connection is set up at
 sign-in and kept (R5).
 
@@ -18,8 +21,10 @@ sign-in and kept (R5).
    (``set_presence`` -> ``presence``) and the delivery of a probe call
    (routed -> offered at the platform, and place -> connected at the customer).
 2. Calls: step up the number of concurrent calls (one agent per call, Auto
-   Answer, 5 s of tone both ways); measure the platform's CPU and how much of
-   the expected audio each end received, and the longest gap between frames.
+   Answer, 5 s of tone both ways); measure the platform's CPU (and per call,
+   over what the same agents' idle kept connections cost)
+   and how much of the expected audio each end received (packets arrived /
+   50 a second), and the longest gap between packets.
 
 The load generator shares the machine's two cores with the platform: the
 platform's own CPU per agent and per call is the figure to scale from.
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -48,8 +54,9 @@ from procs import JsonLinesProcess  # noqa: E402
 
 from agent_phone.caller.client import CallPlan, place_call  # noqa: E402
 from agent_phone.cloud.config import ACCEPT_OFF_QUEUE  # noqa: E402
+from agent_phone.media.audio import PTIME, SAMPLE_RATE  # noqa: E402
 from agent_phone.media.ice import restrict_ice_addresses  # noqa: E402
-from agent_phone.media.wav import ToneSource  # noqa: E402
+from agent_phone.media.tracks import PacketLoop, encode_loop  # noqa: E402
 from agent_phone.phone import events  # noqa: E402
 from agent_phone.phone.audio_io import CallAudio  # noqa: E402
 from agent_phone.phone.engine import PhoneEngine  # noqa: E402
@@ -115,30 +122,69 @@ def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-class CountingSink:
-    """A speaker that notes when audio arrives and how much."""
+class PacketCounter:
+    """Notes when each packet of a stream arrives (at a receiver's tap)."""
 
     def __init__(self) -> None:
-        self.arrivals: list[tuple[float, int]] = []
+        self.arrivals: list[float] = []
+
+    def __call__(self, payload: bytes, timestamp: int, sequence: int) -> None:
+        self.arrivals.append(time.monotonic())
+
+    def quality(self, start: float, end: float) -> tuple[float, float]:
+        """(packets received / expected (one per 20 ms), longest gap in ms)
+        within [start, end]."""
+        inside = [t for t in self.arrivals if start <= t <= end]
+        if not inside:
+            return 0.0, (end - start) * 1000
+        times = [start, *inside, end]
+        gap = max(b - a for a, b in zip(times, times[1:], strict=False))
+        return round(len(inside) / ((end - start) / PTIME), 3), round(gap * 1000, 1)
+
+
+@functools.cache
+def _tone_packets(hz: float) -> tuple[bytes, ...]:
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    return encode_loop(np.round(0.3 * 32767 * np.sin(2 * np.pi * hz * t)).astype(np.int16))
+
+
+class PacketTone(PacketLoop):
+    """An audio source whose tone was encoded once: its track replays the
+    packets and encodes nothing (the load generator's voice)."""
+
+    def __init__(self, hz: float) -> None:
+        super().__init__(_tone_packets(hz))
 
     async def start(self) -> None:
         pass
 
+    def read(self) -> np.ndarray | None:
+        return None
+
     async def stop(self) -> None:
         pass
 
-    def write(self, samples: np.ndarray) -> None:
-        self.arrivals.append((time.monotonic(), int(samples.size)))
 
-    def quality(self, start: float, end: float) -> tuple[float, float]:
-        """(received / expected samples, longest gap in ms) within [start, end]."""
-        inside = [(t, n) for t, n in self.arrivals if start <= t <= end]
-        if not inside:
-            return 0.0, (end - start) * 1000
-        got = sum(n for _, n in inside)
-        times = [start] + [t for t, _ in inside] + [end]
-        gap = max(b - a for a, b in zip(times, times[1:], strict=False))
-        return round(got / ((end - start) * 48000), 3), round(gap * 1000, 1)
+class NoSpeaker:
+    """A speaker that never asks for audio: nothing is decoded."""
+
+    async def start(self) -> None:
+        pass
+
+    def begin(self, now: float) -> None:
+        pass
+
+    def wanted(self, now: float) -> int:
+        return 0
+
+    def play_time(self, now: float) -> float:
+        return now
+
+    def write(self, samples: np.ndarray) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
 
 
 # --- the agents -----------------------------------------------------------------------
@@ -148,11 +194,11 @@ class Agent:
     """A real phone engine, in this process, with a tone for a voice."""
 
     def __init__(self, url: str, name: str, on_queue: bool = False) -> None:
-        self.sink = CountingSink()
+        self.heard = PacketCounter()
         settings = PhoneSettings(
             platform=url, user=name, password=PASSWORD, on_queue=on_queue, auto_answer=True
         )
-        audio = CallAudio(ToneSource(330.0), self.sink)
+        audio = CallAudio(PacketTone(330.0), NoSpeaker(), voice_processing=False)
         self.engine = PhoneEngine(settings, audio)
         self.connected = asyncio.Event()
         self.answered: list[events.Answered] = []
@@ -162,6 +208,10 @@ class Agent:
     def _on_event(self, e: events.PhoneEvent) -> None:
         if isinstance(e, events.Connection) and e.state == "active":
             self.connected.set()
+            # Count what reaches this phone, then hand it on as usual.
+            tap = self.engine.connection.tap if self.engine.connection else None
+            if tap is not None and not isinstance(tap.sink, _Counted):
+                tap.sink = _Counted(self.heard, tap.sink)
         elif isinstance(e, events.Answered):
             self.answered.append(e)
         elif isinstance(e, events.Alerting):
@@ -173,6 +223,18 @@ class Agent:
 
     async def close(self) -> None:
         await self.engine.close()
+
+
+class _Counted:
+    """A tap's sink that counts each packet before handing it on."""
+
+    def __init__(self, counter: PacketCounter, then: Any) -> None:
+        self.counter, self.then = counter, then
+
+    def __call__(self, payload: bytes, timestamp: int, sequence: int) -> None:
+        self.counter(payload, timestamp, sequence)
+        if self.then is not None:
+            self.then(payload, timestamp, sequence)
 
 
 async def start_agents(url: str, names: list[str], on_queue: bool = False) -> list[Agent]:
@@ -216,7 +278,7 @@ async def probe_calls(url: str, probe: Agent, count: int = 5) -> dict[str, Any]:
         plan = CallPlan(
             url, "probe", caller=f"probe{i}", duration_s=0.3, wait_s=30, trunk_token=TRUNK_TOKEN
         )
-        result = await place_call(plan, ToneSource(440.0))
+        result = await place_call(plan, PacketTone(440.0))
         if result.answered:
             waits.append(result.wait_s * 1000)
         await asyncio.sleep(0.3)
@@ -304,8 +366,12 @@ async def call_steps(url: str, pid: int, steps: list[int]) -> list[dict[str, Any
     rows = []
     agents = await start_agents(url, [f"m{n:03d}" for n in range(max(steps))], on_queue=True)
     try:
+        # What the agents' kept connections cost with no call (heartbeats,
+        # RTCP, ICE consent): a call's own cost is what comes on top.
+        await asyncio.sleep(2.0)
+        idle_cpu = await cpu_percent(pid, 5.0)
         for concurrent in steps:
-            sinks = [CountingSink() for _ in range(concurrent)]
+            heard = [PacketCounter() for _ in range(concurrent)]
             plans = [
                 CallPlan(
                     url,
@@ -320,7 +386,10 @@ async def call_steps(url: str, pid: int, steps: list[int]) -> list[dict[str, Any
             first = {a: len(a.answered) for a in agents}
             started = time.monotonic()
             calls = asyncio.gather(
-                *(place_call(p, ToneSource(440.0), s) for p, s in zip(plans, sinks, strict=True))
+                *(
+                    place_call(p, PacketTone(440.0), observe=h)
+                    for p, h in zip(plans, heard, strict=True)
+                )
             )
             await asyncio.sleep(1.5)
             threads_before = thread_cpu_s(pid)
@@ -336,7 +405,7 @@ async def call_steps(url: str, pid: int, steps: list[int]) -> list[dict[str, Any
             answered = [r for r in results if r.answered]
             # Audio judged in the middle of the talk (1 s in, until 1 s before the end).
             q_customer = []
-            for r, s in zip(results, sinks, strict=True):
+            for r, s in zip(results, heard, strict=True):
                 if r.answered:
                     t_answer = started + r.wait_s
                     q_customer.append(s.quality(t_answer + 1.0, t_answer + TALK_S - 1.0))
@@ -345,12 +414,14 @@ async def call_steps(url: str, pid: int, steps: list[int]) -> list[dict[str, Any
                 if len(a.answered) > first[a]:
                     ans = a.answered[-1]
                     t = ans.t - time.time() + time.monotonic()  # wall -> monotonic
-                    q_agent.append(a.sink.quality(t + 1.0, t + TALK_S - 1.0))
+                    q_agent.append(a.heard.quality(t + 1.0, t + TALK_S - 1.0))
             delivered = [e.delivery_ms for a in agents for e in a.answered[first[a] :]]
             row = {
                 "calls": concurrent,
                 "answered": len(answered),
                 "platform_cpu_percent": cpu,
+                "platform_cpu_percent_idle_agents": idle_cpu,
+                "platform_cpu_percent_per_call": round((cpu - idle_cpu) / concurrent, 2),
                 "platform_cpu_by_thread": by_thread,
                 "platform_rss_mb": rss_mb(pid),
                 "loadavg": loadavg(),
@@ -431,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
                 "calls",
                 "answered",
                 "platform_cpu_percent",
+                "platform_cpu_percent_per_call",
                 "routed_to_answered_ms_p50",
                 "audio_at_customer_min_ratio",
                 "audio_at_customer_max_gap_ms",

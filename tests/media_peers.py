@@ -106,8 +106,8 @@ class AgentSide:
     async def connect(self, offer_filter=lambda sdp: sdp) -> None:  # type: ignore[no-untyped-def]
         offer = offer_filter(await self.link.create_offer())
         answer = await self.phone.accept_offer(offer)
-        assert self.phone._tap is not None
-        self.heard = record(self.phone._tap)
+        assert self.phone.tap is not None
+        self.heard = record(self.phone.tap)
         await self.link.accept_answer(answer, timeout=10)
 
     async def close(self) -> None:

@@ -20,7 +20,7 @@ from agent_phone.media.dtls import FingerprintError, check_fingerprints
 from agent_phone.media.peer import new_peer_connection
 from agent_phone.media.playout import Playout, PlayoutSink, WallClockSink
 from agent_phone.media.quality import CallQuality, StatsSample, sample
-from agent_phone.media.receiver import AudioReceiver, tap_audio
+from agent_phone.media.receiver import AudioReceiver, PacketSink, tap_audio
 from agent_phone.media.tones import HeardAnalysis
 from agent_phone.media.tracks import LossFollower, OutboundAudioTrack
 from agent_phone.protocol import (
@@ -104,10 +104,12 @@ async def place_call(
     source: AudioSource,
     sink: AudioSink | None = None,
     hangup: asyncio.Event | None = None,
+    observe: PacketSink | None = None,
 ) -> CallResult:
     """Place the call and return when it is over; never raises for call failures.
 
-    ``hangup``, when set by the owner, ends the call from the customer's side.
+    ``hangup``, when set by the owner, ends the call from the customer's side;
+    ``observe`` is shown every packet that arrives (benchmarks count them).
     """
     result = CallResult()
     signaling = SignalingClient(plan.platform, decode_to_caller, ca_file=plan.ca_file)
@@ -130,8 +132,12 @@ async def place_call(
     playout = Playout(pull, ear) if ear is not None else None
 
     def arrived(payload: bytes, timestamp: int, sequence: int) -> None:
+        if observe is not None:
+            observe(payload, timestamp, sequence)
+        if playout is None:
+            return  # nobody listens: nothing to buffer or decode
         receiver.put(payload, timestamp, sequence)
-        if playout is not None and not playout.running:
+        if not playout.running:
             result.heard_from = time.time()
             playout.start()
             result.record_started_at = getattr(ear, "clock_started_at", None) or result.heard_from

@@ -300,6 +300,16 @@ class ProcessedSource:
     async def start(self) -> None:
         await self.source.start()
 
+    def read_packet(self) -> bytes | None:
+        """The source's own encoded packet, for a source that has them (a
+        sound encoded once) and only while not processing; otherwise None,
+        and the track reads PCM (``read``)."""
+        read_packet = getattr(self.source, "read_packet", None)
+        if read_packet is None or self.processing:
+            return None
+        packet: bytes | None = read_packet()
+        return packet
+
     def read(self) -> np.ndarray | None:
         frame = self.source.read()
         if frame is None or not self.enabled or self.error is not None:

@@ -38,7 +38,8 @@ class PhoneConnection:
         self._track = OutboundAudioTrack(parked=True)
         #: The platform's audio, as it arrives: the jitter buffer.
         self.receiver = AudioReceiver()
-        self._tap: PacketTap | None = None
+        #: Where the platform's packets come in (an observer may wrap its sink).
+        self.tap: PacketTap | None = None
         self._mute = False
         self._held = False
         self._transceiver: RTCRtpTransceiver | None = None
@@ -77,7 +78,7 @@ class PhoneConnection:
     @property
     def packets_received(self) -> int:
         """RTP packets received from the platform, in a call or not."""
-        return self._tap.packets if self._tap is not None else 0
+        return self.tap.packets if self.tap is not None else 0
 
     @property
     def transport_id(self) -> int:
@@ -100,7 +101,7 @@ class PhoneConnection:
         if len(audio) != 1:
             raise ConnectionError_(f"expected one audio stream in the offer, got {len(audio)}")
         self._transceiver = audio[0]
-        self._tap = tap_audio(self.pc, self.receiver.put)
+        self.tap = tap_audio(self.pc, self.receiver.put)
         self._transceiver.direction = "sendrecv"
         self._transceiver.sender.replaceTrack(self._track)
         follower = LossFollower(self._transceiver.sender, self._track)
