@@ -190,6 +190,7 @@ def test_a_requeued_customer_hears_the_waiting_tone_again(
     carol.send("hangup")
     code, summary = caller.result(timeout=20)
     assert code == 0 and summary["agent"] == "carol" and summary["ended_by"] == "agent", summary
+    assert summary["requeued"] == 1  # the caller was told it went back to the queue
 
     customer = read_wav(tmp_path / "customer.wav")
     origin = summary["heard_from"]

@@ -170,6 +170,7 @@ def test_a_network_cut_mid_call_hands_the_customer_to_the_next_agent(
     carol.send("hangup")
     code, summary = caller.result(timeout=40)
     assert code == 0 and summary["call_id"] == call_id and summary["agent"] == "carol"
+    assert summary["requeued"] == 1
     assert bob.wait_for("ended", call_id=call_id)["reason"] == "connection_lost"
     platform.wait_for("call_ended", call_id=call_id)
     time.sleep(0.3)

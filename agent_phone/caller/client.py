@@ -55,6 +55,10 @@ class CallResult:
     reason: str | None = None
     error: str | None = None
     positions: list[int] = field(default_factory=list)
+    #: Times the call went back to the queue after an agent had taken it
+    #: (their phone died, their network was cut): the customer heard the
+    #: waiting tone again until the next agent.
+    requeued: int = 0
     #: What the customer heard (with ``CallPlan.listen``; agent_phone.media.tones):
     #: DTMF digits in order, seconds of the waiting tone and of the hold
     #: music, and the dominant frequency (Hz, 0 = silence) of each second
@@ -205,6 +209,8 @@ async def place_call(
                     await pc.setRemoteDescription(RTCSessionDescription(message.sdp, "answer"))
                 case QueuePosition(position=position):
                     result.positions.append(position)
+                    if answered_at:
+                        result.requeued += 1
                 case CallConnected(agent=agent):
                     answered_at = time.monotonic()
                     result.answered = True

@@ -120,6 +120,7 @@ class Router:
         call.attempt += 1
         self._cancel_alert(call)
         self._queues[call.queue].appendleft(call)
+        call.position = 0  # the customer is told the position again, even if it is 1
         self._update_positions(call.queue)
         self._events.emit(
             "call_requeued", call_id=call.id, agent=agent, reason=reason, position=call.position
