@@ -80,7 +80,7 @@ MAX_LOSS_RUN = 5
 MAX_TARGET_MS = 500
 #: The playout offset may run this far above the target before it is shrunk,
 #: and this far below before it is grown.
-ABOVE_MS = FRAME_MS
+ABOVE_MS = FRAME_MS // 2
 BELOW_MS = FRAME_MS // 2
 #: After an underrun has concealed this long, silence follows (PLC would only
 #: fade into a buzz); after this long with nothing at all, the stream is idle.

@@ -115,7 +115,13 @@ class SpeakerClock:
     if nothing was given in time it played silence, which ``wanted`` hands
     back (``fill``) so that the record of what was played keeps its place."""
 
-    def __init__(self, lead_s: float = 0.02) -> None:
+    #: Audio held ahead of playing: two playout ticks, as a sound card with a
+    #: low-latency stream holds (``SpeakerSink`` keeps 30 ms, against the
+    #: loop's hiccups). Where this process is later than this, the record of
+    #: what was played gets the silence a speaker would have played.
+    LEAD_S = 2 * TICK_S
+
+    def __init__(self, lead_s: float = LEAD_S) -> None:
         self._lead = int(lead_s * SAMPLE_RATE)
         self._origin: float | None = None
         self._position = 0  # samples given since begin
