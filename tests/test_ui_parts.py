@@ -37,6 +37,7 @@ from agent_phone.ui.settings import (
     MIC,
     PERSISTENT,
     REGISTRY,
+    VOICE_PROCESSING,
     SettingsStore,
     phone_settings,
 )
@@ -232,6 +233,13 @@ def test_store_round_trip_and_frozen_phone_settings(qapp, tmp_path: Path):
         "USB Headset",
     )
     assert "secret" not in path.read_text()
+    # Noise suppression and AGC: on unless switched off, and the engine gets it.
+    assert settings.voice_processing is True
+    again.set(VOICE_PROCESSING, False)
+    assert phone_settings(again, "ws://x/ws", "bob", "secret").voice_processing is False
+    dialog = SettingsDialog(again)
+    assert dialog.voice_processing_ticked() is False  # the box shows the stored value
+    dialog.deleteLater()
 
 
 def test_without_a_keyring_nothing_is_stored_and_the_dialog_says_so(qapp, qtbot):

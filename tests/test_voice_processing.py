@@ -21,6 +21,7 @@ import pytest
 from agent_phone.media.audio import DTYPE, FRAME_SAMPLES, SAMPLE_RATE
 from agent_phone.media.voice_processing import (
     NS_DELAY_MS,
+    ProcessedSource,
     VoiceProcessingError,
     VoiceProcessor,
     is_available,
@@ -374,3 +375,58 @@ def test_close_is_idempotent(rtc: ModuleType) -> None:
     processor.close()
     with pytest.raises(VoiceProcessingError):
         processor.process(np.zeros(FRAME_SAMPLES, DTYPE))
+
+
+# -- the phone's microphone path: ProcessedSource --------------------------------------------
+
+
+class _Mic:
+    """A microphone stand-in that hands out given frames (the source, not
+    the thing under test: that is ProcessedSource and the real library)."""
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.frames = list(frames)
+
+    async def start(self) -> None:
+        pass
+
+    def read(self) -> np.ndarray | None:
+        return self.frames.pop(0) if self.frames else None
+
+    async def stop(self) -> None:
+        pass
+
+
+def test_the_microphone_is_processed_while_on_and_passes_as_it_is_while_off(
+    rtc: ModuleType, speech: np.ndarray, pink: np.ndarray
+) -> None:
+    quiet = _int16(_at_level(speech, -40) + _noise(pink, len(speech), -55))
+    frames = list(_frames(quiet))
+    source = ProcessedSource(_Mic(frames))
+    source.prepare()
+    out = [source.read() for _ in frames[:-50]]
+    assert source.processing and all(f is not None and f.shape == (FRAME_SAMPLES,) for f in out)
+    # The AGC brought the quiet talker up: what the customer gets is louder.
+    processed = np.concatenate([f for f in out if f is not None])
+    assert _active_db(processed[-SAMPLE_RATE * 3 :]) > _active_db(quiet[-SAMPLE_RATE * 3 :]) + 6
+    # Off: the frames go out exactly as the microphone gave them.
+    source.enabled = False
+    rest = frames[len(frames) - 50 :]
+    for expected in rest:
+        got = source.read()
+        assert got is not None and np.array_equal(got, expected)
+    assert source.read() is None  # the microphone had nothing: nothing is made up
+
+
+def test_without_the_library_the_microphone_goes_out_unprocessed_and_the_agent_is_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "livekit", None)
+    monkeypatch.setitem(sys.modules, "livekit.rtc", None)
+    told: list[str] = []
+    frames = [np.full(FRAME_SAMPLES, i, dtype=DTYPE) for i in range(3)]
+    source = ProcessedSource(_Mic(frames), on_error=told.append)
+    out = [source.read() for _ in range(3)]
+    assert all(np.array_equal(a, b) for a, b in zip(out, frames, strict=True))  # type: ignore[arg-type]
+    assert len(told) == 1 and "livekit" in told[0]  # once, with the reason
+    assert not source.processing and source.error is not None
