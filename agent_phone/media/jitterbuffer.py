@@ -78,10 +78,14 @@ LOSSY = 0.002
 #: A gap longer than this (frames) is the sender pausing, not loss.
 MAX_LOSS_RUN = 5
 MAX_TARGET_MS = 500
-#: The playout offset may run this far above the target before it is shrunk,
-#: and this far below before it is grown.
+#: The playout offset may run this far above the target before it is shrunk;
+#: below the target it is grown at once (the target is a floor: the jitter
+#: it was measured from leaves no room under it).
 ABOVE_MS = FRAME_MS // 2
-BELOW_MS = FRAME_MS // 2
+BELOW_MS = 0
+#: The offset steered by is averaged over ~10 frames: a sound card's buffer
+#: drains in blocks, so each pull's offset wobbles by ~10 ms on its own.
+STEER_SMOOTHING = 0.1
 #: After an underrun has concealed this long, silence follows (PLC would only
 #: fade into a buzz); after this long with nothing at all, the stream is idle.
 MAX_EXPAND_MS = 100
@@ -229,6 +233,8 @@ class JitterBuffer:
         self._newest: int | None = None  # end of the newest packet's audio
         #: How far ahead of the pull the audio is heard (the sink's lead), smoothed.
         self._lead: float | None = None
+        #: The playout offset, smoothed (what the delay is steered by).
+        self._offset_avg: float | None = None
 
     # --- packets in -------------------------------------------------------------
 
@@ -383,6 +389,7 @@ class JitterBuffer:
         if waited * 1000 < self.target_ms:
             return False
         self._next = first.timestamp
+        self._offset_avg = None
         self._decoder.reset()
         return True
 
@@ -484,17 +491,25 @@ class JitterBuffer:
         self.stats.jitter_buffer_emitted_count += 1
 
     def _steer(self, audio: np.ndarray, offset_ms: float) -> np.ndarray:
-        """Shorten or lengthen this frame when the delay is off target."""
+        """Shorten or lengthen this frame when the delay (smoothed) is off
+        target; what is taken or added moves the smoothed delay at once."""
+        avg = self._offset_avg
+        avg = offset_ms if avg is None else avg + (offset_ms - avg) * STEER_SMOOTHING
+        self._offset_avg = avg
         target = self.target_ms
-        if offset_ms > target + ABOVE_MS:
+        if avg > target + ABOVE_MS:
             shorter = timestretch.shorten(audio)
             if shorter is not None:
-                self.stats.removed_samples_for_acceleration += audio.size - shorter.size
+                removed = audio.size - shorter.size
+                self.stats.removed_samples_for_acceleration += removed
+                self._offset_avg = avg - removed / _MS
                 return shorter
-        elif offset_ms < target - BELOW_MS:
+        elif avg < target - BELOW_MS:
             longer = timestretch.lengthen(audio)
             if longer is not None:
-                self.stats.inserted_samples_for_deceleration += longer.size - audio.size
+                inserted = longer.size - audio.size
+                self.stats.inserted_samples_for_deceleration += inserted
+                self._offset_avg = avg + inserted / _MS
                 return longer
         return audio
 
