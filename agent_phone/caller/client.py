@@ -138,8 +138,8 @@ async def place_call(
     def arrived(payload: bytes, timestamp: int, sequence: int) -> None:
         if observe is not None:
             observe(payload, timestamp, sequence)
-        if playout is None:
-            return  # nobody listens: nothing to buffer or decode
+        if playout is None or ending:
+            return  # nobody listens (or no longer): nothing to buffer or decode
         receiver.put(payload, timestamp, sequence)
         if not playout.running:
             result.heard_from = time.time()
@@ -148,6 +148,7 @@ async def place_call(
 
     started = time.monotonic()
     baseline = StatsSample()
+    ending = False
     answered_at = 0.0
     messages: AsyncGenerator[Message, None] | None = None
     try:
@@ -233,6 +234,8 @@ async def place_call(
         elif not result.wait_s:
             result.wait_s = round(time.monotonic() - started, 3)
         result.play_started_at = track.source_started_at
+        # No packet that still comes in starts the playout again.
+        ending = True
         if playout is not None:
             await playout.stop()
         try:

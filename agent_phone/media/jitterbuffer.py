@@ -81,7 +81,7 @@ MAX_TARGET_MS = 500
 #: The playout offset may run this far above the target before it is shrunk;
 #: below the target it is grown at once (the target is a floor: the jitter
 #: it was measured from leaves no room under it).
-ABOVE_MS = FRAME_MS // 2
+ABOVE_MS = 15
 BELOW_MS = 0
 #: The offset steered by is averaged over ~10 frames: a sound card's buffer
 #: drains in blocks, so each pull's offset wobbles by ~10 ms on its own.
