@@ -64,6 +64,18 @@ class StatsSample:
     receive: ReceiveStats | None = None
 
 
+#: The jitter buffer's counters that a call's figures are differences of.
+_COUNTERS = (
+    "packets_discarded",
+    "total_samples_received",
+    "concealed_samples",
+    "silent_concealed_samples",
+    "concealment_events",
+    "fec_recovered_samples",
+    "inserted_samples_for_deceleration",
+    "removed_samples_for_acceleration",
+)
+
 Grade = Literal["good", "fair", "poor"]
 #: Thresholds of ``grade``: concealed share of the audio, and round trip.
 FAIR_CONCEALED, POOR_CONCEALED = 0.01, 0.05
@@ -115,16 +127,7 @@ class CallQuality:
         extra: dict[str, Any] = {}
         if now.receive is not None:
             a, b = start.receive or ReceiveStats(), now.receive
-            for name in (
-                "packets_discarded",
-                "total_samples_received",
-                "concealed_samples",
-                "silent_concealed_samples",
-                "concealment_events",
-                "fec_recovered_samples",
-                "inserted_samples_for_deceleration",
-                "removed_samples_for_acceleration",
-            ):
+            for name in _COUNTERS:
                 extra[name] = max(0, getattr(b, name) - getattr(a, name))
             emitted = b.jitter_buffer_emitted_count - a.jitter_buffer_emitted_count
             if emitted > 0:

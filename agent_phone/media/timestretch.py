@@ -62,46 +62,44 @@ def _fade(n: int) -> np.ndarray:
     return (np.arange(n, dtype=np.float64) + 0.5) / n
 
 
-def shorten(frame: np.ndarray) -> np.ndarray | None:
-    """``frame`` less one pitch period (or, when quiet, up to 10 ms), or None
-    when it does not repeat well enough to be cut unheard."""
+def _period(frame: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """The frame as floats and the period to cut or repeat: its pitch period
+    when it repeats well enough to be stretched unheard, 10 ms when it is
+    quiet, None otherwise."""
     x = frame.astype(np.float64)
     max_lag = min(MAX_LAG, x.size // 2)
     if max_lag < MIN_LAG:
         return None
-    quiet = rms(frame) < QUIET_RMS
+    if rms(frame) < QUIET_RMS:
+        return x, max_lag
     lag, correlation = _best_lag(x, max_lag)
-    if quiet:
-        lag = max_lag
-    elif correlation < MIN_CORRELATION:
+    return (x, lag) if correlation >= MIN_CORRELATION else None
+
+
+def shorten(frame: np.ndarray) -> np.ndarray | None:
+    """``frame`` less one pitch period (or, when quiet, 10 ms), or None."""
+    found = _period(frame)
+    if found is None:
         return None
+    x, lag = found
     # x[:L] and x[L:2L] become one cross-faded period: L samples fewer.
     w = _fade(lag)
     seam = x[:lag] * (1.0 - w) + x[lag : 2 * lag] * w
-    out = np.concatenate([seam, x[2 * lag :]])
-    return _pcm(out)
+    return _pcm(np.concatenate([seam, x[2 * lag :]]))
 
 
 def lengthen(frame: np.ndarray) -> np.ndarray | None:
-    """``frame`` with one more pitch period (or 10 ms when quiet), or None
-    when it does not repeat well enough to be stretched unheard."""
-    x = frame.astype(np.float64)
-    max_lag = min(MAX_LAG, x.size // 2)
-    if max_lag < MIN_LAG:
+    """``frame`` with one more pitch period (or, when quiet, 10 ms), or None."""
+    found = _period(frame)
+    if found is None:
         return None
-    quiet = rms(frame) < QUIET_RMS
-    lag, correlation = _best_lag(x, max_lag)
-    if quiet:
-        lag = max_lag
-    elif correlation < MIN_CORRELATION:
-        return None
+    x, lag = found
     # The first period, then one that fades from the second into the first
     # (it starts where the first ends and ends where the second starts),
     # then the second and the rest: L samples more, no seam heard.
     w = _fade(lag)
     seam = x[lag : 2 * lag] * (1.0 - w) + x[:lag] * w
-    out = np.concatenate([x[:lag], seam, x[lag:]])
-    return _pcm(out)
+    return _pcm(np.concatenate([x[:lag], seam, x[lag:]]))
 
 
 def _pcm(x: np.ndarray) -> np.ndarray:
