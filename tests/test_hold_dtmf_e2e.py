@@ -91,6 +91,19 @@ def test_hold_cuts_both_ways_and_dtmf_reaches_the_customer(
     assert summary["dtmf_heard"] == "159#", summary
     assert summary["hold_tone_s"] >= 1.5, summary
     assert [e["on"] for e in platform.matching("call_held", call_id=call_id)] == [True, False]
+    # The phone's call model: each change once, in the order of the call's
+    # life, each with the whole call (the refused DTMF and hold changed nothing).
+    changes = phone.matching("call", call_id=call_id)
+    assert [(e["previous"], e["state"]) for e in changes] == [
+        (None, "alerting"),
+        ("alerting", "connected"),
+        ("connected", "held"),
+        ("held", "connected"),
+        ("connected", "ended"),
+    ], changes
+    assert all(e["direction"] == "inbound" and e["queue"] == "support" for e in changes)
+    assert changes[-1]["reason"] == "agent_hangup" and changes[-1]["answered"]
+    assert changes[-1]["duration_s"] >= held["t"] - answered["t"]
 
     customer = read_wav(tmp_path / "customer.wav")
     origin = summary["heard_from"]

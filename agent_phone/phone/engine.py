@@ -23,7 +23,7 @@ from agent_phone.media.receiver import AudioReceiver
 from agent_phone.media.tones import validate_dtmf
 from agent_phone.phone import events
 from agent_phone.phone.audio_io import CallAudio
-from agent_phone.phone.call import CallInfo, CallState
+from agent_phone.phone.call import Call, CallState, Direction
 from agent_phone.phone.connection import PhoneConnection
 from agent_phone.phone.connection_state import ConnectionStateModel, ConnectionStatus
 from agent_phone.phone.quality import QualityReporter
@@ -89,7 +89,8 @@ class PhoneEngine:
         self.connection_state.subscribe(self._on_indicator)
         self.agent: str | None = None
         self.on_queue = False
-        self.call: CallInfo | None = None
+        #: The agent's calls that have not ended, in the order they began.
+        self.calls: dict[str, Call] = {}
         self.connection: PhoneConnection | None = None
         self.closed = asyncio.Event()
         self._observers: list[Observer] = []
@@ -97,8 +98,6 @@ class PhoneEngine:
         self._signed_in: asyncio.Future[SignedIn] | None = None
         self._tasks = TaskSet("phone")
         self._closing = False
-        #: Reports the current call's quality (``quality`` events).
-        self._quality: QualityReporter | None = None
         # --- session token and resume ---
         self._session = SessionToken(self._tasks, self._send_refresh)
         self._alert_timeout_s = 12.0
@@ -112,7 +111,10 @@ class PhoneEngine:
 
     def _emit(self, event: events.PhoneEvent) -> None:
         for observer in list(self._observers):
-            observer(event)
+            try:
+                observer(event)
+            except Exception:  # an observer's bug is its own: the phone goes on
+                logger.exception("observer %r failed on %s", observer, event.name)
 
     def _on_indicator(self, status: ConnectionStatus) -> None:
         self._emit(
@@ -262,8 +264,8 @@ class PhoneEngine:
             case CallHeld(call_id=call_id, on=on):
                 self._held(call_id, on)
             case CallEnded(call_id=call_id, reason=reason):
-                if self.call is not None and self.call.call_id == call_id:
-                    await self._end_call(reason)
+                if (call := self.calls.get(call_id)) is not None:
+                    await self._end_call(call, reason)
             case SignedOut(reason=reason):
                 await self._signed_out(reason)
 
@@ -289,89 +291,144 @@ class PhoneEngine:
         connection, self.connection = self.connection, None
         if connection is None:
             return
-        if self.call is not None and self.call.connection_id == connection.id:
-            await self._end_call("connection_lost")
+        for call in [c for c in self.calls.values() if c.connection_id == connection.id]:
+            await self._end_call(call, "connection_lost")
         await connection.close()
         logger.info("connection %s closed: %s", connection.id, reason)
 
+    # --- calls: the one place their life is decided ------------------------------
+
+    @property
+    def call(self) -> Call | None:
+        """The call that commands naming none act on: the connected (or held)
+        one, else the first alerting or dialed one."""
+        live = list(self.calls.values())
+        for call in live:
+            if call.state in (CallState.CONNECTED, CallState.HELD):
+                return call
+        return live[0] if live else None
+
+    def _begin_call(self, call: Call) -> None:
+        self.calls[call.call_id] = call
+        logger.info(
+            "%s: %s %s from %s", call.call_id, call.direction.value, call.state.value, call.peer
+        )
+        self._call_changed(call, None, "offered")
+
+    def _call_changed(self, call: Call, old: CallState | None, reason: str) -> None:
+        """Every change of every call, told as the ``call`` event, then as the
+        older per-step events that front-ends and scripts already read."""
+        new = call.state
+        self._emit(
+            events.CallChanged(
+                call_id=call.call_id,
+                state=new.value,
+                direction=call.direction.value,
+                peer=call.peer,
+                previous=old.value if old is not None else None,
+                reason=reason,
+                queue=call.queue,
+                answered=call.answered,
+                auto_answer=call.auto,
+                over_persistent_connection=call.over_persistent_connection,
+                delivery_ms=call.delivery_ms,
+                started_at=call.started_wall,
+                duration_s=round(call.talk_s, 3),
+            )
+        )
+        if old is None and new is CallState.ALERTING:
+            self._emit(
+                events.Alerting(
+                    call_id=call.call_id,
+                    caller=call.peer,
+                    queue=call.queue,
+                    over_persistent_connection=call.over_persistent_connection,
+                    delivery_ms=call.delivery_ms,
+                    auto_answer=call.auto,
+                )
+            )
+        elif new is CallState.CONNECTED and old is not CallState.HELD:
+            self._emit(
+                events.Answered(
+                    call_id=call.call_id,
+                    over_persistent_connection=call.over_persistent_connection,
+                    delivery_ms=round(
+                        call.delivery_ms + (call.connected_at - call.offered_at) * 1000, 2
+                    ),
+                    auto=call.auto,
+                )
+            )
+        elif CallState.HELD in (old, new) and new is not CallState.ENDED:
+            self._emit(events.Held(call_id=call.call_id, on=new is CallState.HELD))
+        elif new is CallState.ENDED:
+            self._emit(
+                events.Ended(
+                    call_id=call.call_id, reason=call.end_reason, duration_s=round(call.talk_s, 3)
+                )
+            )
+
     async def _offered(self, offer: CallOffered) -> None:
-        if self.call is not None or self.connection is None:
+        if self.calls or self.connection is None:
             # The platform thinks we are free; we are not. Let it re-route.
-            why = "busy" if self.call is not None else "no connection"
+            # (Call waiting comes with the platform's conversations.)
+            why = "busy" if self.calls else "no connection"
             logger.warning("declining %s: %s", offer.call_id, why)
             await self._send(DeclineCall(call_id=offer.call_id))
             return
         auto = self.settings.auto_answer
-        self.call = CallInfo(
-            call_id=offer.call_id,
-            caller=offer.caller,
+        call = Call(
+            offer.call_id,
+            Direction.INBOUND,
+            offer.caller,
             queue=offer.queue,
             connection_id=offer.connection_id,
             over_persistent_connection=offer.over_persistent_connection,
             delivery_ms=offer.delivery_ms,
-            offered_at=time.monotonic(),
             auto=auto,
+            state=CallState.ALERTING,
+            listener=self._call_changed,
         )
-        self._emit(
-            events.Alerting(
-                call_id=offer.call_id,
-                caller=offer.caller,
-                queue=offer.queue,
-                over_persistent_connection=offer.over_persistent_connection,
-                delivery_ms=offer.delivery_ms,
-                auto_answer=auto,
-            )
-        )
+        self._begin_call(call)
         if auto:
             await self.answer(offer.call_id)
 
     def _connected(self, call_id: str) -> None:
-        call = self.call
-        if call is None or call.call_id != call_id or call.state is CallState.CONNECTED:
-            return
-        call.state = CallState.CONNECTED
-        call.connected_at = time.monotonic()
-        self._emit(
-            events.Answered(
-                call_id=call_id,
-                over_persistent_connection=call.over_persistent_connection,
-                delivery_ms=round(
-                    call.delivery_ms + (call.connected_at - call.offered_at) * 1000, 2
-                ),
-                auto=call.auto,
-            )
-        )
+        call = self.calls.get(call_id)
+        if call is not None and call.state is not CallState.HELD:
+            call.set_state(CallState.CONNECTED, "connected")
 
     def _held(self, call_id: str, on: bool) -> None:
-        call = self.call
-        if call is None or call.call_id != call_id or call.held == on:
+        call = self.calls.get(call_id)
+        if call is None or call.state not in (CallState.CONNECTED, CallState.HELD):
             return
-        call.held = on
-        call.key_feedback = call.key_feedback[:0]
         if self.connection is not None and self.connection.id == call.connection_id:
             self.connection.held = on
-        logger.info("%s: %s", call_id, "on hold" if on else "off hold")
-        self._emit(events.Held(call_id=call_id, on=on))
+        call.set_state(CallState.HELD if on else CallState.CONNECTED, "held" if on else "resumed")
 
-    async def _end_call(self, reason: str) -> None:
-        call, self.call = self.call, None
-        if call is None:
+    async def _end_call(self, call: Call, reason: str) -> None:
+        """Release what the call holds, tell the platform what the agent
+        heard, and end it (once: a second end of the same call does nothing)."""
+        if self.calls.get(call.call_id) is not call:
             return
-        quality, self._quality = self._quality, None
+        del self.calls[call.call_id]
+        quality, call.quality = call.quality, None
         if quality is not None:
             await quality.finish()
             await self._report_heard(call, quality)
-        if call.state is not CallState.ALERTING:
-            if self.connection is not None:
+        if call.has_media:
+            if self.connection is not None and self.connection.id == call.connection_id:
                 await self.connection.detach()
             await self.audio.end()
-        duration = time.monotonic() - call.connected_at if call.connected_at else 0.0
-        self._emit(events.Ended(call_id=call.call_id, reason=reason, duration_s=round(duration, 3)))
+        call.set_state(CallState.ENDED, reason)
 
-    async def _report_heard(self, call: CallInfo, quality: QualityReporter) -> None:
+    async def _end_all_calls(self, reason: str) -> None:
+        for call in list(self.calls.values()):
+            await self._end_call(call, reason)
+
+    async def _report_heard(self, call: Call, quality: QualityReporter) -> None:
         """Tell the platform what the agent heard (kept with the call's record)."""
         q = quality.latest
-        if q is None or call.state is CallState.ALERTING or self._signaling is None:
+        if q is None or not call.answered or self._signaling is None:
             return
         fields = {f: getattr(q, f) for f in HeardQuality.__struct_fields__}
         try:
@@ -383,7 +440,7 @@ class PhoneEngine:
         self.agent = None
         self.on_queue = False
         self._session.forget()
-        await self._end_call(reason)
+        await self._end_all_calls(reason)
         await self._drop_connection(reason)
         self.connection_state.signed_out(reason)
         self._emit(events.SignedOut(reason=reason))
@@ -436,29 +493,36 @@ class PhoneEngine:
 
     # --- commands ----------------------------------------------------------------
 
-    def _require_call(self, call_id: str | None, *states: CallState) -> CallInfo:
-        call = self.call
-        if call is None:
-            raise PhoneError("there is no call")
-        if call_id is not None and call_id != call.call_id:
-            raise PhoneError(f"there is no call {call_id!r}; the current call is {call.call_id!r}")
-        if call.state not in states:
-            wanted = " or ".join(s.value for s in states)
-            raise PhoneError(f"the call is {call.state.value}, not {wanted}")
+    def _require_call(self, call_id: str | None, *phases: str) -> Call:
+        """The call named (or, with none named, the current one), when its
+        phase (``Call.phase``) is one of ``phases`` (any, with none given)."""
+        current = self.call
+        if call_id is None:
+            if current is None:
+                raise PhoneError("there is no call")
+            call = current
+        elif (found := self.calls.get(call_id)) is not None:
+            call = found
+        elif current is not None:
+            raise PhoneError(
+                f"there is no call {call_id!r}; the current call is {current.call_id!r}"
+            )
+        else:
+            raise PhoneError(f"there is no call {call_id!r}")
+        if phases and call.phase not in phases:
+            raise PhoneError(f"the call is {call.phase}, not {' or '.join(phases)}")
         return call
 
     async def answer(self, call_id: str | None = None) -> None:
-        call = self._require_call(call_id, CallState.ALERTING)
+        call = self._require_call(call_id, "alerting")
         connection = self.connection
         if connection is None or connection.id != call.connection_id:
             raise PhoneError("the call's connection is gone")
-        call.state = CallState.ANSWERING
-        call.answered_at = time.monotonic()
-        self._quality = QualityReporter(
-            call.call_id, connection.pc, self._emit, connection.receiver
-        )
-        await self._quality.begin()  # the baseline, before this call's media
-        if self.call is not call:
+        call.mark_answered()
+        quality = QualityReporter(call.call_id, connection.pc, self._emit, connection.receiver)
+        call.quality = quality
+        await quality.begin()  # the baseline, before this call's media
+        if call.ended:
             return  # ended while the baseline was read
         # The answer goes first, so the customer's audio is on its way while
         # the devices open; the track is resumed once the microphone is open,
@@ -466,7 +530,7 @@ class PhoneEngine:
         await self._send(AnswerCall(call_id=call.call_id))
         try:
             await self.audio.begin()
-            if self.call is not call or self.connection is not connection:
+            if call.ended or self.connection is not connection:
                 await self.audio.end()  # the call ended while the devices opened
                 return
             connection.attach(self.audio.outgoing)
@@ -480,9 +544,9 @@ class PhoneEngine:
             )
             logger.error("audio device failed; handing %s back: %s", call.call_id, exc)
             await self._send(Hangup(call_id=call.call_id, requeue=True))
-            await self._end_call("audio_failure")
+            await self._end_call(call, "audio_failure")
 
-    def _listen(self, call: CallInfo, receiver: AudioReceiver) -> Pull:
+    def _listen(self, call: Call, receiver: AudioReceiver) -> Pull:
         """What the speaker plays: the jitter buffer's audio with the agent's
         key feedback mixed in, noting when the customer is first heard."""
 
@@ -498,10 +562,10 @@ class PhoneEngine:
 
         return pull
 
-    async def _audio_clock(self, call: CallInfo, connection: PhoneConnection) -> None:
+    async def _audio_clock(self, call: Call, connection: PhoneConnection) -> None:
         """The ``audio_clock`` event, once the microphone's first frame is out."""
         mic_at = await connection.track.source_started(timeout=1.0)
-        if self.call is not call:
+        if call.ended:
             return
         speaker = self.audio.speaker
         self._emit(
@@ -514,14 +578,14 @@ class PhoneEngine:
         )
 
     async def decline(self, call_id: str | None = None) -> None:
-        call = self._require_call(call_id, CallState.ALERTING)
+        call = self._require_call(call_id, "alerting")
         await self._send(DeclineCall(call_id=call.call_id))
-        await self._end_call("declined")
+        await self._end_call(call, "declined")
 
     async def hangup(self, call_id: str | None = None) -> None:
-        call = self._require_call(call_id, CallState.ANSWERING, CallState.CONNECTED)
+        call = self._require_call(call_id, "answering", "connected", "held")
         await self._send(Hangup(call_id=call.call_id))
-        await self._end_call("agent_hangup")
+        await self._end_call(call, "agent_hangup")
 
     async def hold(self, call_id: str | None = None) -> None:
         """Ask the platform to hold the call; ``Held`` follows when it has.
@@ -531,11 +595,11 @@ class PhoneEngine:
         ``Error`` event); the microphone stays open while held but only
         silence is sent, and the platform drops the agent's audio too.
         """
-        call = self._require_call(call_id, *CallState)
+        call = self._require_call(call_id)
         await self._send(HoldCall(call_id=call.call_id))
 
     async def unhold(self, call_id: str | None = None) -> None:
-        call = self._require_call(call_id, *CallState)
+        call = self._require_call(call_id)
         await self._send(UnholdCall(call_id=call.call_id))
 
     async def send_dtmf(self, digits: str, call_id: str | None = None) -> None:
@@ -545,9 +609,9 @@ class PhoneEngine:
             validate_dtmf(digits)
         except ValueError as exc:
             raise PhoneError(str(exc)) from None
-        call = self._require_call(call_id, *CallState)
+        call = self._require_call(call_id)
         await self._send(SendDtmf(call_id=call.call_id, digits=digits))
-        if call.state is CallState.CONNECTED and not call.held:
+        if call.state is CallState.CONNECTED:
             call.add_key_feedback(digits)
         self._emit(events.DtmfSent(call_id=call.call_id, digits=digits))
 
@@ -561,7 +625,7 @@ class PhoneEngine:
         self.settings = dataclasses.replace(self.settings, voice_processing=on)
 
     def set_mute(self, on: bool) -> None:
-        self._require_call(None, CallState.ANSWERING, CallState.CONNECTED)
+        self._require_call(None, "answering", "connected", "held")
         assert self.connection is not None
         self.connection.muted = on
         self._emit(events.Muted(on=on))
@@ -579,7 +643,7 @@ class PhoneEngine:
     def switch_devices(self, mic_device: str | None, speaker_device: str | None) -> bool:
         """Use these devices from the next call rather than the next sign-in;
         False during a call (or while a device is still open)."""
-        if self.call is not None or not self.audio.use_devices(mic_device, speaker_device):
+        if self.calls or not self.audio.use_devices(mic_device, speaker_device):
             return False
         self.settings = dataclasses.replace(
             self.settings, mic_device=mic_device, speaker_device=speaker_device
@@ -591,17 +655,17 @@ class PhoneEngine:
         if self._closing:
             return
         self._closing = True
-        call = self.call
         try:
-            if call is not None and call.state is CallState.ALERTING:
-                await self.decline(call.call_id)
-            elif call is not None:
-                await self.hangup(call.call_id)
+            for call in list(self.calls.values()):
+                if call.phase == "alerting":
+                    await self.decline(call.call_id)
+                elif not call.ended:
+                    await self.hangup(call.call_id)
             if self.agent is not None:
                 await self._send(SignOut())
         except PhoneError as exc:
             logger.info("closing: %s", exc)
-        await self._end_call("closed")
+        await self._end_all_calls("closed")
         await self._drop_connection("closed")
         if self.agent is not None:
             self.agent = None

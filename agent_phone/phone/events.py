@@ -63,6 +63,37 @@ class Connection(PhoneEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CallChanged(PhoneEvent):
+    """A call's state changed, or a call began (``previous`` None): the whole
+    call as the engine keeps it (agent_phone/phone/call.py), so front-ends
+    need nothing else to show it. Sent before the older per-step events
+    (``alerting``, ``answered``, ``held``, ``ended``)."""
+
+    name: ClassVar[str] = "call"
+    call_id: str
+    #: dialing, ringing, alerting, connected, held or ended.
+    state: str
+    #: inbound, outbound or internal.
+    direction: str
+    #: The other end: the caller, the number dialed, the agent called.
+    peer: str
+    previous: str | None
+    #: Why it changed (for ``ended``, the end reason).
+    reason: str
+    queue: str = ""
+    #: The agent answered it (by a click or auto answer).
+    answered: bool = False
+    auto_answer: bool = False
+    over_persistent_connection: bool = False
+    #: Routed at the platform -> offered here.
+    delivery_ms: float = 0.0
+    #: When it was offered or dialed (Unix time).
+    started_at: float = 0.0
+    #: Connected time so far (to the end, for ``ended``).
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class Alerting(PhoneEvent):
     name: ClassVar[str] = "alerting"
     call_id: str

@@ -257,11 +257,14 @@ class SessionResume:
         ):
             await engine._drop_connection("resumed")
         theirs = snapshot.call
-        if engine.call is not None and (theirs is None or theirs.call_id != engine.call.call_id):
-            await engine._end_call("ended_while_disconnected")
-        elif engine.call is not None and theirs is not None and theirs.state == "connected":
-            engine._connected(theirs.call_id)
-        elif engine.call is None and theirs is not None and theirs.state == "alerting":
+        for ours in list(engine.calls.values()):
+            if theirs is None or theirs.call_id != ours.call_id:
+                await engine._end_call(ours, "ended_while_disconnected")
+            elif theirs.state == "connected":
+                engine._connected(theirs.call_id)
+        if theirs is None or theirs.call_id in engine.calls:
+            pass  # in step, or nothing to take up
+        elif theirs.state == "alerting":
             # Offered while the offer was in flight: alert now (or decline, when
             # the phone has no such connection, so it goes to the next agent).
             await engine._offered(
@@ -274,7 +277,7 @@ class SessionResume:
                     alert_timeout_s=engine._alert_timeout_s,
                 )
             )
-        elif engine.call is None and theirs is not None and theirs.state == "connected":
+        elif theirs.state == "connected":
             # Connected on the platform but not here: hand the customer on.
             await engine._send(Hangup(call_id=theirs.call_id, requeue=True))
         if conn is not None:
@@ -291,7 +294,7 @@ class SessionResume:
                 connection_id=conn.connection_id if conn else None,
                 connection_state=conn.state if conn else None,
                 call_id=call.call_id if call else None,
-                call_state=call.state.value if call else None,
+                call_state=call.phase if call else None,
                 away_s=round(away_s, 3),
                 attempts=attempts,
             )

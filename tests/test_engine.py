@@ -1,0 +1,149 @@
+"""The phone engine in this process against the real platform process: its
+call model through real calls, and observers that cannot break it.
+
+The agent is a ``PhoneEngine`` with a tone for a microphone and a WAV file
+for a speaker; the customer is ``place_call`` in the same event loop, so a
+test waits on events, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from agent_phone.caller.client import CallPlan, place_call
+from agent_phone.media.wav import ToneSource, WavFileSink
+from agent_phone.phone import events
+from agent_phone.phone.audio_io import CallAudio
+from agent_phone.phone.call import CallState, Direction
+from agent_phone.phone.engine import PhoneEngine, PhoneError
+from agent_phone.phone.settings import PhoneSettings
+
+
+class Agent:
+    """A phone engine and every event it emitted, to wait on."""
+
+    def __init__(self, engine: PhoneEngine) -> None:
+        self.engine = engine
+        self.events: list[events.PhoneEvent] = []
+        self._changed = asyncio.Condition()
+        engine.subscribe(self._on_event)
+
+    def _on_event(self, event: events.PhoneEvent) -> None:
+        self.events.append(event)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(
+        self, kind: type[events.PhoneEvent], test: Callable[[events.PhoneEvent], bool] = bool
+    ) -> events.PhoneEvent:
+        def found() -> events.PhoneEvent | None:
+            return next((e for e in self.events if isinstance(e, kind) and test(e)), None)
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(found), 20)
+        event = found()
+        assert event is not None
+        return event
+
+    def calls(self, call_id: str) -> list[events.CallChanged]:
+        return [
+            e for e in self.events if isinstance(e, events.CallChanged) and e.call_id == call_id
+        ]
+
+
+@pytest.fixture
+async def agent(platform, tmp_path: Path) -> AsyncIterator[Agent]:
+    settings = PhoneSettings(
+        platform=platform.url, user="bob", password="demo", on_queue=True, auto_answer=False
+    )
+    audio = CallAudio(
+        ToneSource(880.0), WavFileSink(tmp_path / "heard.wav"), voice_processing=False
+    )
+    engine = PhoneEngine(settings, audio)
+    watched = Agent(engine)
+    await engine.start()
+    await watched.wait_for(events.Presence, lambda e: e.on_queue)
+    try:
+        yield watched
+    finally:
+        await engine.close()
+
+
+def _customer(platform, duration_s: float | None = 30.0) -> CallPlan:
+    return CallPlan(
+        platform.url,
+        "support",
+        caller="Dana",
+        duration_s=duration_s,
+        wait_s=20,
+        trunk_token=platform.trunk_token or "",
+    )
+
+
+async def test_a_call_lives_in_one_object_and_each_change_is_told_once(agent, platform):
+    hangup = asyncio.Event()
+    customer = asyncio.create_task(
+        place_call(_customer(platform), ToneSource(440.0), hangup=hangup)
+    )
+    offered = await agent.wait_for(events.CallChanged, lambda e: e.state == "alerting")
+    assert isinstance(offered, events.CallChanged)
+    call_id = offered.call_id
+    call = agent.engine.calls[call_id]
+    assert agent.engine.call is call and call.direction is Direction.INBOUND
+    assert offered.previous is None and offered.peer == "Dana" and offered.queue == "support"
+
+    # Wrong state and unknown calls are refused by the phone, and change nothing.
+    with pytest.raises(PhoneError, match="alerting, not answering or connected or held"):
+        await agent.engine.hangup()
+    with pytest.raises(PhoneError, match="there is no call 'call-nope'"):
+        await agent.engine.answer("call-nope")
+
+    await agent.engine.answer(call_id)
+    with pytest.raises(PhoneError, match="answering, not alerting"):
+        await agent.engine.decline(call_id)
+    await agent.wait_for(events.CallChanged, lambda e: e.state == "connected")
+    assert call.state is CallState.CONNECTED and call.answered
+
+    hangup.set()  # the customer hangs up
+    ended = await agent.wait_for(events.CallChanged, lambda e: e.state == "ended")
+    assert isinstance(ended, events.CallChanged)
+    result = await asyncio.wait_for(customer, 20)
+    assert result.answered and result.agent == "bob"
+    assert call.ended and call_id not in agent.engine.calls and agent.engine.call is None
+    assert [(e.previous, e.state) for e in agent.calls(call_id)] == [
+        (None, "alerting"),
+        ("alerting", "connected"),
+        ("connected", "ended"),
+    ]
+    assert ended.reason == "customer_hangup" and ended.answered and ended.duration_s > 0
+    # The older per-step events still come, each after its ``call`` event.
+    names = [e.name for e in agent.events if getattr(e, "call_id", None) == call_id]
+    for older in ("alerting", "answered", "ended"):
+        assert names.index(older) > names.index("call"), names
+
+
+async def test_an_observer_that_raises_does_not_end_the_session(agent, platform):
+    def broken(_event: events.PhoneEvent) -> None:
+        raise RuntimeError("a front-end's bug")
+
+    agent.engine.subscribe(broken)
+    customer = asyncio.create_task(
+        place_call(_customer(platform, duration_s=0.5), ToneSource(440.0))
+    )
+    offered = await agent.wait_for(events.CallChanged, lambda e: e.state == "alerting")
+    await agent.engine.answer(offered.call_id)  # type: ignore[attr-defined]
+    ended = await agent.wait_for(events.CallChanged, lambda e: e.state == "ended")
+    assert ended.reason == "customer_hangup"  # type: ignore[attr-defined]
+    assert (await asyncio.wait_for(customer, 20)).answered
+    # Still signed in, on the same socket: no loss, no reconnect.
+    assert agent.engine.agent == "bob" and not agent.engine.closed.is_set()
+    assert not [e for e in agent.events if isinstance(e, events.Reconnecting | events.Resuming)]
+    await agent.engine.set_on_queue(False)
+    await agent.wait_for(events.Presence, lambda e: not e.on_queue)
