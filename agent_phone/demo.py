@@ -60,12 +60,16 @@ def describe(event: events.PhoneEvent) -> str | None:
             }
             extra = f", closes in {expires_at - time.time():.0f} s if idle" if expires_at else ""
             return f"persistent connection {icon.get(state, '')} {state} ({reason}{extra})"
-        case events.Alerting(caller=caller, over_persistent_connection=over, delivery_ms=ms):
-            how = "over the kept connection" if over else "on a new connection"
-            return f"incoming call from {caller}, {how}, delivered in {ms:.1f} ms"
-        case events.Answered(auto=auto):
+        case events.CallChanged(state="alerting", previous=None, peer=caller):
+            how = (
+                "over the kept connection"
+                if event.over_persistent_connection
+                else "on a new connection"
+            )
+            return f"incoming call from {caller}, {how}, delivered in {event.delivery_ms:.1f} ms"
+        case events.CallChanged(state="connected", previous="alerting", auto_answer=auto):
             return "answered" + (" automatically" if auto else "")
-        case events.Ended(reason=reason, duration_s=d):
+        case events.CallChanged(state="ended", reason=reason, duration_s=d):
             return f"call ended ({reason}) after {d:.1f} s"
         case events.Error(message=message):
             return f"error: {message}"

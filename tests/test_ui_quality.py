@@ -187,21 +187,27 @@ def panel(qapp, qtbot) -> tuple[CallPanel, _Engine]:
     return widget, engine
 
 
-def alerting(call_id: str) -> events.Alerting:
-    return events.Alerting(
+def change(call_id: str, state: str, previous: str | None, **kw: Any) -> events.CallChanged:
+    return events.CallChanged(
         call_id=call_id,
-        caller="Dana Whitfield",
+        state=state,
+        direction="inbound",
+        peer="Dana Whitfield",
+        previous=previous,
+        reason=kw.pop("reason", state),
         queue="support",
         over_persistent_connection=True,
         delivery_ms=0.9,
-        auto_answer=False,
+        **kw,
     )
 
 
-def answered(call_id: str) -> events.Answered:
-    return events.Answered(
-        call_id=call_id, over_persistent_connection=True, delivery_ms=0.9, auto=False
-    )
+def alerting(call_id: str) -> events.CallChanged:
+    return change(call_id, "alerting", None)
+
+
+def answered(call_id: str) -> events.CallChanged:
+    return change(call_id, "connected", "alerting", answered=True)
 
 
 def test_the_panel_shows_the_current_calls_quality_only_while_connected(panel):
@@ -233,9 +239,9 @@ def test_the_panel_shows_the_current_calls_quality_only_while_connected(panel):
     assert panel.detail.text().count(POOR_NETWORK_TEXT) == 1
     assert "You can hear" not in panel.detail.text().split(POOR_NETWORK_TEXT)[1]
 
-    engine.emit(events.Held(call_id="c1", on=True))
+    engine.emit(change("c1", "held", "connected", answered=True))
     assert panel.detail.text().count(POOR_NETWORK_TEXT) == 1
-    engine.emit(events.Held(call_id="c1", on=False))
+    engine.emit(change("c1", "connected", "held", answered=True))
 
     engine.emit(report("c1", "good"))
     assert icon.grade is QualityGrade.GOOD
@@ -243,7 +249,9 @@ def test_the_panel_shows_the_current_calls_quality_only_while_connected(panel):
     assert "Answered" in panel.detail.text()  # the other facts are still there
 
     engine.emit(report("c1", "poor", final=True))
-    engine.emit(events.Ended(call_id="c1", reason="customer_hangup", duration_s=42))
+    engine.emit(
+        change("c1", "ended", "connected", reason="customer_hangup", answered=True, duration_s=42)
+    )
     assert panel.view is CallView.ENDED and not icon.isVisible()
     assert icon.grade is QualityGrade.POOR  # the final report's, kept but not shown
     assert POOR_NETWORK_TEXT not in panel.detail.text()

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,6 @@ class CallHistory:
         self.path = path or default_path()
         self.limit = limit
         self._records: list[CallRecord] = []
-        self._pending: dict[str, CallRecord] = {}
         self._listeners: list[Listener] = []
         self._lines = 0
         self._load()
@@ -93,31 +92,21 @@ class CallHistory:
     # --- engine events ----------------------------------------------------------------
 
     def on_event(self, event: events.PhoneEvent) -> None:
-        match event:
-            case events.Alerting():
-                self._pending[event.call_id] = CallRecord(
+        if isinstance(event, events.CallChanged) and event.state == "ended":
+            self.add(
+                CallRecord(
                     call_id=event.call_id,
-                    time=event.t,
-                    caller=event.caller,
+                    time=event.started_at,
+                    caller=event.peer,
                     queue=event.queue,
-                    answered=False,
+                    answered=event.answered,
                     auto_answered=event.auto_answer,
-                    duration_s=0.0,
-                    end_reason="",
+                    duration_s=event.duration_s,
+                    end_reason=event.reason,
                     over_persistent_connection=event.over_persistent_connection,
                     delivery_ms=event.delivery_ms,
                 )
-            case events.Answered(call_id=call_id) if call_id in self._pending:
-                self._pending[call_id] = replace(
-                    self._pending[call_id], answered=True, auto_answered=event.auto
-                )
-            case events.Ended(call_id=call_id) if call_id in self._pending:
-                record = replace(
-                    self._pending.pop(call_id),
-                    duration_s=event.duration_s,
-                    end_reason=event.reason,
-                )
-                self.add(record)
+            )
 
     def add(self, record: CallRecord) -> None:
         self._records.append(record)

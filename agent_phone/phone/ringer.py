@@ -89,13 +89,12 @@ class AlertSounds:
         if not self.settings.enabled:
             return
         match event:
-            case events.Alerting(call_id=call_id, auto_answer=False):
-                self._start_ring(call_id)
-            case events.Answered(call_id=call_id, auto=auto):
-                self._stop_ring(call_id)
-                if auto and self.settings.connect_tone:
+            case events.CallChanged(state="alerting", previous=None, auto_answer=False):
+                self._start_ring(event.call_id)
+            case events.CallChanged(state="connected", previous="alerting", auto_answer=True):
+                if self.settings.connect_tone:
                     self._tasks.spawn(self._connect_tone(), "connect tone")
-            case events.Ended(call_id=call_id):
+            case events.CallChanged(call_id=call_id) if event.state != "alerting":
                 self._stop_ring(call_id)
             case events.SignedOut():
                 self._stop_ring(None)

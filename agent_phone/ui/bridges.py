@@ -38,6 +38,8 @@ class PhoneBridge(QObject):
     reconnecting = Signal(object)  # events.Reconnecting
     presence = Signal(object)  # events.Presence
     connection = Signal(object)  # events.Connection
+    #: Every change of every call (what front-ends show calls from).
+    call = Signal(object)  # events.CallChanged
     alerting = Signal(object)  # events.Alerting
     answered = Signal(object)  # events.Answered
     hearing = Signal(object)  # events.Hearing
@@ -65,6 +67,7 @@ class PhoneBridge(QObject):
             events.Reconnecting: self.reconnecting,
             events.Presence: self.presence,
             events.Connection: self.connection,
+            events.CallChanged: self.call,
             events.Alerting: self.alerting,
             events.Answered: self.answered,
             events.Hearing: self.hearing,

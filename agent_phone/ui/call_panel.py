@@ -157,12 +157,9 @@ class CallPanel(QFrame):
         self.call_actions.hangup.triggered.connect(controller.hangup)
         self.call_actions.mute.triggered.connect(controller.set_mute)
         self.call_actions.hold.triggered.connect(self._on_hold_clicked)
-        phone.alerting.connect(self._on_alerting)
-        phone.answered.connect(self._on_answered)
+        phone.call.connect(self._on_call)
         phone.hearing.connect(self._on_hearing)
-        phone.ended.connect(self._on_ended)
         phone.muted.connect(self._on_muted)
-        phone.held.connect(self._on_held)
         phone.presence.connect(self._on_presence)
         phone.quality.connect(self._on_quality)
         controller.state_changed.connect(self._on_session)
@@ -278,8 +275,28 @@ class CallPanel(QFrame):
 
     # --- engine events ---------------------------------------------------------------
 
-    def _on_alerting(self, event: events.Alerting) -> None:
-        self._caller = event.caller
+    def _on_call(self, event: events.CallChanged) -> None:
+        """Every change of every call; the panel shows one, the latest begun."""
+        if event.call_id != self._call_id and event.previous is not None:
+            if self._view in (CallView.INCOMING, CallView.ANSWERING, CallView.CONNECTED):
+                logger.debug("%s %s: not the call shown", event.call_id, event.state)
+                return
+            self._caller = event.peer  # begun before the panel saw it
+            self._new_call(event.call_id)
+        match event.state:
+            case "alerting":
+                self._on_alerting(event)
+            case "connected" if event.previous == "held":
+                self._on_held(False)
+            case "connected":
+                self._on_answered(event)
+            case "held":
+                self._on_held(True)
+            case "ended":
+                self._on_ended(event)
+
+    def _on_alerting(self, event: events.CallChanged) -> None:
+        self._caller = event.peer
         self._new_call(event.call_id)
         self._connected_at = None
         how = "Over the kept connection" if event.over_persistent_connection else "New connection"
@@ -292,11 +309,9 @@ class CallPanel(QFrame):
         view = CallView.ANSWERING if event.auto_answer else CallView.INCOMING
         self._set_view(view, event.call_id)
 
-    def _on_answered(self, event: events.Answered) -> None:
-        if event.call_id != self._call_id:  # its alerting was not seen here
-            self._new_call(event.call_id)
-        self._connected_at = time.monotonic()
-        self._answered = "Answered automatically" if event.auto else "Answered"
+    def _on_answered(self, event: events.CallChanged) -> None:
+        self._connected_at = time.monotonic() - event.duration_s
+        self._answered = "Answered automatically" if event.auto_answer else "Answered"
         self._show_facts()
         self._set_view(CallView.CONNECTED, event.call_id)
 
@@ -335,7 +350,7 @@ class CallPanel(QFrame):
             lines.append(POOR_NETWORK_TEXT)
         self.detail.setText("\n".join(lines))
 
-    def _on_ended(self, event: events.Ended) -> None:
+    def _on_ended(self, event: events.CallChanged) -> None:
         reason = END_REASONS.get(event.reason, f"Ended: {event.reason.replace('_', ' ')}.")
         if event.duration_s:
             reason += f" Talk time {_duration(event.duration_s)}."
@@ -349,8 +364,8 @@ class CallPanel(QFrame):
         self.call_actions.mute.setText("Un&mute" if event.on else "&Mute")
         self.buttons["mute"].setAccessibleName("Unmute" if event.on else "Mute")
 
-    def _on_held(self, event: events.Held) -> None:
-        self._set_held(event.on)
+    def _on_held(self, on: bool) -> None:
+        self._set_held(on)
         self._show_facts()
         self._show()
 

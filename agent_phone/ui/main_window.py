@@ -97,10 +97,7 @@ class MainWindow(QMainWindow):
         controller.note.connect(self._on_message)
         controller.signed_out.connect(self._on_signed_out)
         phone.error.connect(self._on_engine_error)
-        phone.alerting.connect(self._on_alerting)
-        phone.answered.connect(self._on_call_over_or_answered)
-        phone.ended.connect(self._on_call_over_or_answered)
-        phone.ended.connect(self._on_call_ended)
+        phone.call.connect(self._on_call)
         phone.reconnecting.connect(self._on_reconnecting)
         phone.resuming.connect(self._on_resuming)
         phone.resumed.connect(self._on_resumed)
@@ -201,16 +198,18 @@ class MainWindow(QMainWindow):
     def _on_engine_error(self, event: events.Error) -> None:
         self.statusBar().showMessage(event.message[:1].upper() + event.message[1:], MESSAGE_MS)
 
-    def _on_alerting(self, event: events.Alerting) -> None:
-        # Besides the ringer (AlertSounds) and the tray's notification: the
-        # taskbar entry flashes and the title names the caller, so a call is
-        # noticed with the window behind others.
-        self.setWindowTitle(f"Incoming call: {event.caller} - {self._title}")
-        if not event.auto_answer:
-            QApplication.alert(self)
-
-    def _on_call_over_or_answered(self, _event: events.PhoneEvent) -> None:
+    def _on_call(self, event: events.CallChanged) -> None:
+        if event.state == "alerting" and event.previous is None:
+            # Besides the ringer (AlertSounds) and the tray's notification: the
+            # taskbar entry flashes and the title names the caller, so a call is
+            # noticed with the window behind others.
+            self.setWindowTitle(f"Incoming call: {event.peer} - {self._title}")
+            if not event.auto_answer:
+                QApplication.alert(self)
+            return
         self.setWindowTitle(self._title)
+        if event.state == "ended" and self._devices_pending:
+            self._apply_devices()
 
     def _on_reconnecting(self, event: events.Reconnecting) -> None:
         self._on_message(
@@ -278,10 +277,6 @@ class MainWindow(QMainWindow):
         else:
             self._devices_pending = True
             self._on_message("The new audio devices are used when this call ends.")
-
-    def _on_call_ended(self, _event: events.Ended) -> None:
-        if self._devices_pending:
-            self._apply_devices()
 
     def _on_history(self) -> None:
         if self._history is None:

@@ -82,22 +82,26 @@ class TrayNotifier(QObject):
             self.icon = icon
         else:
             logger.info("no system tray: incoming calls flash the taskbar entry instead")
-        phone.alerting.connect(self._on_alerting)
-        phone.answered.connect(self._on_call_over)
-        phone.ended.connect(self._on_call_over)
+        phone.call.connect(self._on_call)
 
     @property
     def tray_available(self) -> bool:
         return self.icon is not None
 
-    def _on_alerting(self, event: events.Alerting) -> None:
+    def _on_call(self, event: events.CallChanged) -> None:
+        if event.state == "alerting" and event.previous is None:
+            self._on_alerting(event)
+        elif event.state != "alerting" and self.icon is not None:
+            self.icon.setToolTip("Agent Phone")
+
+    def _on_alerting(self, event: events.CallChanged) -> None:
         w = self._window
         if not should_notify(
             visible=w.isVisible(), minimized=w.isMinimized(), auto_answer=event.auto_answer
         ):
             return
         note = Notification(
-            title=f"Incoming call: {event.caller}",
+            title=f"Incoming call: {event.peer}",
             text=f"Queue {event.queue}. Click to answer in Agent Phone.",
             call_id=event.call_id,
         )
@@ -108,10 +112,6 @@ class TrayNotifier(QObject):
                 note.title, note.text, QSystemTrayIcon.MessageIcon.Information, NOTIFICATION_MS
             )
         QApplication.alert(w)
-
-    def _on_call_over(self, _event: events.PhoneEvent) -> None:
-        if self.icon is not None:
-            self.icon.setToolTip("Agent Phone")
 
     def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason in (
