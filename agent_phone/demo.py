@@ -29,7 +29,8 @@ from agent_phone.media.ice import restrict_ice_addresses
 from agent_phone.media.wav import WavLoopSource
 from agent_phone.phone import events
 from agent_phone.phone.audio_io import CallAudio, call_audio
-from agent_phone.phone.engine import PhoneEngine, SignInError
+from agent_phone.phone.engine import PhoneEngine
+from agent_phone.phone.errors import SignInError
 from agent_phone.phone.settings import PhoneSettings
 from agent_phone.resources import resource
 

@@ -18,7 +18,8 @@ from typing import Any, TextIO
 from agent_phone.phone import events
 from agent_phone.phone.audio_io import call_audio
 from agent_phone.phone.devices import AudioDeviceError
-from agent_phone.phone.engine import PhoneEngine, PhoneError, SignInError
+from agent_phone.phone.engine import PhoneEngine
+from agent_phone.phone.errors import PhoneError, SignInError
 from agent_phone.phone.settings import PhoneSettings
 
 logger = logging.getLogger(__name__)
@@ -32,14 +33,14 @@ class Headless:
         self.engine = engine
         self._out = out
         self._quit = asyncio.Event()
-        engine.subscribe(self._print)
+        engine.subscribe(self.show)
 
-    def _print(self, event: events.PhoneEvent) -> None:
+    def show(self, event: events.PhoneEvent) -> None:
         self._out.write(json.dumps(event.as_dict()) + "\n")
         self._out.flush()
 
     def _error(self, message: str) -> None:
-        self._print(events.Error(message=message, code="command"))
+        self.show(events.Error(message=message, code="command"))
 
     async def command(self, line: str) -> None:
         """Carry out one command line; any problem is reported as an error event."""
@@ -153,12 +154,12 @@ async def run_headless(settings: PhoneSettings) -> int:
     try:
         await audio.check()
     except AudioDeviceError as exc:
-        front._print(events.Error(message=f"audio device: {exc}", code="audio"))
+        front.show(events.Error(message=f"audio device: {exc}", code="audio"))
         return 1
     try:
         await engine.start()
     except SignInError as exc:
-        front._print(events.Error(message=f"sign-in failed: {exc}", code="sign_in"))
+        front.show(events.Error(message=f"sign-in failed: {exc}", code="sign_in"))
         await engine.close()
         return 1
     threading.Thread(target=_read_stdin, args=(loop, lines), daemon=True).start()

@@ -19,7 +19,8 @@ from agent_phone.media.wav import ToneSource, WavFileSink
 from agent_phone.phone import events
 from agent_phone.phone.audio_io import CallAudio
 from agent_phone.phone.call import CallState, Direction
-from agent_phone.phone.engine import PhoneEngine, PhoneError
+from agent_phone.phone.engine import PhoneEngine
+from agent_phone.phone.errors import PhoneError
 from agent_phone.phone.settings import PhoneSettings
 
 

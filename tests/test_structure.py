@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -57,3 +58,27 @@ def test_protocol_and_phone_engine_type_check_strictly():
         timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_phone_and_the_window_reach_into_no_other_objects_private_members():
+    """``x._name`` only on ``self`` or ``cls``: each object is used through
+    what it offers (the engine's session, calls and front-ends included)."""
+    offenders = []
+    paths = [
+        *(REPO / "agent_phone" / "phone").glob("*.py"),
+        *(REPO / "agent_phone" / "ui").glob("*.py"),
+        REPO / "agent_phone" / "headless.py",
+        REPO / "agent_phone" / "app.py",
+        REPO / "agent_phone" / "demo.py",
+    ]
+    allowed = {("portaudio.py", "sd")}  # sounddevice's own way to re-scan devices
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+                continue
+            owner = ast.unparse(node.value)
+            if node.attr.startswith("__") or owner in ("self", "cls"):
+                continue
+            if (path.name, owner) not in allowed:
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {owner}.{node.attr}")
+    assert offenders == []

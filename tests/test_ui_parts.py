@@ -24,7 +24,7 @@ from PySide6.QtWidgets import QAbstractButton, QComboBox, QLineEdit, QMessageBox
 
 from agent_phone.phone import events
 from agent_phone.phone.connection_state import ConnectionStateModel, Indicator
-from agent_phone.phone.engine import PhoneError
+from agent_phone.phone.errors import PhoneError
 from agent_phone.phone.settings import PhoneSettings
 from agent_phone.protocol import ConnectionState
 from agent_phone.ui.bridges import ConnectionStateBridge, PhoneBridge

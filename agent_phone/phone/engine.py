@@ -26,11 +26,11 @@ from agent_phone.phone.audio_io import CallAudio
 from agent_phone.phone.call import Call, CallState, Direction
 from agent_phone.phone.connection import PhoneConnection
 from agent_phone.phone.connection_state import ConnectionStateModel, ConnectionStatus
+from agent_phone.phone.errors import PhoneError
 from agent_phone.phone.quality import QualityReporter
-from agent_phone.phone.session import SessionResume, SessionToken
+from agent_phone.phone.session import PlatformSession, SessionHooks
 from agent_phone.phone.settings import PhoneSettings
 from agent_phone.protocol import (
-    PROTOCOL_VERSION,
     AnswerCall,
     CallConnected,
     CallEnded,
@@ -47,22 +47,16 @@ from agent_phone.protocol import (
     HoldCall,
     Message,
     PresenceChanged,
-    ProtocolError,
     QualityReport,
-    RefreshSession,
     SendDtmf,
-    SessionRefreshed,
     SessionResumed,
     SetPersistent,
     SetPresence,
     SignedIn,
     SignedOut,
-    SignIn,
     SignOut,
     UnholdCall,
-    decode_to_agent,
 )
-from agent_phone.signaling import SignalingClient, SignalingError
 from agent_phone.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
@@ -71,14 +65,6 @@ Observer = Callable[[events.PhoneEvent], None]
 
 #: A received frame louder than this (int16 peak, about -50 dBFS) is audible.
 AUDIBLE = 100
-
-
-class PhoneError(Exception):
-    """A command that cannot be carried out; the message says why."""
-
-
-class SignInError(PhoneError):
-    pass
 
 
 class PhoneEngine:
@@ -92,16 +78,29 @@ class PhoneEngine:
         #: The agent's calls that have not ended, in the order they began.
         self.calls: dict[str, Call] = {}
         self.connection: PhoneConnection | None = None
-        self.closed = asyncio.Event()
         self._observers: list[Observer] = []
-        self._signaling: SignalingClient | None = None
-        self._signed_in: asyncio.Future[SignedIn] | None = None
         self._tasks = TaskSet("phone")
         self._closing = False
-        # --- session token and resume ---
-        self._session = SessionToken(self._tasks, self._send_refresh)
-        self._alert_timeout_s = 12.0
-        self._resume = SessionResume(self)
+        #: On queue when the session was lost: restored when signed in again.
+        self._restore_on_queue = False
+        #: The session with the platform: socket, sign-in, resume, reconnect.
+        self.session = PlatformSession(
+            SessionHooks(
+                settings=lambda: self.settings,
+                emit=self._emit,
+                handle=self._handle,
+                signed_in=self._signed_in,
+                resumed=self._resumed,
+                lost=self._session_lost,
+                media_alive=lambda: self.connection is not None,
+            )
+        )
+
+    @property
+    def closed(self) -> asyncio.Event:
+        """Set when the session is over by itself (given up, or ended by the
+        platform) or the phone closed."""
+        return self.session.closed
 
     # --- observers ---------------------------------------------------------------
 
@@ -137,7 +136,7 @@ class PhoneEngine:
             # and not when the first call is answered.
             await asyncio.to_thread(voice_processing.preload)
             self.audio.outgoing.prepare()
-        await self._sign_in(timeout)
+        await self.session.start(timeout)
         if self.settings.on_queue:
             await self.set_on_queue(True)
 
@@ -149,99 +148,15 @@ class PhoneEngine:
             )
         )
 
-    async def _sign_in(self, timeout: float) -> None:
-        s = self.settings
-        old, self._signaling = self._signaling, None
-        if old is not None:
-            await old.close()
-        client = SignalingClient(
-            s.platform, decode_to_agent, self._invalid_message, ca_file=s.ca_file
-        )
-        self._signaling = client
-        try:
-            await client.connect()
-        except SignalingError as exc:
-            raise SignInError(str(exc)) from None
-        self._signed_in = asyncio.get_running_loop().create_future()
-        self._tasks.spawn(self._read(client), "signaling")
-        await self._send(
-            SignIn(
-                version=PROTOCOL_VERSION,
-                user=s.user,
-                password=s.password,
-                persistent=s.persistent,
-                client=s.client,
-            )
-        )
-        try:
-            await asyncio.wait_for(asyncio.shield(self._signed_in), timeout)
-        except TimeoutError:
-            raise SignInError(
-                f"the platform did not answer the sign-in within {timeout:g} s"
-            ) from None
-
-    async def _read(self, client: SignalingClient) -> None:
-        try:
-            async for message in client.messages():
-                try:
-                    await self._handle(message)
-                except PhoneError as exc:
-                    self._emit(events.Error(message=str(exc), code="phone"))
-        finally:
-            # Only the current socket's end matters (a replaced one is closed on purpose).
-            if client is self._signaling:
-                self._resume.socket_closed()
-                if not self._closing and not self._resume.running:
-                    self._tasks.spawn(self._platform_lost(), "lost")
-
-    def _invalid_message(self, exc: ProtocolError) -> None:
-        """A message from the platform that the codec refused: skipped, and said."""
-        self._emit(
-            events.Error(
-                message=f"ignored a message from the platform ({exc.code}): {exc.message}"[:500],
-                code="protocol",
-            )
-        )
-
     async def _send(self, message: Message) -> None:
-        if self._signaling is None:
-            raise PhoneError("not connected to the platform")
-        try:
-            await self._signaling.send(message)
-        except SignalingError as exc:
-            raise PhoneError(str(exc)) from None
+        await self.session.send(message)
 
     # --- messages from the platform ----------------------------------------------
 
     async def _handle(self, message: Message) -> None:
+        """A message that is the phone's (the session keeps its own)."""
         match message:
-            case SignedIn():
-                self.agent = message.agent
-                self._alert_timeout_s = message.alert_timeout_s
-                self._session.update(
-                    message.session_token, message.token_expires_in_s, message.resume_grace_s
-                )
-                self.connection_state.signed_in()
-                self._emit(
-                    events.SignedIn(
-                        agent=message.agent,
-                        permissions=message.permissions,
-                        queues=message.queues,
-                    )
-                )
-                if self._signed_in is not None and not self._signed_in.done():
-                    self._signed_in.set_result(message)
-            case SessionRefreshed():
-                self._session.update(message.session_token, message.token_expires_in_s)
-                self._emit(events.SessionRefreshed(expires_in_s=message.token_expires_in_s))
-            case SessionResumed():
-                self._resume.answered(message)
-            case Error() if self._resume.waiting:
-                self._resume.refused(message)
             case Error():
-                if self._signed_in is not None and not self._signed_in.done():
-                    self._signed_in.set_exception(SignInError(message.message))
-                    return
                 self._emit(
                     events.Error(
                         message=message.message, code=message.code, call_id=message.call_id
@@ -428,7 +343,7 @@ class PhoneEngine:
     async def _report_heard(self, call: Call, quality: QualityReporter) -> None:
         """Tell the platform what the agent heard (kept with the call's record)."""
         q = quality.latest
-        if q is None or not call.answered or self._signaling is None:
+        if q is None or not call.answered:
             return
         fields = {f: getattr(q, f) for f in HeardQuality.__struct_fields__}
         try:
@@ -436,60 +351,88 @@ class PhoneEngine:
         except PhoneError as exc:  # the platform is gone: the figures go with it
             logger.info("%s: quality not reported: %s", call.call_id, exc)
 
+    # --- the session's turns (PlatformSession calls these through SessionHooks) -----
+
+    async def _signed_in(self, message: SignedIn, again: bool) -> None:
+        self.agent = message.agent
+        self.connection_state.signed_in()
+        self._emit(
+            events.SignedIn(
+                agent=message.agent, permissions=message.permissions, queues=message.queues
+            )
+        )
+        if again and self._restore_on_queue:
+            self._restore_on_queue = False
+            await self.set_on_queue(True)
+
+    async def _session_lost(self, reason: str) -> None:
+        """The session is gone: it may come back by a fresh sign-in, with the
+        presence the agent had."""
+        self._restore_on_queue = self.on_queue
+        await self._signed_out(reason)
+
     async def _signed_out(self, reason: str) -> None:
         self.agent = None
         self.on_queue = False
-        self._session.forget()
         await self._end_all_calls(reason)
         await self._drop_connection(reason)
         self.connection_state.signed_out(reason)
         self._emit(events.SignedOut(reason=reason))
 
-    async def _platform_lost(self) -> None:
-        unexpected = self.agent is not None
-        if unexpected and self._session.token is not None and not self._closing:
-            if await self._resume.run() or self._closing:
-                return
-        was_on_queue = self.on_queue
-        if unexpected:
-            self._emit(events.Error(message="lost the connection to the platform", code="lost"))
-            await self._signed_out("connection_lost")
-        if self._signed_in is not None and not self._signed_in.done():
-            self._signed_in.set_exception(SignInError("the platform closed the connection"))
-        if unexpected and self.settings.reconnect_attempts > 0 and not self._closing:
-            await self._reconnect(was_on_queue)
-        else:
-            self.closed.set()
-
-    async def _reconnect(self, on_queue: bool) -> None:
-        """Sign in again with backoff (1, 2, 4 ... 15 s), bounded in attempts,
-        and restore the presence the agent had."""
-        for attempt in range(1, self.settings.reconnect_attempts + 1):
-            delay = min(15.0, 2.0 ** (attempt - 1))
-            self._emit(events.Reconnecting(attempt=attempt, delay_s=delay))
-            await asyncio.sleep(delay)
-            if self._closing:
-                return
-            try:
-                await self._sign_in(timeout=10.0)
-            except SignInError as exc:
-                logger.info("reconnect attempt %d failed: %s", attempt, exc)
-                if "password" in str(exc):
-                    break  # the platform answered, and said no: retrying won't help
-                continue
-            if on_queue:
-                await self.set_on_queue(True)
-            return
-        self._emit(events.Error(message="could not reach the platform again", code="lost"))
-        self.closed.set()
-
-    # --- session token refresh (docs/protocol.md "Sessions"; the resume: session.py) ---
-
-    async def _send_refresh(self) -> None:
-        try:
-            await self._send(RefreshSession())
-        except PhoneError as exc:  # the socket is down: the resume reschedules it
-            logger.info("session refresh not sent: %s", exc)
+    async def _resumed(self, snapshot: SessionResumed, away_s: float, attempts: int) -> None:
+        """Back on a new WebSocket: make the phone's state the platform's
+        (presence, connection, call), then say so."""
+        if snapshot.on_queue != self.on_queue:
+            self.on_queue = snapshot.on_queue
+            self._emit(events.Presence(on_queue=snapshot.on_queue, reason="resumed"))
+        conn = snapshot.connection
+        if self.connection is not None and (
+            conn is None or conn.connection_id != self.connection.id
+        ):
+            await self._drop_connection("resumed")
+        theirs = snapshot.call
+        for ours in list(self.calls.values()):
+            if theirs is None or theirs.call_id != ours.call_id:
+                await self._end_call(ours, "ended_while_disconnected")
+            elif theirs.state == "connected":
+                self._connected(theirs.call_id)
+        if theirs is None or theirs.call_id in self.calls:
+            pass  # in step, or nothing to take up
+        elif theirs.state == "alerting":
+            # Offered while the offer was in flight: alert now (or decline, when
+            # the phone has no such connection, so it goes to the next agent).
+            await self._offered(
+                CallOffered(
+                    call_id=theirs.call_id,
+                    caller=theirs.caller,
+                    queue=theirs.queue,
+                    connection_id=theirs.connection_id or "",
+                    over_persistent_connection=False,
+                    alert_timeout_s=self.session.alert_timeout_s,
+                )
+            )
+        elif theirs.state == "connected":
+            # Connected on the platform but not here: hand the customer on.
+            await self._send(Hangup(call_id=theirs.call_id, requeue=True))
+        if conn is not None:
+            self.connection_state.platform_reported(conn)
+        elif (shown := self.connection_state.status).connection_id is not None:
+            self.connection_state.platform_reported(
+                ConnectionState(connection_id=shown.connection_id, state="closed", reason="resumed")
+            )
+        call = self.call
+        self._emit(
+            events.Resumed(
+                agent=snapshot.agent,
+                on_queue=snapshot.on_queue,
+                connection_id=conn.connection_id if conn else None,
+                connection_state=conn.state if conn else None,
+                call_id=call.call_id if call else None,
+                call_state=call.phase if call else None,
+                away_s=round(away_s, 3),
+                attempts=attempts,
+            )
+        )
 
     # --- commands ----------------------------------------------------------------
 
@@ -655,6 +598,7 @@ class PhoneEngine:
         if self._closing:
             return
         self._closing = True
+        self.session.closing()  # the socket's end is expected from here on
         try:
             for call in list(self.calls.values()):
                 if call.phase == "alerting":
@@ -670,9 +614,6 @@ class PhoneEngine:
         if self.agent is not None:
             self.agent = None
             self.connection_state.signed_out("closed")
-        self._session.forget()
         await self._tasks.close()
-        if self._signaling is not None:
-            await self._signaling.close()
+        await self.session.close()
         await self.audio.close()
-        self.closed.set()

@@ -35,6 +35,18 @@ class SignedOut(PhoneEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Session(PhoneEvent):
+    """The session with the platform changed state (agent_phone/phone/session.py):
+    ``signed_out``, ``signing_in``, ``signed_in``, ``resuming``,
+    ``reconnecting`` or ``closed``; told from the first sign-in on (a
+    sign-in that fails is its error alone)."""
+
+    name: ClassVar[str] = "session"
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Reconnecting(PhoneEvent):
     """The platform went away; the phone will try again after ``delay_s``."""
 

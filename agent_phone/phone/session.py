@@ -1,38 +1,44 @@
-"""The phone's side of its platform session: the session token, refreshed
-before it expires, and the retries that resume the session on a new
-WebSocket after the old one dropped (docs/protocol.md, "Sessions").
+"""The phone's session with the platform, in one object: the signaling
+socket, sign-in, the read loop, the session token (refreshed before it
+expires), the resume of the same session on a new WebSocket after the old
+one dropped, and, when that fails, signing in afresh (docs/protocol.md,
+"Sessions").
 
-The engine owns the signaling and the call; this module owns the token,
-the timing of the retries and the resume itself (``SessionResume``: the
-new socket, and the engine's state brought in line with the platform's
-snapshot), so the engine reads as the normal course of a session.
+``PlatformSession`` has its own state (``SessionState``), changed in one
+place and told as the ``session`` event; it alone decides whether to
+resume, reconnect or give up. The engine gives it a narrow set of hooks
+(``SessionHooks``): the messages that are the phone's (calls, connections,
+presence) go to the engine, which never touches the socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from agent_phone.phone import events
+from agent_phone.phone.errors import PhoneError, SignInError
+from agent_phone.phone.settings import PhoneSettings
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
-    CallOffered,
-    ConnectionState,
     Error,
-    Hangup,
+    Message,
+    ProtocolError,
+    RefreshSession,
     ResumeSession,
+    SessionRefreshed,
     SessionResumed,
+    SignedIn,
+    SignedOut,
+    SignIn,
     decode_to_agent,
 )
 from agent_phone.signaling import SignalingClient, SignalingError
 from agent_phone.tasks import TaskSet
-
-if TYPE_CHECKING:  # the engine imports this module
-    from agent_phone.phone.engine import PhoneEngine
 
 logger = logging.getLogger(__name__)
 
@@ -162,140 +168,313 @@ async def _wait(delay: float, alive: Callable[[], bool] | None) -> bool:
     return True
 
 
-class SessionResume:
-    """The engine's resume of its session after the WebSocket dropped: a new
-    socket, ``resume_session`` with the token (retried by
-    ``resume_with_retries``), then the engine's state made the platform's
-    snapshot. It acts on the engine through the engine's own methods; the
-    engine hands it the platform's answer (``answered``/``refused``)."""
+#: Sign in afresh after losing the session: waits of 1, 2, 4 ... at most 15 s.
+RECONNECT_MAX_DELAY_S = 15.0
 
-    def __init__(self, engine: PhoneEngine) -> None:
-        self._engine = engine
-        self._answer: asyncio.Future[SessionResumed] | None = None
-        #: True while resuming: the old socket's end is expected, not a loss.
-        self.running = False
+
+class SessionState(enum.Enum):
+    SIGNED_OUT = "signed_out"
+    SIGNING_IN = "signing_in"
+    SIGNED_IN = "signed_in"
+    #: The WebSocket dropped; resuming the same session on a new one (a call
+    #: and its audio go on meanwhile).
+    RESUMING = "resuming"
+    #: The session was lost; signing in afresh, with backoff.
+    RECONNECTING = "reconnecting"
+    #: Over: closed by the phone, or given up.
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class SessionHooks:
+    """What the session needs of the phone, and all it may touch."""
+
+    #: The phone's settings as they are now (the agent may have changed them).
+    settings: Callable[[], PhoneSettings]
+    emit: Callable[[events.PhoneEvent], None]
+    #: A message that is the phone's: calls, connections, presence, errors.
+    handle: Callable[[Message], Awaitable[None]]
+    #: Signed in; ``again`` after the session had been lost.
+    signed_in: Callable[[SignedIn, bool], Awaitable[None]]
+    #: Resumed: the platform's snapshot, the time away, the attempts it took.
+    resumed: Callable[[SessionResumed, float, int], Awaitable[None]]
+    #: The session is lost (``connection_lost``): end the calls, drop the connection.
+    lost: Callable[[str], Awaitable[None]]
+    #: The media connection is alive (a resume is worth waiting for).
+    media_alive: Callable[[], bool]
+
+
+class PlatformSession:
+    def __init__(self, hooks: SessionHooks) -> None:
+        self._hooks = hooks
+        self._tasks = TaskSet("session")
+        self._client: SignalingClient | None = None
+        self._state = SessionState.SIGNED_OUT
+        #: Signed in at least once: from then on each change is told.
+        self._established = False
+        self._closing = False
+        self._signed_in: asyncio.Future[SignedIn] | None = None
+        self._resume_answer: asyncio.Future[SessionResumed] | None = None
+        self.token = SessionToken(self._tasks, self._refresh)
+        #: How long the platform lets a call ring (from ``signed_in``).
+        self.alert_timeout_s = 12.0
+        #: Set when the session is over: given up, ended by the platform, or closed.
+        self.closed = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"<PlatformSession {self._state.value}>"
 
     @property
-    def waiting(self) -> bool:
-        """A ``resume_session`` is out and not answered yet."""
-        return self._answer is not None and not self._answer.done()
+    def state(self) -> SessionState:
+        return self._state
 
-    def answered(self, message: SessionResumed) -> None:
-        if self._answer is not None and not self._answer.done():
-            self._answer.set_result(message)
+    def _set_state(self, new: SessionState, reason: str) -> None:
+        """The one place the session's state changes; told once per change."""
+        old = self._state
+        if new is old:
+            return
+        self._state = new
+        logger.info("session %s -> %s (%s)", old.value, new.value, reason)
+        if new is SessionState.SIGNED_IN:
+            self._established = True
+        if self._established:  # a sign-in that fails is its error alone
+            self._hooks.emit(events.Session(state=new.value, reason=reason))
 
-    def refused(self, error: Error) -> None:
-        if self._answer is not None and not self._answer.done():
-            self._answer.set_exception(ResumeRefused(error.code, error.message))
+    # --- signing in --------------------------------------------------------------------
 
-    def socket_closed(self) -> None:
-        """The current WebSocket ended (an answer awaited on it never comes)."""
-        if self._answer is not None and not self._answer.done():
-            self._answer.set_exception(SignalingError("the platform closed the socket"))
-
-    async def run(self) -> bool:
-        """The WebSocket dropped while signed in: reconnect with backoff and
-        resume the session (the call and its media go on meanwhile). False
-        when it cannot be resumed: the caller then signs in afresh or stops."""
-        engine = self._engine
-        self.running = True
+    async def start(self, timeout: float = 15.0) -> None:
+        """Connect and sign in; raises SignInError with a message for the agent."""
+        self._set_state(SessionState.SIGNING_IN, "start")
         try:
-            outcome = await resume_with_retries(
-                lambda token: self._try_resume(token, timeout=5.0),
-                engine._session,
-                lambda: engine.connection is not None,
-                lambda: engine._closing,
-                engine._emit,
+            await self._sign_in(timeout)
+        except SignInError as exc:
+            self._set_state(SessionState.SIGNED_OUT, "sign_in_failed")
+            await self._replace_client(None)
+            logger.info("sign-in failed: %s", exc)
+            raise
+
+    async def _sign_in(self, timeout: float) -> None:
+        s = self._hooks.settings()
+        await self._replace_client(None)
+        client = SignalingClient(s.platform, decode_to_agent, self._invalid, ca_file=s.ca_file)
+        try:
+            await client.connect()
+        except SignalingError as exc:
+            raise SignInError(str(exc)) from None
+        await self._replace_client(client)
+        signed_in = asyncio.get_running_loop().create_future()
+        self._signed_in = signed_in
+        self._tasks.spawn(self._read(client), "signaling")
+        await self.send(
+            SignIn(
+                version=PROTOCOL_VERSION,
+                user=s.user,
+                password=s.password,
+                persistent=s.persistent,
+                client=s.client,
             )
-            if outcome.stopped:
-                return True
-            if outcome.snapshot is not None:
-                await self._resync(outcome.snapshot, outcome.away_s, outcome.attempts)
-                return True
-            old, engine._signaling = engine._signaling, None
-            if old is not None:
-                await old.close()
-            logger.warning("session not resumed (%s): %s", outcome.code, outcome.message)
-            engine._emit(events.ResumeFailed(code=outcome.code, message=outcome.message))
-            return False
+        )
+        try:
+            await asyncio.wait_for(asyncio.shield(signed_in), timeout)
+        except TimeoutError:
+            raise SignInError(
+                f"the platform did not answer the sign-in within {timeout:g} s"
+            ) from None
+
+    async def send(self, message: Message) -> None:
+        if self._client is None:
+            raise PhoneError("not connected to the platform")
+        try:
+            await self._client.send(message)
+        except SignalingError as exc:
+            raise PhoneError(str(exc)) from None
+
+    async def _replace_client(self, client: SignalingClient | None) -> None:
+        old, self._client = self._client, client
+        if old is not None:
+            await old.close()  # its read loop ends, and is not taken for a loss
+
+    # --- the read loop -----------------------------------------------------------------
+
+    async def _read(self, client: SignalingClient) -> None:
+        try:
+            async for message in client.messages():
+                await self._dispatch(message)
         finally:
-            self.running = False
+            # Only the current socket's end matters (a replaced one is closed on purpose).
+            if client is self._client:
+                self._socket_closed()
+
+    async def _dispatch(self, message: Message) -> None:
+        try:
+            match message:
+                case SignedIn():
+                    await self._on_signed_in(message)
+                case SessionRefreshed():
+                    self.token.update(message.session_token, message.token_expires_in_s)
+                    self._hooks.emit(
+                        events.SessionRefreshed(expires_in_s=message.token_expires_in_s)
+                    )
+                case SessionResumed():
+                    if self._resume_answer is not None and not self._resume_answer.done():
+                        self._resume_answer.set_result(message)
+                case Error() if self._resume_answer is not None and not self._resume_answer.done():
+                    self._resume_answer.set_exception(ResumeRefused(message.code, message.message))
+                case Error() if self._signed_in is not None and not self._signed_in.done():
+                    self._signed_in.set_exception(SignInError(message.message))
+                case SignedOut(reason=reason):
+                    self.token.forget()
+                    await self._hooks.handle(message)
+                    self._set_state(SessionState.SIGNED_OUT, reason)
+                case _:
+                    await self._hooks.handle(message)
+        except PhoneError as exc:
+            self._hooks.emit(events.Error(message=str(exc), code="phone"))
+        except Exception:  # a bug in handling one message must not end the session
+            logger.exception("handling the platform's %s failed", type(message).__name__)
+            self._hooks.emit(
+                events.Error(
+                    message=f"could not handle the platform's {type(message).__name__} message",
+                    code="phone",
+                )
+            )
+
+    def _invalid(self, exc: ProtocolError) -> None:
+        """A message from the platform that the codec refused: skipped, and said."""
+        self._hooks.emit(
+            events.Error(
+                message=f"ignored a message from the platform ({exc.code}): {exc.message}"[:500],
+                code="protocol",
+            )
+        )
+
+    async def _on_signed_in(self, message: SignedIn) -> None:
+        again = self._state is SessionState.RECONNECTING
+        self.alert_timeout_s = message.alert_timeout_s
+        self.token.update(message.session_token, message.token_expires_in_s, message.resume_grace_s)
+        await self._hooks.signed_in(message, again)
+        self._set_state(SessionState.SIGNED_IN, "reconnected" if again else "signed_in")
+        if self._signed_in is not None and not self._signed_in.done():
+            self._signed_in.set_result(message)
+
+    def _socket_closed(self) -> None:
+        """The current WebSocket ended."""
+        # An answer awaited on it never comes.
+        if self._resume_answer is not None and not self._resume_answer.done():
+            self._resume_answer.set_exception(SignalingError("the platform closed the socket"))
+        if self._signed_in is not None and not self._signed_in.done():
+            self._signed_in.set_exception(SignInError("the platform closed the connection"))
+        if self._closing or self._state in (
+            SessionState.SIGNING_IN,
+            SessionState.RESUMING,
+            SessionState.RECONNECTING,
+        ):
+            return  # expected, or the sign-in or retries in progress see it
+        if self._state is SessionState.SIGNED_IN:
+            self._tasks.spawn(self._lost(), "lost")
+        else:  # the platform signed the phone out, then closed the socket
+            self._finish("signed_out")
+
+    # --- losing the platform: resume, else sign in afresh, else give up ----------------
+
+    async def _lost(self) -> None:
+        """The WebSocket dropped while signed in (the one place that decides
+        what happens next)."""
+        if self.token.token is not None:
+            self._set_state(SessionState.RESUMING, "socket_closed")
+            if await self._resume() or self._closing:
+                return
+        self._hooks.emit(events.Error(message="lost the connection to the platform", code="lost"))
+        self.token.forget()
+        await self._hooks.lost("connection_lost")
+        if self._hooks.settings().reconnect_attempts > 0 and not self._closing:
+            await self._reconnect()
+        else:
+            self._finish("connection_lost")
+
+    async def _resume(self) -> bool:
+        """Resume with retries (the call and its media go on meanwhile). False
+        when it cannot be: the caller then signs in afresh or gives up."""
+        outcome = await resume_with_retries(
+            lambda token: self._try_resume(token, timeout=5.0),
+            self.token,
+            self._hooks.media_alive,
+            lambda: self._closing,
+            self._hooks.emit,
+        )
+        if outcome.stopped:
+            return True
+        snapshot = outcome.snapshot
+        if snapshot is not None:
+            self.token.update(
+                self.token.token, snapshot.token_expires_in_s, snapshot.resume_grace_s
+            )
+            self._set_state(SessionState.SIGNED_IN, "resumed")
+            await self._hooks.resumed(snapshot, outcome.away_s, outcome.attempts)
+            return True
+        await self._replace_client(None)
+        logger.warning("session not resumed (%s): %s", outcome.code, outcome.message)
+        self._hooks.emit(events.ResumeFailed(code=outcome.code, message=outcome.message))
+        return False
 
     async def _try_resume(self, token: str, timeout: float) -> SessionResumed:
-        engine = self._engine
-        s = engine.settings
-        client = SignalingClient(
-            s.platform, decode_to_agent, engine._invalid_message, ca_file=s.ca_file
-        )
+        s = self._hooks.settings()
+        client = SignalingClient(s.platform, decode_to_agent, self._invalid, ca_file=s.ca_file)
         await client.connect(timeout)
-        old, engine._signaling = engine._signaling, client
-        if old is not None:
-            await old.close()
+        await self._replace_client(client)
         answer: asyncio.Future[SessionResumed] = asyncio.get_running_loop().create_future()
-        self._answer = answer
-        engine._tasks.spawn(engine._read(client), "signaling")
+        self._resume_answer = answer
+        self._tasks.spawn(self._read(client), "signaling")
         try:
-            await engine._send(ResumeSession(version=PROTOCOL_VERSION, session_token=token))
+            await self.send(ResumeSession(version=PROTOCOL_VERSION, session_token=token))
             return await asyncio.wait_for(asyncio.shield(answer), timeout)
         finally:
-            self._answer = None
+            self._resume_answer = None
             if not answer.done():
                 answer.cancel()
 
-    async def _resync(self, snapshot: SessionResumed, away_s: float, attempts: int) -> None:
-        """Make the phone's state the platform's: presence, connection, call."""
-        engine = self._engine
-        engine._session.update(
-            engine._session.token, snapshot.token_expires_in_s, snapshot.resume_grace_s
-        )
-        if snapshot.on_queue != engine.on_queue:
-            engine.on_queue = snapshot.on_queue
-            engine._emit(events.Presence(on_queue=snapshot.on_queue, reason="resumed"))
-        conn = snapshot.connection
-        if engine.connection is not None and (
-            conn is None or conn.connection_id != engine.connection.id
-        ):
-            await engine._drop_connection("resumed")
-        theirs = snapshot.call
-        for ours in list(engine.calls.values()):
-            if theirs is None or theirs.call_id != ours.call_id:
-                await engine._end_call(ours, "ended_while_disconnected")
-            elif theirs.state == "connected":
-                engine._connected(theirs.call_id)
-        if theirs is None or theirs.call_id in engine.calls:
-            pass  # in step, or nothing to take up
-        elif theirs.state == "alerting":
-            # Offered while the offer was in flight: alert now (or decline, when
-            # the phone has no such connection, so it goes to the next agent).
-            await engine._offered(
-                CallOffered(
-                    call_id=theirs.call_id,
-                    caller=theirs.caller,
-                    queue=theirs.queue,
-                    connection_id=theirs.connection_id or "",
-                    over_persistent_connection=False,
-                    alert_timeout_s=engine._alert_timeout_s,
-                )
-            )
-        elif theirs.state == "connected":
-            # Connected on the platform but not here: hand the customer on.
-            await engine._send(Hangup(call_id=theirs.call_id, requeue=True))
-        if conn is not None:
-            engine.connection_state.platform_reported(conn)
-        elif (shown := engine.connection_state.status).connection_id is not None:
-            engine.connection_state.platform_reported(
-                ConnectionState(connection_id=shown.connection_id, state="closed", reason="resumed")
-            )
-        call = engine.call
-        engine._emit(
-            events.Resumed(
-                agent=snapshot.agent,
-                on_queue=snapshot.on_queue,
-                connection_id=conn.connection_id if conn else None,
-                connection_state=conn.state if conn else None,
-                call_id=call.call_id if call else None,
-                call_state=call.phase if call else None,
-                away_s=round(away_s, 3),
-                attempts=attempts,
-            )
-        )
+    async def _reconnect(self) -> None:
+        """Sign in afresh with backoff, bounded in attempts."""
+        self._set_state(SessionState.RECONNECTING, "connection_lost")
+        attempts = self._hooks.settings().reconnect_attempts
+        for attempt in range(1, attempts + 1):
+            delay = min(RECONNECT_MAX_DELAY_S, 2.0 ** (attempt - 1))
+            self._hooks.emit(events.Reconnecting(attempt=attempt, delay_s=delay))
+            await asyncio.sleep(delay)
+            if self._closing:
+                return
+            try:
+                await self._sign_in(timeout=10.0)
+            except SignInError as exc:
+                logger.info("reconnect attempt %d failed: %s", attempt, exc)
+                if "password" in str(exc):
+                    break  # the platform answered, and said no: retrying won't help
+                continue
+            return
+        self._hooks.emit(events.Error(message="could not reach the platform again", code="lost"))
+        self._finish("connection_lost")
+
+    def _finish(self, reason: str) -> None:
+        self._set_state(SessionState.CLOSED, reason)
+        self.closed.set()
+
+    async def _refresh(self) -> None:
+        try:
+            await self.send(RefreshSession())
+        except PhoneError as exc:  # the socket is down: the resume reschedules it
+            logger.info("session refresh not sent: %s", exc)
+
+    # --- the end -----------------------------------------------------------------------
+
+    def closing(self) -> None:
+        """The phone is closing: the socket's end from now on is expected."""
+        self._closing = True
+
+    async def close(self) -> None:
+        """Stop every retry and timer and close the socket. Idempotent."""
+        self._closing = True
+        self.token.forget()
+        await self._tasks.close()
+        await self._replace_client(None)
+        self._set_state(SessionState.CLOSED, "closed")
+        self.closed.set()

@@ -35,6 +35,7 @@ class PhoneBridge(QObject):
 
     signed_in = Signal(object)  # events.SignedIn
     signed_out = Signal(object)  # events.SignedOut
+    session = Signal(object)  # events.Session
     reconnecting = Signal(object)  # events.Reconnecting
     presence = Signal(object)  # events.Presence
     connection = Signal(object)  # events.Connection
@@ -64,6 +65,7 @@ class PhoneBridge(QObject):
         self._signals: dict[type[events.PhoneEvent], SignalInstance] = {
             events.SignedIn: self.signed_in,
             events.SignedOut: self.signed_out,
+            events.Session: self.session,
             events.Reconnecting: self.reconnecting,
             events.Presence: self.presence,
             events.Connection: self.connection,

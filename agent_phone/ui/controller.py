@@ -20,7 +20,8 @@ from PySide6.QtCore import QObject, Signal
 from agent_phone.media.ice import restrict_ice_addresses
 from agent_phone.phone import events
 from agent_phone.phone.audio_io import call_audio
-from agent_phone.phone.engine import Observer, PhoneEngine, PhoneError
+from agent_phone.phone.engine import Observer, PhoneEngine
+from agent_phone.phone.errors import PhoneError
 from agent_phone.phone.settings import PhoneSettings
 from agent_phone.ui.bridges import ConnectionStateBridge, PhoneBridge
 from agent_phone.ui.tasks import OwnedTasks
@@ -84,13 +85,10 @@ class PhoneController(QObject):
         self._engine: PhoneEngine | None = None
         self._state = SessionState.SIGNED_OUT
         self._sign_in_task: asyncio.Task[Any] | None = None
-        self._reconnect_watch: asyncio.Task[Any] | None = None
         self._closed = False
-        self._reconnected = asyncio.Event()
         self.tasks = OwnedTasks("phone", self)
         self.tasks.failed.connect(self.failed)
-        phone.signed_in.connect(self._on_signed_in)
-        phone.signed_out.connect(self._on_signed_out)
+        phone.session.connect(self._on_session)
 
     @property
     def state(self) -> SessionState:
@@ -142,40 +140,22 @@ class PhoneController(QObject):
             self._set_state(SessionState.SIGNING_OUT, "requested")
             self.tasks.spawn("sign out", self._finish_session("requested"))
 
-    def _on_signed_out(self, event: events.SignedOut) -> None:
-        # The platform ended the session (signed in elsewhere, shut down) or the
-        # engine lost it. With reconnection on, the engine signs in again by
-        # itself after losing the platform; otherwise it is finished.
-        engine = self._engine
-        if self._state is not SessionState.SIGNED_IN or engine is None:
-            return
-        if event.reason == "connection_lost" and engine.settings.reconnect_attempts > 0:
-            self._set_state(SessionState.RECONNECTING, event.reason)
-            self._reconnected.clear()
-            self._reconnect_watch = self.tasks.spawn(
-                "reconnect to the platform", self._watch_reconnect(engine)
-            )
-            return
-        self._set_state(SessionState.SIGNING_OUT, event.reason)
-        self.tasks.spawn("finish the session", self._finish_session(event.reason))
-
-    def _on_signed_in(self, _event: events.SignedIn) -> None:
-        if self._state is SessionState.RECONNECTING:
-            self._reconnected.set()
-            self._set_state(SessionState.SIGNED_IN, "reconnected")
-
-    async def _watch_reconnect(self, engine: PhoneEngine) -> None:
-        """End the session if the engine gives up (it sets ``closed``)."""
-        gave_up = asyncio.ensure_future(engine.closed.wait())
-        back = asyncio.ensure_future(self._reconnected.wait())
-        try:
-            await asyncio.wait({gave_up, back}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gave_up.cancel()
-            back.cancel()
-        if engine is self._engine and self._state is SessionState.RECONNECTING:
-            self._set_state(SessionState.SIGNING_OUT, "reconnection failed")
-            await self._finish_session("connection_lost")
+    def _on_session(self, event: events.Session) -> None:
+        """The engine's platform session decides whether to resume, sign in
+        again or give up; the window's session state follows it."""
+        if self._engine is None or self._state not in (
+            SessionState.SIGNED_IN,
+            SessionState.RECONNECTING,
+        ):
+            return  # signing in or out: this controller's own doing
+        match event.state:
+            case "reconnecting":
+                self._set_state(SessionState.RECONNECTING, event.reason)
+            case "signed_in":
+                self._set_state(SessionState.SIGNED_IN, event.reason)
+            case "signed_out" | "closed":
+                self._set_state(SessionState.SIGNING_OUT, event.reason)
+                self.tasks.spawn("finish the session", self._finish_session(event.reason))
 
     async def _finish_session(self, reason: str) -> None:
         try:
@@ -202,9 +182,8 @@ class PhoneController(QObject):
         if self._closed:
             return
         self._closed = True
-        for task in (self._sign_in_task, self._reconnect_watch):
-            if task is not None and not task.done():
-                task.cancel()
+        if self._sign_in_task is not None and not self._sign_in_task.done():
+            self._sign_in_task.cancel()
         # In-flight commands (a hang-up just clicked) finish first, briefly.
         await self.tasks.close(timeout=3.0)
         await self._discard_engine()

@@ -20,7 +20,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from agent_phone.phone.devices import AudioDeviceError
-from agent_phone.phone.engine import PhoneError
+from agent_phone.phone.errors import PhoneError
 
 logger = logging.getLogger(__name__)
 
