@@ -66,7 +66,8 @@ UPDATE_S = 0.5
 BUCKET_MS = FRAME_MS
 BUCKETS = 50  # up to one second of jitter
 #: Until the first half second of arrivals is measured, the target is this
-#: (as NetEq starts at 80 ms): a stream begins safe and settles down.
+#: (as NetEq starts at 80 ms): a stream begins playing at once and grows
+#: its delay to this, safe, then settles down.
 START_TARGET_MS = 3 * FRAME_MS
 #: Target delay bounds. While packets are being lost the target is at least
 #: two frames, so that the packet after a lost one is usually here in time
@@ -377,17 +378,14 @@ class JitterBuffer:
         return self._steer(audio, offset_ms)
 
     def _start(self, now: float) -> bool:
-        """Begin playing once the first packet has waited the target delay."""
+        """Begin playing with the first packet, at once, as NetEq does: the
+        first words of a call are not held back to fill the buffer. The
+        delay then grows to the target by lengthened frames (``_steer``),
+        and a packet that comes late meanwhile is waited for by concealment
+        (``_expand``), which grows it too."""
         if not self._keys:
             return False
         first = self._packets[self._keys[0]]
-        earliest = self.delay.earliest_offset
-        waited = now - first.arrival
-        if earliest is not None:
-            # How long after its earliest possible arrival the first packet plays.
-            waited = now - (first.timestamp / SAMPLE_RATE + earliest)
-        if waited * 1000 < self.target_ms:
-            return False
         self._next = first.timestamp
         self._offset_avg = None
         self._decoder.reset()
