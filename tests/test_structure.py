@@ -82,3 +82,28 @@ def test_the_phone_and_the_window_reach_into_no_other_objects_private_members():
             if (path.name, owner) not in allowed:
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {owner}.{node.attr}")
     assert offenders == []
+
+
+def test_the_platform_package_has_no_import_cycle():
+    """Counting imports made only for type checking: the platform's parts
+    see each other through narrow interfaces (``AgentEndpoint``,
+    ``RoutedAgent``, ``SessionServices``), not through the sessions or the
+    ``Platform`` itself."""
+    package = REPO / "agent_phone" / "cloud"
+    graph: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        graph[path.stem] = {
+            node.module.rsplit(".", 1)[-1]
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("agent_phone.cloud.")
+        }
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+
+    assert sorted(m for m in graph if reaches(m, m, {m})) == []

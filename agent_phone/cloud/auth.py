@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from agent_phone.cloud.connections import RequestError
+from agent_phone.cloud.errors import RequestError
 
 #: Revoked and expired tokens are remembered this long (to answer
 #: ``token_expired`` rather than ``invalid_token``), then forgotten.

@@ -20,32 +20,33 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from agent_phone.cloud.admin import Timeouts
 from agent_phone.cloud.config import ACCEPT_OFF_QUEUE, PlatformConfig
+from agent_phone.cloud.errors import RequestError
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.media_edge import AgentLink, LinkError, LinkState
 from agent_phone.media.dtls import FingerprintError, check_fingerprints
-from agent_phone.protocol import ConnectionAnswer, ConnectionOffer, ConnectionState
+from agent_phone.protocol import ConnectionAnswer, ConnectionOffer, ConnectionState, Message
 from agent_phone.tasks import TaskSet
-
-if TYPE_CHECKING:
-    from agent_phone.cloud.sessions import AgentSession
 
 logger = logging.getLogger(__name__)
 
-LinkLost = Callable[["AgentSession", AgentLink, str], None]
+#: Told when a connection carrying a call died: the agent's name, the link, why.
+LinkLost = Callable[[str, AgentLink, str], None]
 
 
-class RequestError(Exception):
-    """A request that cannot be honoured; becomes an ``error`` message."""
+class AgentEndpoint(Protocol):
+    """What the connection manager needs of a signed-in agent's session."""
 
-    def __init__(self, code: str, message: str, call_id: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.call_id = call_id
+    name: str
+    signed_in: bool
+    permissions: frozenset[str]
+    #: "Maintain a persistent connection", as the agent last set it.
+    persistent: bool
+
+    def send(self, message: Message) -> None: ...
 
 
 class ConnectionManager:
@@ -54,7 +55,7 @@ class ConnectionManager:
         self.timeouts = timeouts
         self._events = events
         self._links: dict[str, AgentLink] = {}
-        self._sessions: dict[str, AgentSession] = {}
+        self._sessions: dict[str, AgentEndpoint] = {}
         self._setups: dict[str, asyncio.Task[AgentLink]] = {}
         self._answers: dict[str, asyncio.Future[str]] = {}
         self._in_call: set[str] = set()
@@ -63,7 +64,7 @@ class ConnectionManager:
         self._expires_at: dict[str, float] = {}
         self._tasks = TaskSet("connections")
         #: Told when a link dies under a call, so the router can save the call.
-        self.on_link_lost: LinkLost = lambda session, link, reason: None
+        self.on_link_lost: LinkLost = lambda agent, link, reason: None
 
     # --- queries -------------------------------------------------------------
 
@@ -86,7 +87,7 @@ class ConnectionManager:
     def timeout_for(self, agent: str) -> float:
         return self.timeouts.for_agent(agent)
 
-    def describe(self, session: AgentSession) -> ConnectionState | None:
+    def describe(self, session: AgentEndpoint) -> ConnectionState | None:
         """The agent's connection as a ``connection_state`` would report it now
         (for a resumed session's snapshot); None when there is none."""
         link = self._links.get(session.name)
@@ -104,7 +105,7 @@ class ConnectionManager:
 
     # --- setting up (R1, R5, R8) ----------------------------------------------
 
-    async def establish(self, session: AgentSession, reason: str) -> AgentLink:
+    async def establish(self, session: AgentEndpoint, reason: str) -> AgentLink:
         """The agent's active connection, set up first when there is none."""
         if (link := self.active_link(session.name)) is not None:
             return link
@@ -115,7 +116,7 @@ class ConnectionManager:
             setup.add_done_callback(lambda _t: self._setups.pop(session.name, None))
         return await asyncio.shield(setup)
 
-    async def _set_up(self, session: AgentSession, reason: str) -> AgentLink:
+    async def _set_up(self, session: AgentEndpoint, reason: str) -> AgentLink:
         old = self._links.get(session.name)
         if old is not None:
             await self._close(session.name, "replaced")
@@ -161,7 +162,7 @@ class ConnectionManager:
             await self._after_call(session, link, reason)
         return link
 
-    def accept_answer(self, session: AgentSession, message: ConnectionAnswer) -> None:
+    def accept_answer(self, session: AgentEndpoint, message: ConnectionAnswer) -> None:
         link = self._links.get(session.name)
         future = self._answers.get(message.connection_id)
         if link is None or link.id != message.connection_id or future is None:
@@ -181,22 +182,22 @@ class ConnectionManager:
 
     # --- calls on a connection -------------------------------------------------
 
-    def begin_call(self, session: AgentSession) -> None:
+    def begin_call(self, session: AgentEndpoint) -> None:
         """A call is being routed to the agent: its connection is busy from now."""
         self._in_call.add(session.name)
         self._cancel_timer(session.name)
 
-    def call_delivered(self, session: AgentSession, link: AgentLink) -> None:
+    def call_delivered(self, session: AgentEndpoint, link: AgentLink) -> None:
         self._send_state(session, link, "active", "call")
 
-    async def call_finished(self, session: AgentSession) -> None:
+    async def call_finished(self, session: AgentEndpoint) -> None:
         """A call on the agent's connection ended: keep it or close it (R2)."""
         self._in_call.discard(session.name)
         link = self._links.get(session.name)
         if link is not None and link.state is LinkState.ACTIVE:
             await self._after_call(session, link, "call_ended")
 
-    async def _after_call(self, session: AgentSession, link: AgentLink, reason: str) -> None:
+    async def _after_call(self, session: AgentEndpoint, link: AgentLink, reason: str) -> None:
         if not session.signed_in:
             await self._close(session.name, "signed_out", link)
         elif session.name in self._close_after_call:
@@ -207,7 +208,7 @@ class ConnectionManager:
         else:
             self._keep(session, link, reason)
 
-    def _keep(self, session: AgentSession, link: AgentLink, reason: str) -> None:
+    def _keep(self, session: AgentEndpoint, link: AgentLink, reason: str) -> None:
         timeout = self.timeout_for(session.name)
         self._cancel_timer(session.name)
         loop = asyncio.get_running_loop()
@@ -221,7 +222,7 @@ class ConnectionManager:
         )
         self._send_state(session, link, "active", reason)
 
-    def _timed_out(self, session: AgentSession, link: AgentLink) -> None:
+    def _timed_out(self, session: AgentEndpoint, link: AgentLink) -> None:
         self._timers.pop(session.name, None)
         if self._links.get(session.name) is link and session.name not in self._in_call:
             self._tasks.spawn(self._close(session.name, "timeout", link), "timeout")
@@ -233,18 +234,18 @@ class ConnectionManager:
 
     # --- the agent's requests (R9, R10) and other ends (R5, R11, R13) -------------
 
-    async def signed_in(self, session: AgentSession) -> None:
+    async def signed_in(self, session: AgentEndpoint) -> None:
         self._sessions[session.name] = session
         if session.persistent and ACCEPT_OFF_QUEUE in session.permissions:
             self._tasks.spawn(self._establish_quietly(session, "sign_in"), "sign-in")
 
-    async def _establish_quietly(self, session: AgentSession, reason: str) -> None:
+    async def _establish_quietly(self, session: AgentEndpoint, reason: str) -> None:
         try:
             await self.establish(session, reason)
         except LinkError as exc:
             logger.warning("%s: connection at %s failed: %s", session.name, reason, exc)
 
-    async def set_persistent(self, session: AgentSession, on: bool) -> None:
+    async def set_persistent(self, session: AgentEndpoint, on: bool) -> None:
         session.persistent = on
         link = self._links.get(session.name)
         if on:
@@ -262,7 +263,7 @@ class ConnectionManager:
             else:
                 await self._close(session.name, "persistent_off", link)
 
-    async def end_connection(self, session: AgentSession) -> None:
+    async def end_connection(self, session: AgentEndpoint) -> None:
         """R9: end the connection now, or when the current call ends."""
         link = self._links.get(session.name)
         if link is None:
@@ -273,7 +274,7 @@ class ConnectionManager:
         else:
             await self._close(session.name, "stopped_by_agent", link)
 
-    async def signed_out(self, session: AgentSession, reason: str) -> None:
+    async def signed_out(self, session: AgentEndpoint, reason: str) -> None:
         if self._sessions.get(session.name) is session:
             del self._sessions[session.name]
         self._in_call.discard(session.name)
@@ -289,7 +290,7 @@ class ConnectionManager:
             return
         session = self._sessions.get(link.agent)
         if session is not None and link.agent in self._in_call:
-            self.on_link_lost(session, link, reason)
+            self.on_link_lost(link.agent, link, reason)
         self._in_call.discard(link.agent)
         self._tasks.spawn(self._close(link.agent, reason, link), "dead")
 
@@ -311,7 +312,7 @@ class ConnectionManager:
         await link.close()
         self._events.emit("connection_closed", agent=agent, connection_id=link.id, reason=reason)
 
-    def _send_state(self, session: AgentSession, link: AgentLink, state: str, reason: str) -> None:
+    def _send_state(self, session: AgentEndpoint, link: AgentLink, state: str, reason: str) -> None:
         name = session.name
         session.send(
             ConnectionState(
@@ -324,7 +325,7 @@ class ConnectionManager:
             )
         )
 
-    def _send_closed(self, session: AgentSession, connection_id: str, reason: str) -> None:
+    def _send_closed(self, session: AgentEndpoint, connection_id: str, reason: str) -> None:
         session.send(ConnectionState(connection_id=connection_id, state="closed", reason=reason))
 
     async def close(self) -> None:

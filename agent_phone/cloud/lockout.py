@@ -36,7 +36,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from agent_phone.cloud.config import PlatformConfig
-from agent_phone.cloud.connections import RequestError
+from agent_phone.cloud.errors import RequestError
 from agent_phone.cloud.storage import SignInFailure, SignInLock, Storage, StorageError
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from agent_phone.cloud.connections import RequestError
+from agent_phone.cloud.errors import RequestError
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.media_edge import AgentLink, LinkState
 from agent_phone.cloud.storage import CallRecord, Storage

@@ -15,13 +15,14 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from agent_phone.cloud.config import PlatformConfig
-from agent_phone.cloud.connections import ConnectionManager, RequestError
+from agent_phone.cloud.connections import AgentEndpoint, ConnectionManager
 from agent_phone.cloud.customer_audio import DtmfBusy, Feed
+from agent_phone.cloud.errors import RequestError
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.media_edge import AgentLink, CustomerLeg, LinkError
 from agent_phone.protocol import (
@@ -34,9 +35,6 @@ from agent_phone.protocol import (
     QueuePosition,
 )
 from agent_phone.tasks import TaskSet
-
-if TYPE_CHECKING:
-    from agent_phone.cloud.sessions import AgentSession
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +56,7 @@ class Call:
     notify_customer: Callable[[Message], None]
     id: str = field(default_factory=lambda: "call-" + secrets.token_hex(6))
     state: CallState = CallState.QUEUED
-    agent: AgentSession | None = None
+    agent: RoutedAgent | None = None
     link: AgentLink | None = None
     attempt: int = 0
     enqueued_at: float = field(default_factory=time.monotonic)
@@ -72,13 +70,26 @@ class Call:
     held: bool = False
 
 
+class RoutedAgent(AgentEndpoint, Protocol):
+    """What routing needs of a signed-in agent's session."""
+
+    on_queue: bool
+    #: Monotonic time the agent last became free (the longest idle goes first).
+    idle_since: float
+    #: The call the agent has, routed, alerting or connected.
+    call: Call | None
+
+    @property
+    def available(self) -> bool: ...
+
+
 class Router:
     def __init__(
         self,
         config: PlatformConfig,
         events: EventLog,
         connections: ConnectionManager,
-        agents: Callable[[], list[AgentSession]],
+        agents: Callable[[], Iterable[RoutedAgent]],
     ) -> None:
         self._config = config
         self._events = events
@@ -154,7 +165,7 @@ class Router:
                 self._update_positions(call.queue)
                 self._start_delivery(call, agent)
 
-    def _pick_agent(self, call: Call) -> AgentSession | None:
+    def _pick_agent(self, call: Call) -> RoutedAgent | None:
         now = time.monotonic()
         members = self._config.queues[call.queue].members
         candidates = [
@@ -164,7 +175,7 @@ class Router:
         ]
         return min(candidates, key=lambda a: a.idle_since, default=None)
 
-    def _start_delivery(self, call: Call, agent: AgentSession) -> None:
+    def _start_delivery(self, call: Call, agent: RoutedAgent) -> None:
         call.state = CallState.ROUTING
         call.agent = agent
         call.routed_at = time.monotonic()
@@ -179,7 +190,7 @@ class Router:
         )
         self._tasks.spawn(self._deliver(call, agent, call.attempt), f"deliver-{call.id}")
 
-    async def _deliver(self, call: Call, agent: AgentSession, attempt: int) -> None:
+    async def _deliver(self, call: Call, agent: RoutedAgent, attempt: int) -> None:
         existing = self._connections.active_link(agent.name)
         try:
             link = await self._connections.establish(agent, "call")
@@ -228,7 +239,7 @@ class Router:
 
     # --- the agent's answers ---------------------------------------------------
 
-    def _own_call(self, agent: AgentSession, call_id: str) -> Call:
+    def _own_call(self, agent: RoutedAgent, call_id: str) -> Call:
         call = self.calls.get(call_id)
         if call is None or call.state is CallState.ENDED:
             raise RequestError("unknown_call", f"there is no call {call_id!r}", call_id)
@@ -236,7 +247,7 @@ class Router:
             raise RequestError("not_your_call", f"call {call_id!r} is not offered to you", call_id)
         return call
 
-    def answer(self, agent: AgentSession, call_id: str) -> None:
+    def answer(self, agent: RoutedAgent, call_id: str) -> None:
         call = self._own_call(agent, call_id)
         if call.state is not CallState.ALERTING:
             raise RequestError(
@@ -256,7 +267,7 @@ class Router:
             answer_ms=round((call.answered_at - call.routed_at) * 1000, 2),
         )
 
-    async def decline(self, agent: AgentSession, call_id: str) -> None:
+    async def decline(self, agent: RoutedAgent, call_id: str) -> None:
         call = self._own_call(agent, call_id)
         if call.state is not CallState.ALERTING:
             raise RequestError(
@@ -279,14 +290,14 @@ class Router:
         self._tasks.spawn(self._take_back(call, agent, "alert_timeout"), "alert-timeout")
         self.dispatch()
 
-    async def _take_back(self, call: Call, agent: AgentSession, reason: str) -> None:
+    async def _take_back(self, call: Call, agent: RoutedAgent, reason: str) -> None:
         """An offered call goes back to its queue; the agent's leg of it ends."""
         self._requeue(call, reason)
         agent.send(CallEnded(call_id=call.id, reason=reason))
         await self._release(agent, call)
         self.dispatch()
 
-    async def _release(self, agent: AgentSession, call: Call) -> None:
+    async def _release(self, agent: RoutedAgent, call: Call) -> None:
         """The agent's part in ``call`` is over. They stay busy until their
         connection is kept or closed, so no new call is routed onto a
         connection that is being torn down."""
@@ -297,7 +308,7 @@ class Router:
                 agent.call = None
                 agent.idle_since = time.monotonic()
 
-    def _set_not_responding(self, agent: AgentSession, reason: str) -> None:
+    def _set_not_responding(self, agent: RoutedAgent, reason: str) -> None:
         if agent.on_queue:
             agent.on_queue = False
             agent.send(PresenceChanged(on_queue=False, reason=reason))
@@ -305,7 +316,7 @@ class Router:
 
     # --- hold and DTMF -----------------------------------------------------------
 
-    def _connected_call(self, agent: AgentSession, call_id: str, what: str) -> Call:
+    def _connected_call(self, agent: RoutedAgent, call_id: str, what: str) -> Call:
         call = self._own_call(agent, call_id)
         if call.state is not CallState.CONNECTED or call.link is None:
             raise RequestError(
@@ -313,7 +324,7 @@ class Router:
             )
         return call
 
-    def hold(self, agent: AgentSession, call_id: str, on: bool) -> None:
+    def hold(self, agent: RoutedAgent, call_id: str, on: bool) -> None:
         """Hold or take off hold; the media edge cuts or restores the bridge."""
         verb = "hold" if on else "unhold"
         call = self._connected_call(agent, call_id, f"only a connected call can {verb}")
@@ -326,7 +337,7 @@ class Router:
         agent.send(CallHeld(call_id=call.id, on=on))
         self._events.emit("call_held", call_id=call.id, agent=agent.name, on=on)
 
-    def send_dtmf(self, agent: AgentSession, call_id: str, digits: str) -> None:
+    def send_dtmf(self, agent: RoutedAgent, call_id: str, digits: str) -> None:
         """Play the digits to the customer in band; refused while the call is held."""
         call = self._connected_call(agent, call_id, "DTMF needs a connected call")
         if call.held:
@@ -345,7 +356,7 @@ class Router:
 
     # --- ending calls ----------------------------------------------------------
 
-    async def agent_hangup(self, agent: AgentSession, call_id: str, requeue: bool = False) -> None:
+    async def agent_hangup(self, agent: RoutedAgent, call_id: str, requeue: bool = False) -> None:
         call = self._own_call(agent, call_id)
         if call.state is not CallState.CONNECTED:
             raise RequestError(
@@ -397,7 +408,7 @@ class Router:
         )
         self.dispatch()
 
-    async def agent_gone(self, agent: AgentSession, reason: str) -> None:
+    async def agent_gone(self, agent: RoutedAgent, reason: str) -> None:
         """The agent signed out or their phone vanished: save their call."""
         call = agent.call
         if call is None:
@@ -409,7 +420,10 @@ class Router:
             self._requeue(call, reason)
             self.dispatch()
 
-    def _link_lost(self, agent: AgentSession, link: AgentLink, reason: str) -> None:
+    def _link_lost(self, name: str, link: AgentLink, reason: str) -> None:
+        agent = next((a for a in self._agents() if a.name == name), None)
+        if agent is None:
+            return
         call = agent.call
         if call is not None and call.link is link and call.state is not CallState.ENDED:
             agent.call = None

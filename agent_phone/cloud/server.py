@@ -20,7 +20,8 @@ from aiohttp import WSMsgType, web
 from agent_phone.cloud.admin import AdminApi, Timeouts
 from agent_phone.cloud.auth import SessionTokens
 from agent_phone.cloud.config import PlatformConfig
-from agent_phone.cloud.connections import ConnectionManager, RequestError
+from agent_phone.cloud.connections import ConnectionManager
+from agent_phone.cloud.errors import RequestError
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.lockout import SignInGuard
 from agent_phone.cloud.memory import MemoryMonitor
@@ -31,6 +32,7 @@ from agent_phone.cloud.routing import Router
 from agent_phone.cloud.sessions import (
     AgentSession,
     CallerSession,
+    SessionServices,
     error_for,
     log_refusal,
     resume_session,
@@ -146,6 +148,19 @@ class Platform:
         #: Whose X-Forwarded-For names the client (proxies.py).
         self.proxies = TrustedProxies(config.trusted_proxies)
         self.tasks = TaskSet("platform")
+        #: All a session may use of the platform.
+        self.services = SessionServices(
+            config=config,
+            events=self.events,
+            agents=self.agents,
+            tokens=self.tokens,
+            guard=self.guard,
+            connections=self.connections,
+            router=self.router,
+            records=self.records,
+            tasks=self.tasks,
+            trunk_token=self.trunk_token,
+        )
         self.memory = MemoryMonitor(
             self.events, config.memory_report_s, self._counts, config.gc_collect_s
         )
@@ -258,9 +273,11 @@ class Platform:
                 if session is None:
                     first = peek_type(data) if len(data) <= MAX_MESSAGE_BYTES else None
                     if first == "place_call":
-                        session = CallerSession(self, send, peer=peer)
+                        session = CallerSession(self.services, send, peer=peer)
                     elif first in ("sign_in", "resume_session"):
-                        session = AgentSession(self, send, outbox.flush_and_close, peer=peer)
+                        session = AgentSession(
+                            self.services, send, outbox.flush_and_close, peer=peer
+                        )
                         binding = session.binding
                 decode = (
                     decode_from_caller if isinstance(session, CallerSession) else decode_from_agent
@@ -272,14 +289,14 @@ class Platform:
                     if session is None:
                         raise RequestError("not_signed_in", "sign in (or place a call) first")
                     if isinstance(message, ResumeSession) and isinstance(session, AgentSession):
-                        session = resume_session(self, session, message)
+                        session = resume_session(self.services, session, message)
                         continue
                     await session.handle(message)
                 except ProtocolError as exc:
                     self.events.emit("protocol_error", code=exc.code, message=exc.message)
                     send(Error(code=exc.code, message=exc.message, in_reply_to=exc.in_reply_to))
                 except RequestError as exc:
-                    log_refusal(self, session, kind, exc)
+                    log_refusal(self.events, session, kind, exc)
                     send(error_for(exc, kind))
         finally:
             self._sockets.discard(ws)

@@ -13,14 +13,18 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-from agent_phone.cloud.auth import token_hint
-from agent_phone.cloud.config import AgentConfig, dummy_hash, verify_password
-from agent_phone.cloud.connections import RequestError
-from agent_phone.cloud.lockout import LockedOut, client_address
+from agent_phone.cloud.auth import SessionTokens, token_hint
+from agent_phone.cloud.config import AgentConfig, PlatformConfig, dummy_hash, verify_password
+from agent_phone.cloud.connections import ConnectionManager
+from agent_phone.cloud.errors import RequestError
+from agent_phone.cloud.events import EventLog
+from agent_phone.cloud.lockout import LockedOut, SignInGuard, client_address
 from agent_phone.cloud.media_edge import CustomerLeg, LinkError
-from agent_phone.cloud.routing import Call, CallState
+from agent_phone.cloud.records import CallRecorder
+from agent_phone.cloud.routing import Call, CallState, Router
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
     AnswerCall,
@@ -50,9 +54,7 @@ from agent_phone.protocol import (
     SignOut,
     UnholdCall,
 )
-
-if TYPE_CHECKING:
-    from agent_phone.cloud.server import Platform
+from agent_phone.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +69,35 @@ def _check_version(version: int) -> None:
         )
 
 
+@dataclass(frozen=True)
+class SessionServices:
+    """What a session may use of the platform, and all it may: the platform
+    builds it once (server.py) and hands it to each session."""
+
+    config: PlatformConfig
+    events: EventLog
+    #: The signed-in agents by name (a session adds and removes itself).
+    agents: dict[str, AgentSession]
+    tokens: SessionTokens
+    guard: SignInGuard
+    connections: ConnectionManager
+    router: Router
+    records: CallRecorder
+    tasks: TaskSet
+    trunk_token: str
+
+
 class AgentSession:
     """An agent's phone, from sign-in to sign-out."""
 
     def __init__(
         self,
-        platform: Platform,
+        services: SessionServices,
         send: Send,
         close: Callable[[], Coroutine[Any, Any, None]],
         peer: str | None = None,
     ):
-        self._platform = platform
+        self._services = services
         #: The socket's peer address (an IPv6 one as its /64), which the
         #: sign-in lockout counts by.
         self.address = client_address(peer)
@@ -112,7 +132,7 @@ class AgentSession:
             self._send(message)
 
     async def handle(self, message: Message) -> None:
-        p = self._platform
+        p = self._services
         match message:
             case SignIn():
                 await self._sign_in(message)
@@ -154,13 +174,13 @@ class AgentSession:
         if self.signed_in:
             raise RequestError("already_signed_in", f"already signed in as {self.name}")
         _check_version(message.version)
-        config = self._platform.config
-        guard = self._platform.guard
+        config = self._services.config
+        guard = self._services.guard
         try:
             guard.check(message.user, self.address)
             guard.begin(message.user, self.address)
         except LockedOut as exc:
-            self._platform.events.emit(
+            self._services.events.emit(
                 "sign_in_failed",
                 user=message.user,
                 address=self.address,
@@ -172,7 +192,7 @@ class AgentSession:
             agent = await self._authenticate(message)
         finally:
             guard.end(message.user, self.address)
-        previous = self._platform.agents.get(agent.name)
+        previous = self._services.agents.get(agent.name)
         if previous is not None:
             await previous.sign_out("signed_in_elsewhere")
             await previous._close_transport()
@@ -181,8 +201,8 @@ class AgentSession:
         self.persistent = message.persistent
         self.signed_in = True
         self.idle_since = time.monotonic()
-        self._platform.agents[self.name] = self
-        issued = self._platform.tokens.issue(self.name)
+        self._services.agents[self.name] = self
+        issued = self._services.tokens.issue(self.name)
         self.token = issued.token
         self._arm_expiry(issued.expires_in_s)
         self.send(
@@ -192,28 +212,28 @@ class AgentSession:
                 permissions=sorted(self.permissions),
                 queues=config.queues_of(self.name),
                 alert_timeout_s=config.alert_timeout_s,
-                persistent_timeout_s=self._platform.connections.timeout_for(self.name),
+                persistent_timeout_s=self._services.connections.timeout_for(self.name),
                 session_token=issued.token,
                 token_expires_in_s=issued.expires_in_s,
                 token_expires_at=issued.expires_at,
                 resume_grace_s=config.resume_grace_s,
             )
         )
-        self._platform.events.emit(
+        self._services.events.emit(
             "agent_signed_in", agent=self.name, persistent=self.persistent, client=message.client
         )
-        await self._platform.connections.signed_in(self)
+        await self._services.connections.signed_in(self)
 
     async def _authenticate(self, message: SignIn) -> AgentConfig:
         """The agent whose password this is; a failure is slowed, then locks."""
-        guard = self._platform.guard
-        agent = self._platform.config.agents.get(message.user)
+        guard = self._services.guard
+        agent = self._services.config.agents.get(message.user)
         # Verify even for an unknown user so both take the same time.
         known_hash = agent.password_hash if agent else dummy_hash()
         ok = await asyncio.to_thread(verify_password, known_hash, message.password)
         if agent is None or not ok:
             verdict = guard.failed(message.user, self.address)
-            events = self._platform.events
+            events = self._services.events
             events.emit(
                 "sign_in_failed",
                 user=message.user,
@@ -254,11 +274,11 @@ class AgentSession:
             self.idle_since = time.monotonic()
         self.send(PresenceChanged(on_queue=on_queue, reason=reason))
         if changed:
-            self._platform.events.emit(
+            self._services.events.emit(
                 "presence", agent=self.name, on_queue=on_queue, reason=reason
             )
         if on_queue:
-            self._platform.router.dispatch()
+            self._services.router.dispatch()
 
     async def sign_out(self, reason: str) -> None:
         """Idempotent; the agent's call is saved and the connection closed (R11)."""
@@ -266,7 +286,7 @@ class AgentSession:
             return
         self.signed_in = False
         self.on_queue = False
-        p = self._platform
+        p = self._services
         # A token that ran out stays "expired" (``token_expired``); any other
         # end revokes it (``invalid_token``).
         self._end_token(revoke=reason != "token_expired")
@@ -292,8 +312,8 @@ class AgentSession:
         if self.call is not None:
             self._expiry = asyncio.get_running_loop().call_later(5.0, self._token_ran_out)
             return
-        self._platform.events.emit("token_expired", agent=self.name)
-        self._platform.tasks.spawn(self._end("token_expired"), "token-expired")
+        self._services.events.emit("token_expired", agent=self.name)
+        self._services.tasks.spawn(self._end("token_expired"), "token-expired")
 
     async def _end(self, reason: str) -> None:
         close = self._close_transport
@@ -307,11 +327,11 @@ class AgentSession:
         self._expiry = self._grace = None
         self.detached_at = None
         if self.token is not None and revoke:
-            self._platform.tokens.revoke(self.token)
+            self._services.tokens.revoke(self.token)
 
     def _refresh(self) -> None:
         assert self.token is not None
-        issued = self._platform.tokens.refresh(self.token)
+        issued = self._services.tokens.refresh(self.token)
         self.token = issued.token
         self._arm_expiry(issued.expires_in_s)
         self.send(
@@ -321,7 +341,7 @@ class AgentSession:
                 token_expires_at=issued.expires_at,
             )
         )
-        self._platform.events.emit(
+        self._services.events.emit(
             "session_refreshed", agent=self.name, token_expires_in_s=issued.expires_in_s
         )
 
@@ -332,12 +352,12 @@ class AgentSession:
         WebSocket has taken it over already."""
         if binding is not self.binding or not self.signed_in:
             return
-        grace = self._platform.config.resume_grace_s
+        grace = self._services.config.resume_grace_s
         self.detached_at = time.monotonic()
         self._send = _drop
         self._close_transport = _nothing
         self._grace = asyncio.get_running_loop().call_later(grace, self._grace_ran_out)
-        self._platform.events.emit(
+        self._services.events.emit(
             "agent_detached",
             agent=self.name,
             grace_s=grace,
@@ -348,12 +368,12 @@ class AgentSession:
         self._grace = None
         if not self.signed_in or self.detached_at is None:
             return
-        self._platform.events.emit(
+        self._services.events.emit(
             "resume_grace_expired",
             agent=self.name,
             call_id=self.call.id if self.call else None,
         )
-        self._platform.tasks.spawn(self.sign_out("connection_lost"), "grace-expired")
+        self._services.tasks.spawn(self.sign_out("connection_lost"), "grace-expired")
 
     def resumed_on(self, new: AgentSession) -> None:
         """Bind this session to ``new``'s WebSocket and send it the snapshot."""
@@ -369,7 +389,7 @@ class AgentSession:
             self._grace.cancel()
             self._grace = None
         self.send(self.snapshot())
-        self._platform.events.emit(
+        self._services.events.emit(
             "session_resumed",
             agent=self.name,
             away_s=round(away_s, 3),
@@ -377,20 +397,20 @@ class AgentSession:
             took_over_open_socket=old_close is not None,
         )
         if old_close is not None:
-            self._platform.tasks.spawn(old_close(), "close-replaced-socket")
+            self._services.tasks.spawn(old_close(), "close-replaced-socket")
         if self.on_queue:
-            self._platform.router.dispatch()
+            self._services.router.dispatch()
 
     def snapshot(self) -> SessionResumed:
         call = self.call
         assert self.token is not None
-        tokens = self._platform.tokens
+        tokens = self._services.tokens
         remaining = tokens.remaining_s(self.token)
         return SessionResumed(
             agent=self.name,
             on_queue=self.on_queue,
             persistent=self.persistent,
-            connection=self._platform.connections.describe(self),
+            connection=self._services.connections.describe(self),
             call=None
             if call is None or call.state is CallState.ENDED
             else CallSnapshot(
@@ -402,7 +422,7 @@ class AgentSession:
             ),
             token_expires_in_s=round(remaining, 3),
             token_expires_at=time.time() + remaining,
-            resume_grace_s=self._platform.config.resume_grace_s,
+            resume_grace_s=self._services.config.resume_grace_s,
         )
 
 
@@ -414,17 +434,19 @@ async def _nothing() -> None:
     pass
 
 
-def resume_session(platform: Platform, new: AgentSession, message: ResumeSession) -> AgentSession:
+def resume_session(
+    services: SessionServices, new: AgentSession, message: ResumeSession
+) -> AgentSession:
     """The live session ``message``'s token names, now bound to ``new``'s WebSocket."""
     if new.signed_in:
         raise RequestError("already_signed_in", f"already signed in as {new.name}")
     _check_version(message.version)
     try:
-        agent = platform.tokens.check(message.session_token)
+        agent = services.tokens.check(message.session_token)
     except RequestError as exc:
         logger.info("resume refused (%s) for token %s", exc.code, token_hint(message.session_token))
         raise
-    live = platform.agents.get(agent)
+    live = services.agents.get(agent)
     if live is None or live.token is None or live.token != message.session_token:
         raise RequestError("invalid_token", "unknown or ended session; sign in again")
     live.resumed_on(new)
@@ -434,8 +456,8 @@ def resume_session(platform: Platform, new: AgentSession, message: ResumeSession
 class CallerSession:
     """A customer's trunk: places one call and may hang it up."""
 
-    def __init__(self, platform: Platform, send: Send, peer: str | None = None) -> None:
-        self._platform = platform
+    def __init__(self, services: SessionServices, send: Send, peer: str | None = None) -> None:
+        self._services = services
         self._send = send
         self._peer = peer
         self.call: Call | None = None
@@ -444,9 +466,9 @@ class CallerSession:
     def _check_trunk_token(self, message: PlaceCall) -> None:
         """Only the platform's trunks place calls; every refusal is logged
         (never the token given)."""
-        expected = self._platform.trunk_token.encode()
+        expected = self._services.trunk_token.encode()
         if not hmac.compare_digest(message.trunk_token.encode(), expected):
-            self._platform.events.emit(
+            self._services.events.emit(
                 "trunk_refused",
                 reason="missing_token" if not message.trunk_token else "wrong_token",
                 queue=message.queue,
@@ -460,7 +482,7 @@ class CallerSession:
             self._send(message)
 
     async def handle(self, message: Message) -> None:
-        router = self._platform.router
+        router = self._services.router
         match message:
             case PlaceCall():
                 if self.call is not None:
@@ -486,7 +508,7 @@ class CallerSession:
                 # Only a call whose customer can be heard is queued: an agent
                 # is never handed a call with no customer on it.
                 try:
-                    await leg.wait_connected(self._platform.config.connect_timeout_s)
+                    await leg.wait_connected(self._services.config.connect_timeout_s)
                 except LinkError as exc:
                     self.call = None
                     await leg.close()
@@ -503,7 +525,7 @@ class CallerSession:
     async def gone(self) -> None:
         self._open = False
         if self.call is not None and self.call.state is not CallState.ENDED:
-            await self._platform.router.customer_hangup(self.call)
+            await self._services.router.customer_hangup(self.call)
 
 
 def error_for(exc: RequestError, in_reply_to: str | None) -> Error:
@@ -521,7 +543,7 @@ _LOGGED_ELSEWHERE = frozenset({"auth_failed", "locked_out"})
 
 
 def log_refusal(
-    platform: Platform,
+    events: EventLog,
     session: AgentSession | CallerSession | None,
     kind: str | None,
     exc: RequestError,
@@ -534,6 +556,4 @@ def log_refusal(
         peer, agent = "agent", session.name or None
     else:
         peer, agent = ("caller" if isinstance(session, CallerSession) else "unknown"), None
-    platform.events.emit(
-        "refused", peer=peer, agent=agent, type=kind, code=exc.code, call_id=exc.call_id
-    )
+    events.emit("refused", peer=peer, agent=agent, type=kind, code=exc.code, call_id=exc.call_id)
