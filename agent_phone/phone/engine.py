@@ -599,12 +599,15 @@ class PhoneEngine:
             return
         self._closing = True
         self.session.closing()  # the socket's end is expected from here on
-        try:
-            for call in list(self.calls.values()):
+        for call in list(self.calls.values()):
+            try:  # one call that cannot be ended here must not keep the others
                 if call.phase == "alerting":
                     await self.decline(call.call_id)
-                elif not call.ended:
+                else:
                     await self.hangup(call.call_id)
+            except PhoneError as exc:
+                logger.info("closing %s: %s", call.call_id, exc)
+        try:
             if self.agent is not None:
                 await self._send(SignOut())
         except PhoneError as exc:
