@@ -486,7 +486,7 @@ def run_call(
         phone = procs.PhoneProcess(
             platform.url, "bob", "--on-queue", "--auto-answer",
             "--mic-file", str(material.agent_wav), *speaker,
-            log_dir=work, env=procs._env(**_env_for(args.leg, "agent", spec)),
+            log_dir=work, env=procs.child_env(**_env_for(args.leg, "agent", spec)),
         )  # fmt: skip
         started.append(phone)
         phone.wait_for("presence", on_queue=True, timeout=30)

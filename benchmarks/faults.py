@@ -34,7 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from procs import CallerProcess, PhoneProcess, PlatformProcess, _env  # noqa: E402
+from procs import CallerProcess, PhoneProcess, PlatformProcess, child_env  # noqa: E402
 
 from agent_phone.media.wav import write_wav as _write_wav  # noqa: E402
 
@@ -54,7 +54,7 @@ def one_fault(kind: str, work: Path) -> dict[str, float]:
     mic = _tone_file(work / "mic.wav")
     control = work / f"bob-{kind}.netem"
     control.write_text("")
-    env = _env(AGENT_PHONE_NETEM_FILE=str(control)) if kind == "cut" else None
+    env = child_env(AGENT_PHONE_NETEM_FILE=str(control)) if kind == "cut" else None
     procs: list[Any] = [platform]
     try:
         bob = PhoneProcess(
@@ -104,7 +104,7 @@ def impaired_call(work: Path) -> dict[str, Any]:
         bob = PhoneProcess(
             platform.url, "bob", "--on-queue", "--auto-answer", "--mic-file", mic,
             "--speaker-file", str(work / "bob.wav"), log_dir=work,
-            env=_env(AGENT_PHONE_NETEM=IMPAIRED),
+            env=child_env(AGENT_PHONE_NETEM=IMPAIRED),
         )  # fmt: skip
         procs.append(bob)
         bob.wait_for("presence", on_queue=True)

@@ -58,7 +58,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from procs import _env  # noqa: E402
+from procs import child_env  # noqa: E402
 
 from agent_phone.caller.client import CallPlan, place_call  # noqa: E402
 from agent_phone.cloud.config import hash_password  # noqa: E402
@@ -118,7 +118,7 @@ class JsonProc:
             stdin=asyncio.subprocess.PIPE if self.stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
-            env=_env(),
+            env=child_env(),
             cwd=REPO,
             limit=1 << 20,
         )

@@ -25,16 +25,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from zygote import ForkedProcess, Zygote
+
 REPO = Path(__file__).resolve().parent.parent
 Event = dict[str, Any]
 
 #: URL -> running platform, for its trunk token and certificate.
 PLATFORMS: dict[str, PlatformProcess] = {}
+#: Starts ``python -m`` programs warm when the test session has one (zygote.py).
+ZYGOTE: Zygote | None = None
 #: "Take it from the platform at that URL" (the default for tokens and CA files).
 FROM_PLATFORM = "from-platform"
 
 
-def _env(**extra: str) -> dict[str, str]:
+def child_env(**extra: str) -> dict[str, str]:
     """The children's environment: this checkout first on the path, plus ``extra``."""
     env = dict(os.environ)
     env.update(extra)
@@ -69,15 +73,26 @@ class JsonLinesProcess:
         stderr_path = (log_dir or Path("/tmp")) / f"{self.name}-{os.getpid()}-{id(self)}.log"
         self.stderr_path = stderr_path
         self._stderr = open(stderr_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            command or [sys.executable, "-m", *args],
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            env=_env() if env is None else env,
-            cwd=cwd or REPO,
-        )
+        self.proc: subprocess.Popen[str] | ForkedProcess
+        if command is None and ZYGOTE is not None:
+            self.proc = ZYGOTE.spawn(
+                args[0],
+                args[1:],
+                child_env() if env is None else env,
+                cwd or REPO,
+                stdin,
+                self._stderr,
+            )
+        else:
+            self.proc = subprocess.Popen(
+                command or [sys.executable, "-m", *args],
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                text=True,
+                env=child_env() if env is None else env,
+                cwd=cwd or REPO,
+            )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -284,7 +299,7 @@ class CallerProcess(JsonLinesProcess):
             ["agent_phone.caller", "--platform", platform, "--queue", queue, *token]
             + [*_ca_args(platform, ca), *extra],
             log_dir=log_dir,
-            env=None if env is None else {**_env(), **env},
+            env=None if env is None else {**child_env(), **env},
         )
 
     def result(self, timeout: float = 60.0) -> tuple[int, Event]:

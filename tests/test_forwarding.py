@@ -85,10 +85,12 @@ async def test_two_calls_are_forwarded_byte_for_byte_over_one_kept_connection():
         first, leg = await one_call(agent, FIRST_HZ, 1.5)
         customers.append(first)
         legs.append(leg)
-        heard_first = list(agent.heard.packets)
+        at_end = len(agent.heard.packets)
         gap_started = time.monotonic()
         await asyncio.sleep(1.0)  # between calls: the link sends nothing
-        assert len(agent.heard.packets) - len(heard_first) <= 1
+        # (but the first call's last packet may still have been on its way)
+        assert len(agent.heard.packets) - at_end <= 1
+        heard_first = list(agent.heard.packets)
         second, leg = await one_call(agent, SECOND_HZ, 1.5)
         gap = time.monotonic() - gap_started - 1.5
         customers.append(second)

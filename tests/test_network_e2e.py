@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from audio_analysis import has_tone, speech_heard, speech_level_db
 from e2e import AGENT_HZ, agent_mic_file
-from procs import PlatformProcess, _env
+from procs import PlatformProcess, child_env
 
 from agent_phone.media.wav import read_wav
 from agent_phone.resources import resources_dir
@@ -62,7 +62,7 @@ def test_speech_survives_30_ms_of_jitter_both_ways_at_its_level(
         str(agent_voice),
         "--speaker-file",
         str(tmp_path / "agent-heard.wav"),
-        env=_env(AGENT_PHONE_NETEM=JITTERY),
+        env=child_env(AGENT_PHONE_NETEM=JITTERY),
     )
     phone.wait_for("presence", on_queue=True)
     caller = start_caller(
@@ -140,7 +140,7 @@ def test_a_network_cut_mid_call_hands_the_customer_to_the_next_agent(
         "--auto-answer",
         "--mic-file",
         mic,
-        env=_env(AGENT_PHONE_NETEM_FILE=str(control)),
+        env=child_env(AGENT_PHONE_NETEM_FILE=str(control)),
     )
     bob.wait_for("presence", on_queue=True)
     time.sleep(0.3)
