@@ -73,6 +73,13 @@ class Headless:
                 await e.answer(call_id)
             case "decline":
                 await e.decline(call_id)
+            case "dial":
+                number, agent = c.get("number"), c.get("agent")
+                if agent is not None:
+                    raise PhoneError("calls to other agents are not built yet; dial a number")
+                if not isinstance(number, str):
+                    raise PhoneError('"number" must be a string such as "+15550100"')
+                await e.dial(number)
             case "hangup":
                 await e.hangup(call_id)
             case "mute":

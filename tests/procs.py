@@ -295,8 +295,9 @@ class CallerProcess(JsonLinesProcess):
             known = _known(platform)
             trunk_token = known.trunk_token if known is not None else None
         token = [f"--trunk-token={trunk_token}"] if trunk_token else []
+        mode = [] if "--answer" in extra else ["--queue", queue]
         super().__init__(
-            ["agent_phone.caller", "--platform", platform, "--queue", queue, *token]
+            ["agent_phone.caller", "--platform", platform, *mode, *token]
             + [*_ca_args(platform, ca), *extra],
             log_dir=log_dir,
             env=None if env is None else {**child_env(), **env},

@@ -173,7 +173,7 @@ def expected_code(text: str, signed_in: bool) -> str | None:
     message it is (``signed_in`` False) or on an agent's signed-in socket;
     None when it is a valid message."""
     first = None if signed_in else (peek_type(text) if len(text) <= MAX_MESSAGE_BYTES else None)
-    decode = decode_from_caller if first == "place_call" else decode_from_agent
+    decode = decode_from_caller if first in ("place_call", "await_calls") else decode_from_agent
     try:
         decode(text)
     except ProtocolError as exc:

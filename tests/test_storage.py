@@ -132,16 +132,20 @@ def test_netem_bursts_keep_the_loss_rate_and_lengthen_the_runs() -> None:
 
 def test_a_version_1_database_gains_what_the_agent_heard(tmp_path: Path) -> None:
     """A platform's database from before call records kept ``heard_by_agent``
-    opens, keeps its records, and stores the new field from then on."""
+    (version 2) and ``direction`` (3) opens, keeps its records, and stores
+    the new fields from then on."""
     import sqlite3
 
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)
-    schema = storage_module._SCHEMA.replace(",\n    heard_by_agent TEXT", "")
-    assert "heard_by_agent" not in schema
+    schema = storage_module._SCHEMA.replace(",\n    heard_by_agent TEXT", "").replace(
+        ",\n    direction TEXT NOT NULL DEFAULT 'inbound'", ""
+    )
+    assert "heard_by_agent" not in schema and "direction" not in schema
     db.executescript(schema)
     db.execute("INSERT INTO meta VALUES ('schema', '1')")
-    columns = [c for c in storage_module._CALL_COLUMNS if c != "heard_by_agent"]
+    new = ("heard_by_agent", "direction")
+    columns = [c for c in storage_module._CALL_COLUMNS if c not in new]
     db.execute(
         f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
         ("call-old", "dana", "support", 1.0, 1, "[]", "[]") + (None,) * (len(columns) - 7),
@@ -151,10 +155,11 @@ def test_a_version_1_database_gains_what_the_agent_heard(tmp_path: Path) -> None
 
     upgraded = storage_module.SqliteStorage._open(path)
     version = upgraded.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
-    assert version == str(storage_module.SCHEMA_VERSION) == "2"
+    assert version == str(storage_module.SCHEMA_VERSION) == "3"
     row = upgraded.execute("SELECT * FROM calls WHERE call_id = 'call-old'").fetchone()
     record = storage_module._from_row(row)
     assert record.caller == "dana" and record.heard_by_agent is None
+    assert record.direction == "inbound"
     heard = {"concealed_samples": 960, "grade": "good"}
     record.heard_by_agent = heard
     upgraded.execute(

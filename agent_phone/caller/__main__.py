@@ -1,7 +1,9 @@
-"""``agent-phone-caller``: place one customer call with real audio.
+"""``agent-phone-caller``: place one customer call with real audio, or
+(``--answer NUMBER``) take one when an agent dials that number.
 
-Prints one JSON summary line and exits 0 when the call was answered, 1 when
-it was not (with the reason on stderr when it was an error), 2 on bad arguments.
+Prints one JSON summary line and exits 0 when the call was answered (or, with
+``--answer``, taken), 1 when it was not (with the reason on stderr when it was
+an error), 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -28,14 +30,21 @@ TOKEN_ENV = "AGENT_PHONE_TRUNK_TOKEN"
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="agent-phone-caller",
-        description="Place one customer call into a queue, with real audio.",
+        description="Place one customer call into a queue, or take one to a number, "
+        "with real audio.",
     )
     p.add_argument(
         "--platform",
         required=True,
         help="the platform's URL: wss://host:port/ws (ws:// on loopback only)",
     )
-    p.add_argument("--queue", required=True, help="queue to call into")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--queue", help="queue to call into")
+    mode.add_argument(
+        "--answer",
+        metavar="NUMBER",
+        help="await a call to NUMBER (an agent's outbound call), answer it, and talk",
+    )
     p.add_argument(
         "--trunk-token",
         metavar="TOKEN",
@@ -64,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         metavar="S",
-        help="give up after waiting this long for an agent",
+        help="give up after waiting this long for an agent (with --answer: for a call)",
     )
     p.add_argument("--caller", default="customer", help="caller name shown to the agent")
     p.add_argument(
@@ -82,13 +91,14 @@ async def _run(args: argparse.Namespace) -> int:
     sink: AudioSink | None = WavFileSink(args.record) if args.record else None
     plan = CallPlan(
         platform=args.platform,
-        queue=args.queue,
+        queue=args.queue or "",
         caller=args.caller,
         duration_s=args.duration or None,
         wait_s=args.wait,
         trunk_token=args.trunk_token or os.environ.get(TOKEN_ENV, ""),
         ca_file=args.ca,
         listen=True,
+        answer_number=args.answer,
     )
     hangup = asyncio.Event()
     loop = asyncio.get_running_loop()

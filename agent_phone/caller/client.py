@@ -1,4 +1,5 @@
-"""Placing one customer call into a queue, with real audio both ways.
+"""One customer call with real audio both ways: placed into a queue, or
+(``CallPlan.answer_number``) taken when an agent dials the customer's number.
 
 Used by ``agent-phone-caller``, the demo, the tests and the benchmarks.
 """
@@ -25,11 +26,15 @@ from agent_phone.media.tones import HeardAnalysis
 from agent_phone.media.tracks import LossFollower, OutboundAudioTrack
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
+    AcceptIncoming,
+    AwaitCalls,
+    AwaitingCalls,
     CallAccepted,
     CallConnected,
     CallEnded,
     CallerHangup,
     Error,
+    IncomingCall,
     Message,
     PlaceCall,
     QueuePosition,
@@ -101,6 +106,9 @@ class CallPlan:
     ca_file: Path | None = None
     #: Analyse what is heard (DTMF, tones; ~1-2 % of a core per call).
     listen: bool = False
+    #: Take a call to this number instead of placing one (``--answer``):
+    #: wait up to ``wait_s`` for an agent to dial it, then answer.
+    answer_number: str | None = None
 
 
 async def place_call(
@@ -160,15 +168,24 @@ async def place_call(
         tap_audio(pc, arrived)
         tasks.spawn(LossFollower(sender, track).run(), "loss")
         await pc.setLocalDescription(await pc.createOffer())
-        await signaling.send(
-            PlaceCall(
-                version=PROTOCOL_VERSION,
-                queue=plan.queue,
-                caller=plan.caller,
-                sdp=pc.localDescription.sdp,
-                trunk_token=plan.trunk_token,
+        if plan.answer_number is not None:
+            await signaling.send(
+                AwaitCalls(
+                    version=PROTOCOL_VERSION,
+                    number=plan.answer_number,
+                    trunk_token=plan.trunk_token,
+                )
             )
-        )
+        else:
+            await signaling.send(
+                PlaceCall(
+                    version=PROTOCOL_VERSION,
+                    queue=plan.queue,
+                    caller=plan.caller,
+                    sdp=pc.localDescription.sdp,
+                    trunk_token=plan.trunk_token,
+                )
+            )
         user_hangup = hangup or asyncio.Event()
         messages = signaling.messages()
         deadline = started + plan.wait_s
@@ -190,7 +207,12 @@ async def place_call(
                 if result.call_id is not None:
                     await signaling.send(CallerHangup(call_id=result.call_id))
                 result.ended_by = "customer"
-                result.reason = "customer_hangup" if answered_at else "abandoned"
+                if answered_at:
+                    result.reason = "customer_hangup"
+                elif plan.answer_number is not None:
+                    result.reason = "declined" if result.call_id else "no_call"
+                else:
+                    result.reason = "abandoned"
                 break
             message = next_message.result()
             match message:
@@ -208,6 +230,14 @@ async def place_call(
                         result.error = f"the platform's media answer is refused: {exc}"
                         break
                     await pc.setRemoteDescription(RTCSessionDescription(message.sdp, "answer"))
+                case AwaitingCalls():
+                    logger.info("awaiting calls to %s", message.number)
+                case IncomingCall() if result.call_id is None:
+                    # An agent calls: answer with this leg's offer.
+                    result.call_id = message.call_id
+                    await signaling.send(
+                        AcceptIncoming(call_id=message.call_id, sdp=pc.localDescription.sdp)
+                    )
                 case QueuePosition(position=position):
                     result.positions.append(position)
                     if answered_at:

@@ -34,7 +34,7 @@ QUALITY_INTERVAL_S = 2.0
 #: Ended calls kept for their agent's late report: this many, the newest.
 RECENT_CALLS = 1000
 
-_ENDED_BY = {"customer_hangup": "customer", "agent_hangup": "agent"}
+_ENDED_BY = {"customer_hangup": "customer", "declined": "customer", "agent_hangup": "agent"}
 
 
 class _Quality:
@@ -85,11 +85,23 @@ class CallRecorder:
             self.open[call_id] = CallRecord(
                 call_id=call_id, caller=e["caller"], queue=e["queue"], created_at=e["t"]
             )
+        elif name == "call_dialed":
+            self.open[call_id] = CallRecord(
+                call_id=call_id,
+                caller=e["number"],
+                queue="",
+                created_at=e["t"],
+                queued_count=0,
+                direction="outbound",
+            )
         record = self.open.get(call_id)
         if record is None:
             return
-        if name == "call_queued":
+        if name in ("call_queued", "call_dialed"):
             pass
+        elif name == "call_ringing":
+            record.delivery_ms = e.get("delivery_ms")
+            record.over_persistent_connection = e.get("over_persistent_connection")
         elif name == "call_requeued":
             record.queued_count += 1
             record.requeue_reasons.append(str(e.get("reason")))

@@ -5,6 +5,12 @@ A call is routed to the on-queue member who has been idle longest. Routing an
 agent with no connection first sets one up (R1) through the connection
 manager; the call is then offered over it. Declined, unanswered and
 undeliverable calls go back to the head of their queue.
+
+An agent's outbound call (``dial``) is the same ``Call`` the other way
+round: it rings the trunk that awaits calls to the number, over the agent's
+connection (set up first when there is none: R1), and counts as activity
+for the persistent connection's timeout (R11). It is never queued: when it
+fails it ends, and the agent is told why.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from agent_phone.protocol import (
     CallEnded,
     CallHeld,
     CallOffered,
+    CallRinging,
+    IncomingCall,
     Message,
     PresenceChanged,
     QueuePosition,
@@ -39,10 +47,16 @@ from agent_phone.tasks import TaskSet
 logger = logging.getLogger(__name__)
 
 
+#: An outbound call not answered within this long ends as ``no_answer``.
+RING_TIMEOUT_S = 30.0
+
+
 class CallState(enum.Enum):
     QUEUED = "queued"
     ROUTING = "routing"  # an agent is chosen; their connection may be setting up
     ALERTING = "alerting"
+    #: An outbound call, ringing at the customer's end.
+    RINGING = "ringing"
     CONNECTED = "connected"
     ENDED = "ended"
 
@@ -68,6 +82,24 @@ class Call:
     alert_timer: asyncio.TimerHandle | None = None
     #: On hold (connected calls only): the customer hears the hold music.
     held: bool = False
+    #: ``inbound`` (from a queue) or ``outbound`` (dialed by ``agent``).
+    direction: str = "inbound"
+    #: The answering customer's trunk, for an outbound call.
+    callee: Callee | None = None
+
+    @property
+    def outbound(self) -> bool:
+        return self.direction == "outbound"
+
+
+class Callee(Protocol):
+    """A trunk that awaits calls to a number (``agent-phone-caller --answer``)."""
+
+    number: str
+    #: The call ringing or connected at it.
+    call: Call | None
+
+    def send(self, message: Message) -> None: ...
 
 
 class RoutedAgent(AgentEndpoint, Protocol):
@@ -81,6 +113,10 @@ class RoutedAgent(AgentEndpoint, Protocol):
 
     @property
     def available(self) -> bool: ...
+
+
+def _nobody(_message: Message) -> None:
+    """Where a call's messages to the customer go before they are told of it."""
 
 
 class Router:
@@ -237,6 +273,132 @@ class Router:
             self._config.alert_timeout_s, self._alert_timed_out, call, attempt
         )
 
+    # --- outbound calls ----------------------------------------------------------
+
+    def dial(self, agent: RoutedAgent, call_id: str, number: str, callee: Callee | None) -> Call:
+        """The agent calls ``number``: rings ``callee`` (the trunk awaiting
+        calls to it) once the agent's connection is up."""
+        if call_id in self.calls:
+            raise RequestError("invalid", f"the call id {call_id!r} is taken", call_id)
+        if agent.call is not None:
+            raise RequestError(
+                "wrong_state", f"you are on call {agent.call.id!r}; end it first", call_id
+            )
+        if callee is None:
+            raise RequestError("unknown_number", f"{number} cannot be reached", call_id)
+        if callee.call is not None:
+            raise RequestError("busy", f"{number} is on another call", call_id)
+        call = Call(
+            queue="",
+            caller=number,
+            leg=CustomerLeg(call_id),
+            notify_customer=_nobody,
+            id=call_id,
+            state=CallState.ROUTING,
+            agent=agent,
+            direction="outbound",
+            callee=callee,
+        )
+        call.routed_at = time.monotonic()
+        self.calls[call.id] = call
+        agent.call = call
+        callee.call = call
+        # Activity for the persistent connection (R11): its timeout stops
+        # now, and starts again from the end of this call.
+        self._connections.begin_call(agent)
+        self._events.emit(
+            "call_dialed", call_id=call.id, agent=agent.name, number=number, caller=number
+        )
+        self._tasks.spawn(self._ring(call, agent, callee), f"dial-{call.id}")
+        return call
+
+    async def _ring(self, call: Call, agent: RoutedAgent, callee: Callee) -> None:
+        existing = self._connections.active_link(agent.name)
+        try:
+            link = await self._connections.establish(agent, "call")
+        except LinkError as exc:
+            logger.warning("%s: could not reach %s: %s", call.id, agent.name, exc)
+            await self.end_call(call, "connection_failed")
+            await self._release(agent, call)
+            return
+        if call.state is not CallState.ROUTING or agent.call is not call:
+            await self._release(agent, call)  # hung up while the connection was set up
+            return
+        over = existing is not None and existing is link
+        delivery_ms = round((time.monotonic() - call.routed_at) * 1000, 2)
+        call.link = link
+        call.state = CallState.RINGING
+        self._connections.call_delivered(agent, link)
+        call.notify_customer = callee.send
+        callee.send(IncomingCall(call_id=call.id, number=call.caller, agent=agent.name))
+        agent.send(
+            CallRinging(
+                call_id=call.id,
+                number=call.caller,
+                connection_id=link.id,
+                over_persistent_connection=over,
+                delivery_ms=delivery_ms,
+            )
+        )
+        self._events.emit(
+            "call_ringing",
+            call_id=call.id,
+            agent=agent.name,
+            number=call.caller,
+            connection_id=link.id,
+            over_persistent_connection=over,
+            delivery_ms=delivery_ms,
+            dtls_transport=link.dtls_transport,
+        )
+        call.alert_timer = asyncio.get_running_loop().call_later(
+            RING_TIMEOUT_S, self._ring_timed_out, call
+        )
+
+    def _ring_timed_out(self, call: Call) -> None:
+        call.alert_timer = None
+        if call.state is CallState.RINGING:
+            self._tasks.spawn(self.end_call(call, "no_answer"), f"no-answer-{call.id}")
+
+    def _callees_call(self, callee: Callee, call_id: str) -> Call:
+        call = self.calls.get(call_id)
+        if call is None or call.callee is not callee or call.state is CallState.ENDED:
+            raise RequestError("unknown_call", f"no call {call_id!r} rings here", call_id)
+        if call.state is not CallState.RINGING:
+            raise RequestError(
+                "wrong_state", f"call {call_id!r} is {call.state.value}, not ringing", call_id
+            )
+        return call
+
+    async def accept_incoming(self, callee: Callee, call_id: str, sdp: str) -> tuple[Call, str]:
+        """The customer answers: their leg answers their offer (the call
+        connects once its media does: ``connect_outbound``)."""
+        call = self._callees_call(callee, call_id)
+        self._cancel_alert(call)
+        try:
+            answer = await call.leg.answer(sdp)
+        except Exception as exc:  # garbage SDP: the call cannot go on
+            await self.end_call(call, "media_failed")
+            raise RequestError("invalid", f"unusable SDP offer: {exc!r}"[:300], call_id) from None
+        return call, answer
+
+    def connect_outbound(self, call: Call) -> None:
+        """The customer's media is up: bridge it to the agent's connection."""
+        agent = call.agent
+        if call.state is not CallState.RINGING or agent is None or call.link is None:
+            return
+        call.state = CallState.CONNECTED
+        call.answered_at = time.monotonic()
+        call.link.attach(call.leg)
+        agent.send(CallConnected(call_id=call.id, agent=call.caller))
+        call.notify_customer(CallConnected(call_id=call.id, agent=agent.name))
+        self._events.emit(
+            "call_answered",
+            call_id=call.id,
+            agent=agent.name,
+            answer_ms=round((call.answered_at - call.routed_at) * 1000, 2),
+            direction=call.direction,
+        )
+
     # --- the agent's answers ---------------------------------------------------
 
     def _own_call(self, agent: RoutedAgent, call_id: str) -> Call:
@@ -358,6 +520,11 @@ class Router:
 
     async def agent_hangup(self, agent: RoutedAgent, call_id: str, requeue: bool = False) -> None:
         call = self._own_call(agent, call_id)
+        if call.outbound:
+            # Hung up in any state (dialing, ringing, connected); with no
+            # queue to go back to, a phone that cannot carry it ends it.
+            await self.end_call(call, "phone_failure" if requeue else "agent_hangup")
+            return
         if call.state is not CallState.CONNECTED:
             raise RequestError(
                 "wrong_state",
@@ -375,7 +542,8 @@ class Router:
         await self.end_call(call, "agent_hangup")
 
     async def customer_hangup(self, call: Call) -> None:
-        await self.end_call(call, "customer_hangup")
+        ringing = call.outbound and call.state is CallState.RINGING
+        await self.end_call(call, "declined" if ringing else "customer_hangup")
 
     async def end_call(self, call: Call, reason: str) -> None:
         if call.state is CallState.ENDED:
@@ -383,18 +551,23 @@ class Router:
         previous = call.state
         call.state = CallState.ENDED
         self._cancel_alert(call)
-        queue = self._queues[call.queue]
-        if call in queue:
+        queue = self._queues.get(call.queue)
+        if queue is not None and call in queue:
             queue.remove(call)
             self._update_positions(call.queue)
         agent = call.agent
         # A call still routing is released by its delivery task.
         if agent is not None and agent.call is call:
-            if previous in (CallState.ALERTING, CallState.CONNECTED):
+            if previous in (CallState.ALERTING, CallState.RINGING, CallState.CONNECTED) or (
+                call.outbound  # the agent's phone is dialing it
+            ):
                 agent.send(CallEnded(call_id=call.id, reason=reason))
-                if previous is CallState.CONNECTED and call.link is not None:
-                    await call.link.detach()
+            if previous is CallState.CONNECTED and call.link is not None:
+                await call.link.detach()
+            if previous is not CallState.ROUTING:
                 await self._release(agent, call)
+        if call.callee is not None and call.callee.call is call:
+            call.callee.call = None
         call.notify_customer(CallEnded(call_id=call.id, reason=reason))
         await call.leg.close()
         self.calls.pop(call.id, None)
@@ -405,6 +578,7 @@ class Router:
             reason=reason,
             agent=agent.name if agent else None,
             talk_s=round(talk_s, 3),
+            direction=call.direction,
         )
         self.dispatch()
 
@@ -416,6 +590,9 @@ class Router:
         agent.call = None
         if call.state is CallState.CONNECTED and call.link is not None:
             await call.link.detach()
+        if call.outbound:  # nobody else can carry the agent's own call
+            await self.end_call(call, reason)
+            return
         if call.state in (CallState.ROUTING, CallState.ALERTING, CallState.CONNECTED):
             self._requeue(call, reason)
             self.dispatch()
@@ -425,6 +602,11 @@ class Router:
         if agent is None:
             return
         call = agent.call
+        if call is not None and call.link is link and call.outbound:
+            agent.call = None
+            agent.send(CallEnded(call_id=call.id, reason="connection_lost"))
+            self._tasks.spawn(self.end_call(call, "connection_lost"), f"lost-{call.id}")
+            return
         if call is not None and call.link is link and call.state is not CallState.ENDED:
             agent.call = None
             agent.send(CallEnded(call_id=call.id, reason="connection_lost"))

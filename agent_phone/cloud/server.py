@@ -160,6 +160,7 @@ class Platform:
             records=self.records,
             tasks=self.tasks,
             trunk_token=self.trunk_token,
+            numbers={},
         )
         self.memory = MemoryMonitor(
             self.events, config.memory_report_s, self._counts, config.gc_collect_s
@@ -272,7 +273,7 @@ class Platform:
                 data: str = frame.data
                 if session is None:
                     first = peek_type(data) if len(data) <= MAX_MESSAGE_BYTES else None
-                    if first == "place_call":
+                    if first in ("place_call", "await_calls"):
                         session = CallerSession(self.services, send, peer=peer)
                     elif first in ("sign_in", "resume_session"):
                         session = AgentSession(

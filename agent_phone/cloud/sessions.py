@@ -27,12 +27,16 @@ from agent_phone.cloud.records import CallRecorder
 from agent_phone.cloud.routing import Call, CallState, Router
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
+    AcceptIncoming,
     AnswerCall,
+    AwaitCalls,
+    AwaitingCalls,
     CallAccepted,
     CallerHangup,
     CallSnapshot,
     ConnectionAnswer,
     DeclineCall,
+    Dial,
     EndConnection,
     Error,
     Hangup,
@@ -85,6 +89,8 @@ class SessionServices:
     records: CallRecorder
     tasks: TaskSet
     trunk_token: str
+    #: Trunks awaiting calls, by number (``await_calls``; one trunk a number).
+    numbers: dict[str, CallerSession]
 
 
 class AgentSession:
@@ -160,6 +166,8 @@ class AgentSession:
                 p.router.send_dtmf(self, call_id, digits)
             case QualityReport():
                 p.records.heard_by_agent(self.name, message)
+            case Dial(call_id=call_id, number=number):
+                p.router.dial(self, call_id, number, p.numbers.get(number))
             case SignOut():
                 await self.sign_out("requested")
                 await self._close_transport()
@@ -454,26 +462,33 @@ def resume_session(
 
 
 class CallerSession:
-    """A customer's trunk: places one call and may hang it up."""
+    """A customer's trunk: places one call and may hang it up, or awaits
+    calls to a number (an agent's outbound calls) and answers them."""
 
     def __init__(self, services: SessionServices, send: Send, peer: str | None = None) -> None:
         self._services = services
         self._send = send
         self._peer = peer
         self.call: Call | None = None
+        #: The number this trunk takes calls to (``await_calls``), if any.
+        self.number = ""
         self._open = True
 
-    def _check_trunk_token(self, message: PlaceCall) -> None:
-        """Only the platform's trunks place calls; every refusal is logged
-        (never the token given)."""
+    def _check_trunk_token(self, message: PlaceCall | AwaitCalls) -> None:
+        """Only the platform's trunks place or take calls; every refusal is
+        logged (never the token given)."""
         expected = self._services.trunk_token.encode()
         if not hmac.compare_digest(message.trunk_token.encode(), expected):
+            where = (
+                {"queue": message.queue, "caller": message.caller}
+                if isinstance(message, PlaceCall)
+                else {"number": message.number}
+            )
             self._services.events.emit(
                 "trunk_refused",
                 reason="missing_token" if not message.trunk_token else "wrong_token",
-                queue=message.queue,
-                caller=message.caller,
                 peer=self._peer,
+                **where,
             )
             raise RequestError("auth_failed", "a valid trunk token is needed to place calls")
 
@@ -519,11 +534,36 @@ class CallerSession:
                 if self.call is None or self.call.id != call_id:
                     raise RequestError("unknown_call", f"you have no call {call_id!r}", call_id)
                 await router.customer_hangup(self.call)
+            case AwaitCalls():
+                self._check_trunk_token(message)
+                _check_version(message.version)
+                if self.number or self.call is not None:
+                    raise RequestError(
+                        "wrong_state", "this connection already has a call or number"
+                    )
+                numbers = self._services.numbers
+                if message.number in numbers:
+                    raise RequestError("number_taken", f"{message.number} is already taken")
+                numbers[message.number] = self
+                self.number = message.number
+                self._services.events.emit("number_awaiting", number=message.number)
+                self.send(AwaitingCalls(number=message.number))
+            case AcceptIncoming(call_id=call_id, sdp=offer):
+                call, sdp = await router.accept_incoming(self, call_id, offer)
+                self.send(CallAccepted(call_id=call_id, sdp=sdp, position=0))
+                try:
+                    await call.leg.wait_connected(self._services.config.connect_timeout_s)
+                except LinkError as exc:
+                    await router.end_call(call, "media_failed")
+                    raise RequestError("media_failed", str(exc), call_id) from None
+                router.connect_outbound(call)
             case _:
                 raise RequestError("invalid", f"{type(message).__name__} is not for the platform")
 
     async def gone(self) -> None:
         self._open = False
+        if self.number and self._services.numbers.get(self.number) is self:
+            del self._services.numbers[self.number]
         if self.call is not None and self.call.state is not CallState.ENDED:
             await self._services.router.customer_hangup(self.call)
 

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The most SQLite's page cache holds, in KiB (SQLite's own default, made
 #: explicit: the platform's memory grows by it as the call records fill it).
 SQLITE_CACHE_KB = 2000
@@ -79,6 +79,10 @@ class CallRecord:
     #: What the agent heard, as the agent's phone reported it at the end of
     #: the call (``quality_report``: its jitter buffer's figures).
     heard_by_agent: dict[str, Any] | None = None
+    #: ``inbound`` (a customer called a queue) or ``outbound`` (an agent
+    #: dialed ``caller``'s number: ``answered_by`` is that agent, ``queue`` is
+    #: empty and ``queued_count`` 0).
+    direction: str = "inbound"
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -199,7 +203,8 @@ CREATE TABLE IF NOT EXISTS calls (
     end_reason TEXT,
     ended_by TEXT,
     quality TEXT,
-    heard_by_agent TEXT
+    heard_by_agent TEXT,
+    direction TEXT NOT NULL DEFAULT 'inbound'
 );
 CREATE INDEX IF NOT EXISTS calls_created ON calls (created_at);
 CREATE INDEX IF NOT EXISTS calls_open ON calls (ended_at) WHERE ended_at IS NULL;
@@ -310,13 +315,24 @@ class SqliteStorage:
             raise sqlite3.DatabaseError(
                 f"schema version {row[0]} is newer than this platform's {SCHEMA_VERSION}"
             )
-        elif int(row[0]) < 2:
-            # Version 2 added what the agent heard to each call record.
+        else:
+            SqliteStorage._migrate(db, int(row[0]))
+        return db
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection, version: int) -> None:
+        """Bring an older database up to SCHEMA_VERSION, in place."""
+        steps = {
+            # 2: what the agent heard, with each call record.
+            2: "ALTER TABLE calls ADD COLUMN heard_by_agent TEXT",
+            # 3: inbound or outbound.
+            3: "ALTER TABLE calls ADD COLUMN direction TEXT NOT NULL DEFAULT 'inbound'",
+        }
+        for target in range(version + 1, SCHEMA_VERSION + 1):
             with db:
                 db.execute("BEGIN IMMEDIATE")
-                db.execute("ALTER TABLE calls ADD COLUMN heard_by_agent TEXT")
-                db.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
-        return db
+                db.execute(steps[target])
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(target),))
 
     # --- at start (blocking, before serving) -------------------------------------
 

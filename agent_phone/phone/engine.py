@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
+import secrets
 import time
 from collections.abc import Callable
 
@@ -31,15 +33,18 @@ from agent_phone.phone.quality import QualityReporter
 from agent_phone.phone.session import PlatformSession, SessionHooks
 from agent_phone.phone.settings import PhoneSettings
 from agent_phone.protocol import (
+    PHONE_NUMBER_PATTERN,
     AnswerCall,
     CallConnected,
     CallEnded,
     CallHeld,
     CallOffered,
+    CallRinging,
     ConnectionAnswer,
     ConnectionOffer,
     ConnectionState,
     DeclineCall,
+    Dial,
     EndConnection,
     Error,
     Hangup,
@@ -162,6 +167,9 @@ class PhoneEngine:
                         message=message.message, code=message.code, call_id=message.call_id
                     )
                 )
+                call = self.calls.get(message.call_id or "")
+                if call is not None and call.state is CallState.DIALING:
+                    await self._end_call(call, message.code)  # the platform refused the dial
             case PresenceChanged(on_queue=on_queue, reason=reason):
                 self.on_queue = on_queue
                 self._emit(events.Presence(on_queue=on_queue, reason=reason))
@@ -174,8 +182,10 @@ class PhoneEngine:
                 self.connection_state.platform_reported(message)
             case CallOffered():
                 await self._offered(message)
+            case CallRinging():
+                self._ringing(message)
             case CallConnected(call_id=call_id):
-                self._connected(call_id)
+                await self._connected(call_id)
             case CallHeld(call_id=call_id, on=on):
                 self._held(call_id, on)
             case CallEnded(call_id=call_id, reason=reason):
@@ -223,12 +233,12 @@ class PhoneEngine:
                 return call
         return live[0] if live else None
 
-    def _begin_call(self, call: Call) -> None:
+    def _begin_call(self, call: Call, reason: str) -> None:
         self.calls[call.call_id] = call
         logger.info(
-            "%s: %s %s from %s", call.call_id, call.direction.value, call.state.value, call.peer
+            "%s: %s %s, %s", call.call_id, call.direction.value, call.state.value, call.peer
         )
-        self._call_changed(call, None, "offered")
+        self._call_changed(call, None, reason)
 
     def _call_changed(self, call: Call, old: CallState | None, reason: str) -> None:
         """Every change of every call, told as the ``call`` event, then as the
@@ -303,14 +313,39 @@ class PhoneEngine:
             state=CallState.ALERTING,
             listener=self._call_changed,
         )
-        self._begin_call(call)
+        self._begin_call(call, "offered")
         if auto:
             await self.answer(offer.call_id)
 
-    def _connected(self, call_id: str) -> None:
+    def _ringing(self, message: CallRinging) -> None:
+        call = self.calls.get(message.call_id)
+        if call is None or call.direction is not Direction.OUTBOUND:
+            return
+        call.connection_id = message.connection_id
+        call.over_persistent_connection = message.over_persistent_connection
+        call.delivery_ms = message.delivery_ms
+        call.set_state(CallState.RINGING, "ringing")
+
+    async def _connected(self, call_id: str) -> None:
         call = self.calls.get(call_id)
-        if call is not None and call.state is not CallState.HELD:
-            call.set_state(CallState.CONNECTED, "connected")
+        if call is None or call.state is CallState.HELD:
+            return
+        if call.state in (CallState.DIALING, CallState.RINGING):
+            # The far end answered the agent's call: its audio starts now.
+            call.mark_answered()
+            if not call.set_state(CallState.CONNECTED, "answered"):
+                return
+            connection = self.connection
+            if connection is None or connection.id != call.connection_id:
+                await self._send(Hangup(call_id=call.call_id))
+                await self._end_call(call, "connection_lost")
+                return
+            quality = QualityReporter(call.call_id, connection.pc, self._emit, connection.receiver)
+            call.quality = quality
+            await quality.begin()
+            await self._start_audio(call, connection)
+            return
+        call.set_state(CallState.CONNECTED, "connected")
 
     def _held(self, call_id: str, on: bool) -> None:
         call = self.calls.get(call_id)
@@ -395,7 +430,7 @@ class PhoneEngine:
             if theirs is None or theirs.call_id != ours.call_id:
                 await self._end_call(ours, "ended_while_disconnected")
             elif theirs.state == "connected":
-                self._connected(theirs.call_id)
+                await self._connected(theirs.call_id)
         if theirs is None or theirs.call_id in self.calls:
             pass  # in step, or nothing to take up
         elif theirs.state == "alerting":
@@ -471,6 +506,13 @@ class PhoneEngine:
         # the devices open; the track is resumed once the microphone is open,
         # so the customer's first frame from us is already the agent's voice.
         await self._send(AnswerCall(call_id=call.call_id))
+        await self._start_audio(call, connection)
+
+    async def _start_audio(self, call: Call, connection: PhoneConnection) -> None:
+        """Open the headset for ``call`` and put it on ``connection``; a device
+        that fails hands the customer on rather than losing them."""
+        if call.ended:
+            return
         try:
             await self.audio.begin()
             if call.ended or self.connection is not connection:
@@ -520,13 +562,43 @@ class PhoneEngine:
             )
         )
 
+    async def dial(self, number: str) -> Call:
+        """Call ``number`` over the kept connection (or one set up for it:
+        R1). The call is ``dialing`` at once, ``ringing`` when the far end
+        rings, ``connected`` when it answers; a refusal (an unknown number,
+        say) ends it with the platform's error code as its reason."""
+        if self.agent is None:
+            raise PhoneError("sign in first")
+        if not re.fullmatch(PHONE_NUMBER_PATTERN, number):
+            raise PhoneError(
+                f"{number!r} is not a phone number: digits, an optional leading +, 2 to 15 digits"
+            )
+        if self.calls:
+            current = next(iter(self.calls.values()))
+            raise PhoneError(f"finish the current call ({current.call_id}) first")
+        call = Call(
+            "call-" + secrets.token_hex(6),
+            Direction.OUTBOUND,
+            number,
+            connection_id=self.connection.id if self.connection is not None else "",
+            state=CallState.DIALING,
+            listener=self._call_changed,
+        )
+        self._begin_call(call, "dialed")
+        try:
+            await self._send(Dial(call_id=call.call_id, number=number))
+        except PhoneError:
+            await self._end_call(call, "not_sent")
+            raise
+        return call
+
     async def decline(self, call_id: str | None = None) -> None:
         call = self._require_call(call_id, "alerting")
         await self._send(DeclineCall(call_id=call.call_id))
         await self._end_call(call, "declined")
 
     async def hangup(self, call_id: str | None = None) -> None:
-        call = self._require_call(call_id, "answering", "connected", "held")
+        call = self._require_call(call_id, "dialing", "ringing", "answering", "connected", "held")
         await self._send(Hangup(call_id=call.call_id))
         await self._end_call(call, "agent_hangup")
 

@@ -27,6 +27,13 @@ __all__ = [
     "CallEnded",
     "CallHeld",
     "CallOffered",
+    "CallRinging",
+    "Dial",
+    "PHONE_NUMBER_PATTERN",
+    "IncomingCall",
+    "AcceptIncoming",
+    "AwaitCalls",
+    "AwaitingCalls",
     "CallerHangup",
     "CallerToPlatform",
     "ConnectionAnswer",
@@ -132,6 +139,22 @@ class SignOut(Message, tag="sign_out", frozen=True):
     pass
 
 
+#: A call's id, as the phone makes one for a call it places.
+CallId = Annotated[str, msgspec.Meta(pattern=r"^call-[0-9a-f]{12}$")]
+#: A telephone number: E.164 (``+`` and up to 15 digits) or an extension.
+PHONE_NUMBER_PATTERN = r"^\+?[0-9]{2,15}$"
+PhoneNumber = Annotated[str, msgspec.Meta(pattern=PHONE_NUMBER_PATTERN)]
+
+
+class Dial(Message, tag="dial", frozen=True):
+    """The agent places a call to ``number`` (docs/protocol.md "Outbound
+    calls"). The phone names the call; the platform answers ``call_ringing``
+    when the far end rings, or an ``error`` with this ``call_id``."""
+
+    call_id: CallId
+    number: PhoneNumber
+
+
 # --- hold and DTMF (phone <-> platform) ----------------------------------------
 
 #: 1 to 32 DTMF keys (the same rule as ``agent_phone.media.tones.validate_dtmf``).
@@ -235,6 +258,7 @@ AgentToPlatform = (
     | RefreshSession
     | ResumeSession
     | QualityReport
+    | Dial
 )
 
 
@@ -306,6 +330,18 @@ class CallOffered(Message, tag="call_offered", frozen=True):
     delivery_ms: float = 0.0
 
 
+class CallRinging(Message, tag="call_ringing", frozen=True):
+    """The agent's outbound call is ringing at the far end, and will be
+    carried over ``connection_id`` (set up first when there was none: R1)."""
+
+    call_id: str
+    number: str
+    connection_id: str
+    over_persistent_connection: bool
+    #: Dialed -> ringing at the platform, connection set-up included.
+    delivery_ms: float = 0.0
+
+
 class CallConnected(Message, tag="call_connected", frozen=True):
     call_id: str
     agent: str = ""
@@ -361,6 +397,7 @@ PlatformToAgent = (
     | ConnectionOffer
     | ConnectionState
     | CallOffered
+    | CallRinging
     | CallConnected
     | CallEnded
     | SessionRefreshed
@@ -386,10 +423,29 @@ class PlaceCall(Message, tag="place_call", frozen=True):
 
 
 class CallerHangup(Message, tag="caller_hangup", frozen=True):
+    """The customer hangs up (or, for a call still ringing at them, declines it)."""
+
     call_id: str
 
 
-CallerToPlatform = PlaceCall | CallerHangup
+class AwaitCalls(Message, tag="await_calls", frozen=True):
+    """The trunk takes calls to ``number`` (the answering customer): the
+    platform answers ``awaiting_calls``, then ``incoming_call`` for each call."""
+
+    version: int
+    number: PhoneNumber
+    trunk_token: str = ""
+
+
+class AcceptIncoming(Message, tag="accept_incoming", frozen=True):
+    """The customer answers an ``incoming_call``, with their leg's SDP offer;
+    the platform answers ``call_accepted``, then ``call_connected``."""
+
+    call_id: str
+    sdp: str
+
+
+CallerToPlatform = PlaceCall | CallerHangup | AwaitCalls | AcceptIncoming
 
 
 class CallAccepted(Message, tag="call_accepted", frozen=True):
@@ -406,7 +462,22 @@ class QueuePosition(Message, tag="queue_position", frozen=True):
     position: int
 
 
-PlatformToCaller = CallAccepted | QueuePosition | CallConnected | CallEnded | Error
+class AwaitingCalls(Message, tag="awaiting_calls", frozen=True):
+    number: str
+
+
+class IncomingCall(Message, tag="incoming_call", frozen=True):
+    """An agent calls the number this trunk awaits calls to."""
+
+    call_id: str
+    number: str
+    #: Who calls: the agent's name.
+    agent: str
+
+
+PlatformToCaller = (
+    CallAccepted | QueuePosition | CallConnected | CallEnded | AwaitingCalls | IncomingCall | Error
+)
 
 
 ErrorCode = Literal[
@@ -428,4 +499,7 @@ ErrorCode = Literal[
     "token_expired",
     "locked_out",
     "rate_limited",
+    "unknown_number",
+    "number_taken",
+    "busy",
 ]
