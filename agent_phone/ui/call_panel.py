@@ -53,7 +53,15 @@ END_REASONS = {
     "audio_failure": "Your audio device failed; the call went to another agent.",
     "shutdown": "The platform shut down.",
     "closed": "The phone closed.",
+    # An outbound call's own endings.
+    "unknown_number": "Nobody can be reached at that number.",
+    "busy": "That number is on another call.",
+    "no_answer": "No answer.",
+    "connection_failed": "Your phone could not be connected for the call.",
+    "media_failed": "The call's audio could not be connected.",
 }
+#: Where an outbound call's reason means something else than an inbound one's.
+OUTBOUND_END_REASONS = {"declined": "They declined the call."}
 
 # A full style (border included) so the colours are exactly these on every
 # platform style; white on these greens and reds keeps a contrast above 4.5:1.
@@ -67,6 +75,7 @@ _GREEN = {"bg": "#2e7d32", "fg": "white", "edge": "#1b5e20", "hover": "#388e3c"}
 _RED = {"bg": "#c62828", "fg": "white", "edge": "#8e0000", "hover": "#d32f2f"}
 _PLAIN = {"bg": "#eceff1", "fg": "#263238", "edge": "#90a4ae", "hover": "#e3e8eb"}
 BUTTON_STYLE = {
+    "dial": _BUTTON.format(**_PLAIN),
     "answer": _BUTTON.format(**_GREEN),
     "decline": _BUTTON.format(**_RED),
     "hangup": _BUTTON.format(**_RED),
@@ -89,6 +98,8 @@ _KEY_STYLE = (
 
 class CallView(enum.Enum):
     IDLE = "idle"
+    #: The agent's own call, dialing or ringing at the far end.
+    CALLING = "calling"
     INCOMING = "incoming"
     ANSWERING = "answering"
     CONNECTED = "connected"
@@ -118,12 +129,14 @@ class CallActions:
         self.hold = QAction("H&old", parent)
         self.hold.setCheckable(True)
         self.hold.setShortcut(QKeySequence("Ctrl+H"))
+        self.dial = QAction("&Dial…", parent)
+        self.dial.setShortcut(QKeySequence("Ctrl+D"))
         for action in self.all():
             action.setEnabled(False)
             action.setToolTip(f"{action.text().replace('&', '')} ({action.shortcut().toString()})")
 
     def all(self) -> tuple[QAction, ...]:
-        return (self.answer, self.decline, self.hangup, self.mute, self.hold)
+        return (self.dial, self.answer, self.decline, self.hangup, self.mute, self.hold)
 
 
 class CallPanel(QFrame):
@@ -195,7 +208,7 @@ class CallPanel(QFrame):
         self.quality = QualityIndicator(self)
         self.buttons: dict[str, QToolButton] = {}
         row = QHBoxLayout()
-        for name in ("answer", "decline", "mute", "hold", "hangup"):
+        for name in ("dial", "answer", "decline", "mute", "hold", "hangup"):
             action: QAction = getattr(self.call_actions, name)
             button = QToolButton(self)
             button.setDefaultAction(action)
@@ -278,12 +291,19 @@ class CallPanel(QFrame):
     def _on_call(self, event: events.CallChanged) -> None:
         """Every change of every call; the panel shows one, the latest begun."""
         if event.call_id != self._call_id and event.previous is not None:
-            if self._view in (CallView.INCOMING, CallView.ANSWERING, CallView.CONNECTED):
+            if self._view in (
+                CallView.CALLING,
+                CallView.INCOMING,
+                CallView.ANSWERING,
+                CallView.CONNECTED,
+            ):
                 logger.debug("%s %s: not the call shown", event.call_id, event.state)
                 return
             self._caller = event.peer  # begun before the panel saw it
             self._new_call(event.call_id)
         match event.state:
+            case "dialing" | "ringing":
+                self._on_calling(event)
             case "alerting":
                 self._on_alerting(event)
             case "connected" if event.previous == "held":
@@ -309,9 +329,32 @@ class CallPanel(QFrame):
         view = CallView.ANSWERING if event.auto_answer else CallView.INCOMING
         self._set_view(view, event.call_id)
 
+    def _on_calling(self, event: events.CallChanged) -> None:
+        """The agent's own call: dialing, then ringing at the far end."""
+        self._caller = event.peer
+        if event.state == "dialing":
+            self._new_call(event.call_id)
+            self._connected_at = None
+            self._facts = ["Outbound call", "Dialing…"]
+            self._answered = ""
+            self._hearing = False
+            self.call_actions.mute.setChecked(False)
+            self._set_held(False)
+        else:
+            how = (
+                "over the kept connection" if event.over_persistent_connection else "new connection"
+            )
+            self._facts = ["Outbound call", f"Ringing ({how})"]
+        self._show_facts()
+        self._set_view(CallView.CALLING, event.call_id)
+
     def _on_answered(self, event: events.CallChanged) -> None:
         self._connected_at = time.monotonic() - event.duration_s
-        self._answered = "Answered automatically" if event.auto_answer else "Answered"
+        if event.direction == "outbound":
+            self._facts = ["Outbound call"]
+            self._answered = "They answered"
+        else:
+            self._answered = "Answered automatically" if event.auto_answer else "Answered"
         self._show_facts()
         self._set_view(CallView.CONNECTED, event.call_id)
 
@@ -351,7 +394,9 @@ class CallPanel(QFrame):
         self.detail.setText("\n".join(lines))
 
     def _on_ended(self, event: events.CallChanged) -> None:
-        reason = END_REASONS.get(event.reason, f"Ended: {event.reason.replace('_', ' ')}.")
+        reason = (OUTBOUND_END_REASONS if event.direction == "outbound" else {}).get(
+            event.reason
+        ) or END_REASONS.get(event.reason, f"Ended: {event.reason.replace('_', ' ')}.")
         if event.duration_s:
             reason += f" Talk time {_duration(event.duration_s)}."
         self._ended_text = reason
@@ -438,6 +483,7 @@ class CallPanel(QFrame):
         view = self._view
         titles = {
             CallView.IDLE: "No call",
+            CallView.CALLING: "Calling…",
             CallView.INCOMING: "Incoming call",
             CallView.ANSWERING: "Connecting…",
             CallView.CONNECTED: "On hold" if self._held else "On a call",
@@ -460,13 +506,17 @@ class CallPanel(QFrame):
             self.elapsed.setText("")
         ringing = view is CallView.INCOMING
         talking = view in (CallView.ANSWERING, CallView.CONNECTED)
+        calling = view is CallView.CALLING
+        free = view in (CallView.IDLE, CallView.ENDED)
+        self.call_actions.dial.setEnabled(free and self._controller.state is SessionState.SIGNED_IN)
         self.call_actions.answer.setEnabled(ringing)
         self.call_actions.decline.setEnabled(ringing)
-        self.call_actions.hangup.setEnabled(talking)
+        self.call_actions.hangup.setEnabled(talking or calling)
         self.call_actions.mute.setEnabled(talking)
+        self.buttons["dial"].setVisible(free)
         self.buttons["answer"].setVisible(ringing)
         self.buttons["decline"].setVisible(ringing)
-        self.buttons["hangup"].setVisible(talking)
+        self.buttons["hangup"].setVisible(talking or calling)
         self.buttons["mute"].setVisible(talking)
         connected = view is CallView.CONNECTED
         self.call_actions.hold.setEnabled(connected)

@@ -208,6 +208,12 @@ class PhoneController(QObject):
             self.answer_failed.emit()
             raise
 
+    def dial(self, number: str) -> None:
+        self._command(f"call {number}", lambda e: self._dial(e, number))
+
+    async def _dial(self, engine: PhoneEngine, number: str) -> None:
+        await engine.dial(number)
+
     def decline(self) -> None:
         self._command("decline the call", lambda e: e.decline())
 

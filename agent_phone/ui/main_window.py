@@ -24,6 +24,7 @@ from agent_phone.ui.bridges import ConnectionStateBridge, PhoneBridge
 from agent_phone.ui.call_panel import CallPanel
 from agent_phone.ui.controller import PhoneController, SessionState
 from agent_phone.ui.device_tools import REFRESH_MS, DeviceTools
+from agent_phone.ui.dial_pad import DialPad
 from agent_phone.ui.history_view import HistoryDialog
 from agent_phone.ui.indicator import ConnectionIndicator, reason_text
 from agent_phone.ui.passwords import PasswordVault
@@ -47,6 +48,7 @@ MESSAGE_MS = 15000
 
 SHORTCUTS = """\
 <table>
+<tr><td><b>Ctrl+D</b></td><td>Dial a number (the dial pad; Enter calls)</td></tr>
 <tr><td><b>Ctrl+Return</b></td><td>Answer the ringing call</td></tr>
 <tr><td><b>Ctrl+Backspace</b></td><td>Decline the ringing call, or hang up</td></tr>
 <tr><td><b>Ctrl+M</b></td><td>Mute / unmute</td></tr>
@@ -89,6 +91,8 @@ class MainWindow(QMainWindow):
         self._connection = connection
         self._store = store
         self._settings_dialog: SettingsDialog | None = None
+        #: The dial pad while it is open.
+        self.dial_pad: DialPad | None = None
         self._title = "Agent Phone"
         self.sign_in = SignInFlow(controller, store, vault, parent=self)
         self._setup_ui()
@@ -172,6 +176,7 @@ class MainWindow(QMainWindow):
             phone.addAction(item) if item else phone.addSeparator()
         call = self.menuBar().addMenu("&Call")
         call.addActions(list(self.call_panel.call_actions.all()))
+        self.call_panel.call_actions.dial.triggered.connect(self._on_dial)
         help_menu = self.menuBar().addMenu("&Help")
         self.shortcuts_action = self._action("&Keyboard Shortcuts", self._on_shortcuts, "F1")
         help_menu.addAction(self.shortcuts_action)
@@ -277,6 +282,21 @@ class MainWindow(QMainWindow):
         else:
             self._devices_pending = True
             self._on_message("The new audio devices are used when this call ends.")
+
+    def _on_dial(self) -> None:
+        """The dial pad, one at a time; the call it places shows in the panel."""
+        if self.dial_pad is None:
+            self.dial_pad = DialPad(self)
+            self.dial_pad.dial.connect(self._controller.dial)
+            self.dial_pad.finished.connect(self._on_dial_finished)
+        self.dial_pad.show()
+        self.dial_pad.raise_()
+        self.dial_pad.activateWindow()
+
+    def _on_dial_finished(self, _result: int) -> None:
+        if self.dial_pad is not None:
+            self.dial_pad.deleteLater()
+            self.dial_pad = None
 
     def _on_history(self) -> None:
         if self._history is None:

@@ -1,0 +1,94 @@
+"""The dial pad in the real window, against the real platform: the agent
+dials a customer's number by keyboard and by clicks, and the call panel
+follows the outbound call (as test_ui_hold.py: offscreen window, qasync,
+the platform and the answering caller as processes)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import test_ui_window
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+from test_ui_window import active, signed_in, until, window
+
+from agent_phone.ui.call_panel import CallView
+from agent_phone.ui.dial_pad import DialPad
+
+NUMBER = "+15550100"
+
+qloop = test_ui_window.qloop  # the same fixture
+
+
+def test_the_dial_pad_calls_a_number_and_the_panel_follows_the_call(
+    qloop, qtbot, virtual_audio, platform, start_caller, tmp_path
+):
+    async def steps() -> dict:
+        async with window(tmp_path) as gui:
+            win = gui.window
+            panel = win.call_panel
+            dial = panel.call_actions.dial
+            assert not dial.isEnabled()  # signed out: nothing to dial with
+            await signed_in(gui, platform.url, "bob")
+            await until(lambda: dial.isEnabled(), "Dial enabled once signed in")
+            assert panel.buttons["dial"].isVisible()
+
+            customer = start_caller(
+                platform.url, "--answer", NUMBER, "--tone", "440", "--duration", "0"
+            )
+            await asyncio.to_thread(platform.wait_for, "number_awaiting", 15, number=NUMBER)
+
+            # Ctrl+D opens the pad with the focus in the number field.
+            await active(gui)
+            QTest.keyClick(panel, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
+            await until(lambda: isinstance(win.dial_pad, DialPad), "the dial pad")
+            pad = win.dial_pad
+            assert pad is not None
+            await until(lambda: pad.isVisible(), "the dial pad shown")
+            assert not pad.call_button.isEnabled()
+            # Typed: letters are refused, digits kept; then corrected by clicks.
+            QTest.keyClicks(pad.number, "+1555abc01")
+            assert pad.number.text() == "+155501"
+            qtbot.mouseClick(pad.keys["⌫"], Qt.MouseButton.LeftButton)
+            assert pad.number.text() == "+15550" and pad.call_button.isEnabled()
+            for key in "100":
+                qtbot.mouseClick(pad.keys[key], Qt.MouseButton.LeftButton)
+            assert pad.number.text() == NUMBER and pad.call_button.isEnabled()
+            QTest.keyClick(pad.number, Qt.Key.Key_Return)  # Enter calls
+
+            await until(lambda: panel.view is CallView.CONNECTED, "the call connected", 20)
+            assert win.dial_pad is None or not win.dial_pad.isVisible()
+            assert panel.caller.text() == NUMBER and "They answered" in panel.detail.text()
+            assert not dial.isEnabled() and panel.buttons["hangup"].isVisible()
+            await asyncio.sleep(1.0)
+            qtbot.mouseClick(panel.buttons["hangup"], Qt.MouseButton.LeftButton)
+            await until(lambda: panel.view is CallView.ENDED, "the call ended")
+            assert "You hung up" in panel.detail.text()
+            assert dial.isEnabled()
+            code, summary = await asyncio.to_thread(customer.result, 20)
+            assert code == 0 and summary["agent"] == "bob", summary
+
+            # An unknown number: the panel says so, and the pad can dial again.
+            dial.trigger()
+            await until(lambda: win.dial_pad is not None and win.dial_pad.isVisible(), "pad")
+            pad = win.dial_pad
+            assert pad is not None
+            QTest.keyClicks(pad.number, "+15550199")
+            qtbot.mouseClick(pad.call_button, Qt.MouseButton.LeftButton)
+            await until(
+                lambda: panel.view is CallView.ENDED and "Nobody" in panel.detail.text(),
+                "the refusal shown",
+            )
+            # Escape closes a pad opened by mistake.
+            dial.trigger()
+            await until(lambda: win.dial_pad is not None and win.dial_pad.isVisible(), "pad")
+            QTest.keyClick(win.dial_pad, Qt.Key.Key_Escape)
+            await until(lambda: win.dial_pad is None, "the pad closed")
+            QApplication.processEvents()
+            return summary
+
+    summary = qloop.run_until_complete(asyncio.wait_for(steps(), 75))
+    states = [e["event"] for e in platform.matching("call_answered")]
+    assert states == ["call_answered"]
+    assert summary["ended_by"] == "agent"
