@@ -310,15 +310,72 @@ async def quality_scene(url: str, out: Path, workdir: Path, dark: bool = False) 
             caller.stop()
 
 
+async def dial_scene(url: str, out: Path, workdir: Path) -> None:
+    """The dial pad with a number typed (``dial-pad.png``), then the outbound
+    call it placed, connected (``outbound-call.png``)."""
+    from procs import CallerProcess
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QPainter, QPixmap
+    from test_ui_window import MemoryKeyring, _args
+
+    from agent_phone.ui.app import GuiApp
+    from agent_phone.ui.call_panel import CallView
+    from agent_phone.ui.controller import SessionState
+    from agent_phone.ui.passwords import PasswordVault
+    from agent_phone.ui.settings import SettingsStore
+    from agent_phone.ui.sign_in import SignInForm
+
+    store = SettingsStore.at(workdir / "dial-settings.ini")
+    gui = GuiApp(
+        _args(), store, PasswordVault(MemoryKeyring()), history_path=workdir / "d-history.jsonl"
+    )
+    win, panel = gui.window, gui.window.call_panel
+    win.resize(560, 440)
+    win.show()
+    customer = CallerProcess(url, "--answer", "+15550100", "--duration", "0", log_dir=workdir)
+    try:
+        win.sign_in.submit(SignInForm(url, "alice", "demo", save_account=False))
+        await until(lambda: gui.controller.state is SessionState.SIGNED_IN, "signed in")
+        await asyncio.sleep(1.0)  # the customer's trunk awaits calls to the number
+        panel.call_actions.dial.trigger()
+        await until(lambda: win.dial_pad is not None and win.dial_pad.isVisible(), "the pad")
+        pad = win.dial_pad
+        assert pad is not None
+        pad.number.setText("+15550100")
+        await asyncio.sleep(0.3)
+        # The pad over the window, where the window system would show it.
+        picture = QPixmap(win.size())
+        picture.fill()
+        painter = QPainter(picture)
+        painter.drawPixmap(0, 0, win.grab())
+        offset = QPoint(win.width() - pad.width() - 16, 40)
+        painter.drawPixmap(offset, pad.grab())
+        painter.end()
+        picture.save(str(out / "dial-pad.png"))
+        print("wrote", out / "dial-pad.png", flush=True)
+        pad.call_button.click()
+        await until(lambda: panel.view is CallView.CONNECTED, "connected")
+        await asyncio.sleep(2.5)
+        win.grab().save(str(out / "outbound-call.png"))
+        print("wrote", out / "outbound-call.png", flush=True)
+        panel.call_actions.hangup.trigger()
+        await until(lambda: panel.view is CallView.ENDED, "ended")
+    finally:
+        win.close()
+        await gui.close()
+        customer.stop()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     p.add_argument("--dark", action="store_true", help="a dark palette; writes *-dark.png")
     p.add_argument(
         "--scene",
-        choices=("all", "main", "quality"),
+        choices=("all", "main", "quality", "dial"),
         default="all",
-        help="main: every picture but quality.png; quality: only quality.png",
+        help="main: every picture but quality.png and the dial pad's; quality: only quality.png;"
+        " dial: only dial-pad.png and outbound-call.png",
     )
     opts = p.parse_args()
     import virtual_audio
@@ -349,6 +406,8 @@ def main() -> int:
                 loop.run_until_complete(scenes(platform.url, opts.out, audio, workdir, opts.dark))
             if opts.scene in ("all", "quality"):
                 loop.run_until_complete(quality_scene(platform.url, opts.out, workdir, opts.dark))
+            if opts.scene in ("all", "dial") and not opts.dark:
+                loop.run_until_complete(dial_scene(platform.url, opts.out, workdir))
     finally:
         platform.stop()
         stop_process(xvfb)
