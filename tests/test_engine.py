@@ -93,6 +93,14 @@ async def test_a_call_lives_in_one_object_and_each_change_is_told_once(agent, pl
     customer = asyncio.create_task(
         place_call(_customer(platform), ToneSource(440.0), hangup=hangup)
     )
+    try:
+        await _first_call(agent, customer, hangup)
+    finally:  # a failed assertion must not leave the customer's call running
+        hangup.set()
+        await asyncio.wait_for(customer, 20)
+
+
+async def _first_call(agent: Agent, customer: asyncio.Task, hangup: asyncio.Event) -> None:
     offered = await agent.wait_for(events.CallChanged, lambda e: e.state == "alerting")
     assert isinstance(offered, events.CallChanged)
     call_id = offered.call_id
@@ -101,7 +109,9 @@ async def test_a_call_lives_in_one_object_and_each_change_is_told_once(agent, pl
     assert offered.previous is None and offered.peer == "Dana" and offered.queue == "support"
 
     # Wrong state and unknown calls are refused by the phone, and change nothing.
-    with pytest.raises(PhoneError, match="alerting, not answering or connected or held"):
+    with pytest.raises(
+        PhoneError, match="alerting, not dialing or ringing or answering or connected or held"
+    ):
         await agent.engine.hangup()
     with pytest.raises(PhoneError, match="there is no call 'call-nope'"):
         await agent.engine.answer("call-nope")
