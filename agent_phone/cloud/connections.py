@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from agent_phone.cloud.admin import Timeouts
@@ -49,40 +50,73 @@ class AgentEndpoint(Protocol):
     def send(self, message: Message) -> None: ...
 
 
+@dataclass(eq=False)
+class _AgentMedia:
+    """Everything the manager keeps for one agent, in one place."""
+
+    #: The agent's signed-in session (None once signed out).
+    session: AgentEndpoint | None = None
+    #: Their connection, set up or setting up.
+    link: AgentLink | None = None
+    #: The set-up under way, which concurrent callers share.
+    setup: asyncio.Task[AgentLink] | None = None
+    #: A call is routed, ringing or connected on the connection.
+    in_call: bool = False
+    #: The agent asked to end the connection during a call (R9, R10).
+    close_after_call: bool = False
+    #: The idle timeout of a kept connection (R7), and when it will fire.
+    timer: asyncio.TimerHandle | None = None
+    expires_at: float | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing left to keep: the entry can go."""
+        return self.session is None and self.link is None and self.setup is None
+
+
 class ConnectionManager:
     def __init__(self, config: PlatformConfig, events: EventLog, timeouts: Timeouts) -> None:
         self.config = config
         self.timeouts = timeouts
         self._events = events
-        self._links: dict[str, AgentLink] = {}
-        self._sessions: dict[str, AgentEndpoint] = {}
-        self._setups: dict[str, asyncio.Task[AgentLink]] = {}
+        #: Per agent, by name.
+        self._agents: dict[str, _AgentMedia] = {}
+        #: Connection offers waiting for the phone's answer, by connection id.
         self._answers: dict[str, asyncio.Future[str]] = {}
-        self._in_call: set[str] = set()
-        self._close_after_call: set[str] = set()
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._expires_at: dict[str, float] = {}
         self._tasks = TaskSet("connections")
         #: Told when a link dies under a call, so the router can save the call.
         self.on_link_lost: LinkLost = lambda agent, link, reason: None
+
+    def _media(self, agent: str) -> _AgentMedia:
+        media = self._agents.get(agent)
+        if media is None:
+            media = self._agents[agent] = _AgentMedia()
+        return media
+
+    def _forget_if_idle(self, agent: str) -> None:
+        media = self._agents.get(agent)
+        if media is not None and media.idle:
+            del self._agents[agent]
 
     # --- queries -------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
         """How many of each thing it holds (the ``memory`` event: these must
         not grow call after call)."""
+        media = self._agents.values()
         return {
-            "links": len(self._links),
-            "setups": len(self._setups),
-            "timers": len(self._timers),
+            "links": sum(m.link is not None for m in media),
+            "setups": sum(m.setup is not None for m in media),
+            "timers": sum(m.timer is not None for m in media),
         }
 
     def active_link(self, agent: str) -> AgentLink | None:
-        link = self._links.get(agent)
+        link = self.link(agent)
         return link if link is not None and link.state is LinkState.ACTIVE else None
 
     def link(self, agent: str) -> AgentLink | None:
-        return self._links.get(agent)
+        media = self._agents.get(agent)
+        return media.link if media is not None else None
 
     def timeout_for(self, agent: str) -> float:
         return self.timeouts.for_agent(agent)
@@ -90,17 +124,17 @@ class ConnectionManager:
     def describe(self, session: AgentEndpoint) -> ConnectionState | None:
         """The agent's connection as a ``connection_state`` would report it now
         (for a resumed session's snapshot); None when there is none."""
-        link = self._links.get(session.name)
-        if link is None or link.state is LinkState.CLOSED:
+        media = self._agents.get(session.name)
+        link = media.link if media is not None else None
+        if media is None or link is None or link.state is LinkState.CLOSED:
             return None
-        name = session.name
         return ConnectionState(
             connection_id=link.id,
             state="active" if link.state is LinkState.ACTIVE else "connecting",
             reason="resumed",
-            kept=session.persistent and name not in self._close_after_call,
-            in_call=name in self._in_call,
-            expires_at=self._expires_at.get(name),
+            kept=session.persistent and not media.close_after_call,
+            in_call=media.in_call,
+            expires_at=media.expires_at,
         )
 
     # --- setting up (R1, R5, R8) ----------------------------------------------
@@ -109,19 +143,26 @@ class ConnectionManager:
         """The agent's active connection, set up first when there is none."""
         if (link := self.active_link(session.name)) is not None:
             return link
-        setup = self._setups.get(session.name)
+        media = self._media(session.name)
+        setup = media.setup
         if setup is None:
             setup = asyncio.get_running_loop().create_task(self._set_up(session, reason))
-            self._setups[session.name] = setup
-            setup.add_done_callback(lambda _t: self._setups.pop(session.name, None))
+            media.setup = setup
+
+            def done(task: asyncio.Task[AgentLink]) -> None:
+                if media.setup is task:
+                    media.setup = None
+                self._forget_if_idle(session.name)
+
+            setup.add_done_callback(done)
         return await asyncio.shield(setup)
 
     async def _set_up(self, session: AgentEndpoint, reason: str) -> AgentLink:
-        old = self._links.get(session.name)
-        if old is not None:
+        media = self._media(session.name)
+        if media.link is not None:
             await self._close(session.name, "replaced")
         link = AgentLink(session.name, self._on_dead)
-        self._links[session.name] = link
+        media.link = link
         started = time.monotonic()
         self._events.emit(
             "connection_offered", agent=session.name, connection_id=link.id, reason=reason
@@ -157,13 +198,13 @@ class ConnectionManager:
             setup_ms=round((time.monotonic() - started) * 1000, 1),
         )
         self._send_state(session, link, "active", reason)
-        if session.name not in self._in_call:
+        if not media.in_call:
             # Set up ahead of any call (R5) or for a call already gone.
             await self._after_call(session, link, reason)
         return link
 
     def accept_answer(self, session: AgentEndpoint, message: ConnectionAnswer) -> None:
-        link = self._links.get(session.name)
+        link = self.link(session.name)
         future = self._answers.get(message.connection_id)
         if link is None or link.id != message.connection_id or future is None:
             raise RequestError(
@@ -184,7 +225,7 @@ class ConnectionManager:
 
     def begin_call(self, session: AgentEndpoint) -> None:
         """A call is being routed to the agent: its connection is busy from now."""
-        self._in_call.add(session.name)
+        self._media(session.name).in_call = True
         self._cancel_timer(session.name)
 
     def call_delivered(self, session: AgentEndpoint, link: AgentLink) -> None:
@@ -192,16 +233,21 @@ class ConnectionManager:
 
     async def call_finished(self, session: AgentEndpoint) -> None:
         """A call on the agent's connection ended: keep it or close it (R2)."""
-        self._in_call.discard(session.name)
-        link = self._links.get(session.name)
+        media = self._agents.get(session.name)
+        if media is None:
+            return
+        media.in_call = False
+        link = media.link
         if link is not None and link.state is LinkState.ACTIVE:
             await self._after_call(session, link, "call_ended")
+        self._forget_if_idle(session.name)
 
     async def _after_call(self, session: AgentEndpoint, link: AgentLink, reason: str) -> None:
+        media = self._media(session.name)
         if not session.signed_in:
             await self._close(session.name, "signed_out", link)
-        elif session.name in self._close_after_call:
-            self._close_after_call.discard(session.name)
+        elif media.close_after_call:
+            media.close_after_call = False
             await self._close(session.name, "stopped_by_agent", link)
         elif not session.persistent:
             await self._close(session.name, "persistent_off", link)
@@ -211,31 +257,39 @@ class ConnectionManager:
     def _keep(self, session: AgentEndpoint, link: AgentLink, reason: str) -> None:
         timeout = self.timeout_for(session.name)
         self._cancel_timer(session.name)
+        media = self._media(session.name)
         loop = asyncio.get_running_loop()
-        self._timers[session.name] = loop.call_later(timeout, self._timed_out, session, link)
-        self._expires_at[session.name] = time.time() + timeout
+        media.timer = loop.call_later(timeout, self._timed_out, session, link)
+        media.expires_at = time.time() + timeout
         self._events.emit(
             "connection_kept",
             agent=session.name,
             connection_id=link.id,
-            expires_at=self._expires_at[session.name],
+            expires_at=media.expires_at,
         )
         self._send_state(session, link, "active", reason)
 
     def _timed_out(self, session: AgentEndpoint, link: AgentLink) -> None:
-        self._timers.pop(session.name, None)
-        if self._links.get(session.name) is link and session.name not in self._in_call:
+        media = self._agents.get(session.name)
+        if media is None:
+            return
+        media.timer = None
+        if media.link is link and not media.in_call:
             self._tasks.spawn(self._close(session.name, "timeout", link), "timeout")
 
     def _cancel_timer(self, agent: str) -> None:
-        self._expires_at.pop(agent, None)
-        if (timer := self._timers.pop(agent, None)) is not None:
+        media = self._agents.get(agent)
+        if media is None:
+            return
+        media.expires_at = None
+        if (timer := media.timer) is not None:
+            media.timer = None
             timer.cancel()
 
     # --- the agent's requests (R9, R10) and other ends (R5, R11, R13) -------------
 
     async def signed_in(self, session: AgentEndpoint) -> None:
-        self._sessions[session.name] = session
+        self._media(session.name).session = session
         if session.persistent and ACCEPT_OFF_QUEUE in session.permissions:
             self._tasks.spawn(self._establish_quietly(session, "sign_in"), "sign-in")
 
@@ -247,81 +301,90 @@ class ConnectionManager:
 
     async def set_persistent(self, session: AgentEndpoint, on: bool) -> None:
         session.persistent = on
-        link = self._links.get(session.name)
+        media = self._media(session.name)
+        link = media.link
         if on:
-            self._close_after_call.discard(session.name)
+            media.close_after_call = False
             if link is None and ACCEPT_OFF_QUEUE in session.permissions:
                 self._tasks.spawn(self._establish_quietly(session, "sign_in"), "setting")
             elif link is not None and link.state is LinkState.ACTIVE:
-                if session.name in self._in_call:
+                if media.in_call:
                     self._send_state(session, link, "active", "setting_on")
                 else:
                     self._keep(session, link, "setting_on")
         elif link is not None:
-            if session.name in self._in_call:
+            if media.in_call:
                 self._send_state(session, link, "active", "closing_after_call")
             else:
                 await self._close(session.name, "persistent_off", link)
 
     async def end_connection(self, session: AgentEndpoint) -> None:
         """R9: end the connection now, or when the current call ends."""
-        link = self._links.get(session.name)
+        media = self._media(session.name)
+        link = media.link
         if link is None:
             self._send_closed(session, "none", "no_connection")
-        elif session.name in self._in_call:
-            self._close_after_call.add(session.name)
+        elif media.in_call:
+            media.close_after_call = True
             self._send_state(session, link, "active", "closing_after_call")
         else:
             await self._close(session.name, "stopped_by_agent", link)
 
     async def signed_out(self, session: AgentEndpoint, reason: str) -> None:
-        if self._sessions.get(session.name) is session:
-            del self._sessions[session.name]
-        self._in_call.discard(session.name)
-        self._close_after_call.discard(session.name)
-        if (setup := self._setups.get(session.name)) is not None:
-            setup.cancel()
+        media = self._agents.get(session.name)
+        if media is None:
+            return
+        if media.session is session:
+            media.session = None
+        media.in_call = False
+        media.close_after_call = False
+        if media.setup is not None:
+            media.setup.cancel()
         await self._close(session.name, reason)
+        self._forget_if_idle(session.name)
 
     # --- closing ---------------------------------------------------------------
 
     def _on_dead(self, link: AgentLink, reason: str) -> None:
-        if self._links.get(link.agent) is not link:
+        media = self._agents.get(link.agent)
+        if media is None or media.link is not link:
             return
-        session = self._sessions.get(link.agent)
-        if session is not None and link.agent in self._in_call:
+        if media.session is not None and media.in_call:
             self.on_link_lost(link.agent, link, reason)
-        self._in_call.discard(link.agent)
+        media.in_call = False
         self._tasks.spawn(self._close(link.agent, reason, link), "dead")
 
     async def _close(self, agent: str, reason: str, link: AgentLink | None = None) -> None:
-        current = self._links.get(agent)
+        media = self._agents.get(agent)
+        current = media.link if media is not None else None
         if link is None:
             link = current
         if link is None:
             return
-        if current is link:
-            del self._links[agent]
+        if media is not None and current is link:
+            media.link = None
             self._cancel_timer(agent)
         if link.state is LinkState.CLOSED:
+            self._forget_if_idle(agent)
             return
         # Tell the phone first, so it hears why before its WebRTC stack
         # sees the connection go.
-        if (session := self._sessions.get(agent)) is not None:
-            self._send_closed(session, link.id, reason)
+        if media is not None and media.session is not None:
+            self._send_closed(media.session, link.id, reason)
         await link.close()
         self._events.emit("connection_closed", agent=agent, connection_id=link.id, reason=reason)
+        self._forget_if_idle(agent)
 
     def _send_state(self, session: AgentEndpoint, link: AgentLink, state: str, reason: str) -> None:
-        name = session.name
+        media = self._agents.get(session.name) or _AgentMedia()
         session.send(
             ConnectionState(
                 connection_id=link.id,
                 state=state,
                 reason=reason,
-                kept=session.persistent and name not in self._close_after_call,
-                in_call=name in self._in_call,
-                expires_at=self._expires_at.get(name),
+                kept=session.persistent and not media.close_after_call,
+                in_call=media.in_call,
+                expires_at=media.expires_at,
             )
         )
 
@@ -329,8 +392,9 @@ class ConnectionManager:
         session.send(ConnectionState(connection_id=connection_id, state="closed", reason=reason))
 
     async def close(self) -> None:
-        for setup in list(self._setups.values()):
-            setup.cancel()
-        for agent in list(self._links):
+        for media in list(self._agents.values()):
+            if media.setup is not None:
+                media.setup.cancel()
+        for agent in list(self._agents):
             await self._close(agent, "shutdown")
         await self._tasks.close()
