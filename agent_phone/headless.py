@@ -93,6 +93,11 @@ class Headless:
                 if not isinstance(digits, str):
                     raise PhoneError('"digits" must be a string of 0-9, *, #, A-D')
                 await e.send_dtmf(digits, call_id)
+            case "status":
+                status, reason = c.get("status"), c.get("reason", "")
+                if not isinstance(status, str) or not isinstance(reason, str):
+                    raise PhoneError('"status" (and "reason", if given) must be strings')
+                await e.set_status(status, reason)
             case "on_queue":
                 await e.set_on_queue(True)
             case "off_queue":

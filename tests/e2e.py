@@ -15,7 +15,7 @@ import pytest
 from audio_analysis import make_tone
 from procs import CallerProcess, PhoneProcess, PlatformProcess
 
-from agent_phone.cloud.config import ACCEPT_OFF_QUEUE, hash_password
+from agent_phone.cloud.config import ACCEPT_OFF_QUEUE, DEMO_STATUS_REASONS, hash_password
 from agent_phone.media.wav import read_wav, write_wav
 
 
@@ -29,6 +29,8 @@ def write_config(path: Path, **platform: Any) -> Path:
         if name == "alice":
             lines.append(f'permissions = ["{ACCEPT_OFF_QUEUE}"]')
     lines += ["[queues.support]", 'members = ["alice", "bob", "carol"]']
+    lines += ["[status_reasons]"]  # as the built-in demo's
+    lines += [f"{status} = {list(names)!r}" for status, names in DEMO_STATUS_REASONS.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 

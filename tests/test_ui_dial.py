@@ -92,3 +92,50 @@ def test_the_dial_pad_calls_a_number_and_the_panel_follows_the_call(
     states = [e["event"] for e in platform.matching("call_answered")]
     assert states == ["call_answered"]
     assert summary["ended_by"] == "agent"
+
+
+def test_the_status_menu_sets_a_status_with_a_reason_and_shows_the_time_in_it(
+    qloop, qtbot, virtual_audio, platform, tmp_path
+):
+    async def steps() -> None:
+        async with window(tmp_path) as gui:
+            win = gui.window
+            strip = win.agent_panel
+            menu = strip.status_menu
+            assert not menu.isEnabled()
+            await signed_in(gui, platform.url, "carol")
+            await until(lambda: strip.status.text().startswith("Away"), "the status shown")
+            assert menu.isEnabled() and menu.title() == "&Status"
+            # The reasons the platform lists are a submenu of their status.
+            titles = [a.text() for a in menu.actions()]
+            assert "&Break" in titles and "&Busy" in titles
+            assert strip.status_entries[("away", "")].isChecked()
+            breaks = next(a.menu() for a in menu.actions() if a.text() == "&Break")
+            entries = [a.text() for a in breaks.actions() if not a.isSeparator()]
+            assert entries == ["&Without a reason", "coffee", "rest"]
+
+            strip.status_entries[("break", "coffee")].trigger()
+            await until(lambda: strip.status.text().startswith("Break (coffee) · 0:0"), "break")
+            assert strip.status_entries[("break", "coffee")].isChecked()
+            changed = await asyncio.to_thread(
+                platform.wait_for, "status_changed", 10, agent="carol", status="break"
+            )
+            assert changed["reason"] == "coffee"
+            # The time in it counts.
+            await until(lambda: strip.status.text() == "Break (coffee) · 0:01", "a second", 4)
+
+            # By keyboard: the menu opened, Up to its last entry (Offline), Enter.
+            menu.popup(win.mapToGlobal(win.rect().center()))
+            await until(lambda: menu.isVisible(), "the menu open")
+            QTest.keyClick(menu, Qt.Key.Key_Up)
+            QTest.keyClick(menu, Qt.Key.Key_Return)
+            await until(lambda: strip.status.text().startswith("Offline"), "offline")
+            # Available is on queue, as the queue toggle shows.
+            strip.status_entries[("available", "")].trigger()
+            await until(lambda: strip.on_queue, "on queue")
+            assert strip.status.text().startswith("Available (on queue)")
+
+    qloop.run_until_complete(asyncio.wait_for(steps(), 60))
+    statuses = [e["status"] for e in platform.matching("status_changed", agent="carol")]
+    # (and offline again when the window closed: signed out)
+    assert statuses == ["away", "break", "offline", "available", "offline"]

@@ -36,14 +36,14 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-#: What every program imports (and nothing that must start in the child).
+#: What every program imports (and nothing that must start in the child,
+#: nor a module run as ``-m``: runpy warns when it is imported already).
 PRELOAD = (
     "agent_phone.cloud.server",
     "agent_phone.cloud.config",
     "agent_phone.caller.client",
     "agent_phone.phone.engine",
     "agent_phone.headless",
-    "agent_phone.app",
 )
 NEVER_PRELOADED = ("sounddevice", "PySide6", "_sounddevice")
 

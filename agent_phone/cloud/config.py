@@ -18,6 +18,9 @@ format is documented in docs/administration.md; an example:
     [queues.support]
     members = ["alice", "bob"]
 
+    [status_reasons]               # the reasons an agent may give, per status
+    break = ["coffee", "rest"]
+
     [tls]                          # serve wss:// (paths relative to this file)
     cert_file = "platform.crt"
     key_file = "platform.key"
@@ -34,6 +37,7 @@ import argon2
 
 from agent_phone.cloud.proxies import TrustedProxies
 from agent_phone.cloud.ratelimit import RateLimitConfig
+from agent_phone.protocol import AGENT_STATUSES
 
 ACCEPT_OFF_QUEUE = "routing:conversation:acceptOffQueue"
 KNOWN_PERMISSIONS = frozenset({ACCEPT_OFF_QUEUE})
@@ -89,6 +93,9 @@ class PlatformConfig:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     source: str = "built-in demo"
+    #: The reasons an agent may give for each status (``set_status``); a
+    #: status with none listed takes no reason.
+    status_reasons: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: The SQLite file for agents, settings and call records (None: the
     #: default of agent_phone.cloud.storage.default_path).
     database: str | None = None
@@ -161,7 +168,36 @@ def demo_config(**overrides: object) -> PlatformConfig:
         "carol": AgentConfig("carol", h),
     }
     queues = {"support": QueueConfig("support", ("alice", "bob", "carol"))}
+    overrides.setdefault("status_reasons", DEMO_STATUS_REASONS)
     return PlatformConfig(agents=agents, queues=queues, **overrides)  # type: ignore[arg-type]
+
+
+#: The demo's reasons for each status.
+DEMO_STATUS_REASONS: dict[str, tuple[str, ...]] = {
+    "break": ("coffee", "rest"),
+    "meal": ("lunch", "dinner"),
+    "training": ("e-learning", "coaching"),
+    "meeting": ("team", "one-to-one"),
+    "away": ("personal", "technical problem"),
+}
+
+
+def _status_reasons(data: dict[str, object]) -> dict[str, tuple[str, ...]]:
+    table = data.get("status_reasons", {})
+    if not isinstance(table, dict):
+        raise ConfigError("status_reasons must be a table of lists")
+    reasons: dict[str, tuple[str, ...]] = {}
+    for status, names in table.items():
+        if status not in AGENT_STATUSES:
+            raise ConfigError(
+                f"status_reasons.{status}: not a status an agent sets ({', '.join(AGENT_STATUSES)})"
+            )
+        if not isinstance(names, list) or not all(
+            isinstance(n, str) and 0 < len(n) <= 64 for n in names
+        ):
+            raise ConfigError(f"status_reasons.{status} must be a list of names (1-64 characters)")
+        reasons[status] = tuple(names)
+    return reasons
 
 
 def _number(table: dict[str, object], key: str, where: str, default: float | None) -> float | None:
@@ -312,6 +348,7 @@ def load_config(path: Path) -> PlatformConfig:
         tls_cert_file=tls_cert,
         tls_key_file=tls_key,
         source=str(path),
+        status_reasons=_status_reasons(data),
         database=_database(platform, path),
         **_session_settings(platform),  # type: ignore[arg-type]
         trusted_proxies=_trusted_proxies(platform),

@@ -39,7 +39,6 @@ from agent_phone.protocol import (
     CallRinging,
     IncomingCall,
     Message,
-    PresenceChanged,
     QueuePosition,
 )
 from agent_phone.tasks import TaskSet
@@ -105,14 +104,18 @@ class Callee(Protocol):
 class RoutedAgent(AgentEndpoint, Protocol):
     """What routing needs of a signed-in agent's session."""
 
-    on_queue: bool
     #: Monotonic time the agent last became free (the longest idle goes first).
     idle_since: float
     #: The call the agent has, routed, alerting or connected.
     call: Call | None
 
     @property
+    def on_queue(self) -> bool: ...
+
+    @property
     def available(self) -> bool: ...
+
+    def set_status(self, status: str, reason: str, cause: str) -> None: ...
 
 
 def _nobody(_message: Message) -> None:
@@ -472,9 +475,7 @@ class Router:
 
     def _set_not_responding(self, agent: RoutedAgent, reason: str) -> None:
         if agent.on_queue:
-            agent.on_queue = False
-            agent.send(PresenceChanged(on_queue=False, reason=reason))
-            self._events.emit("presence", agent=agent.name, on_queue=False, reason=reason)
+            agent.set_status("not_responding", "", reason)
 
     # --- hold and DTMF -----------------------------------------------------------
 

@@ -52,10 +52,12 @@ from agent_phone.protocol import (
     SessionResumed,
     SetPersistent,
     SetPresence,
+    SetStatus,
     SignedIn,
     SignedOut,
     SignIn,
     SignOut,
+    StatusChanged,
     UnholdCall,
 )
 from agent_phone.tasks import TaskSet
@@ -113,7 +115,11 @@ class AgentSession:
         self.signed_in = False
         self.permissions: frozenset[str] = frozenset()
         self.persistent = True
-        self.on_queue = False
+        #: The agent's status (``set_status``), its reason, and since when
+        #: (Unix time); ``available`` is on queue.
+        self.status = "offline"
+        self.status_reason = ""
+        self.status_since = time.time()
         self.idle_since = time.monotonic()
         self.call: Call | None = None
         # --- session token and resume (docs/protocol.md "Sessions") ---
@@ -127,6 +133,10 @@ class AgentSession:
 
     def __repr__(self) -> str:
         return f"<AgentSession {self.name or '?'}>"
+
+    @property
+    def on_queue(self) -> bool:
+        return self.status == "available"
 
     @property
     def available(self) -> bool:
@@ -146,6 +156,14 @@ class AgentSession:
                 raise RequestError("not_signed_in", "sign in first")
             case SetPresence(on_queue=on_queue):
                 self.set_presence(on_queue, "requested")
+            case SetStatus(status=status, reason=reason):
+                allowed = p.config.status_reasons.get(status, ())
+                if reason and reason not in allowed:
+                    listed = ", ".join(allowed) if allowed else "none"
+                    raise RequestError(
+                        "invalid", f"{reason!r} is not a reason for {status} (reasons: {listed})"
+                    )
+                self.set_status(status, reason, "requested")
             case ConnectionAnswer():
                 p.connections.accept_answer(self, message)
             case AnswerCall(call_id=call_id):
@@ -225,11 +243,13 @@ class AgentSession:
                 token_expires_in_s=issued.expires_in_s,
                 token_expires_at=issued.expires_at,
                 resume_grace_s=config.resume_grace_s,
+                status_reasons={k: list(v) for k, v in config.status_reasons.items()},
             )
         )
         self._services.events.emit(
             "agent_signed_in", agent=self.name, persistent=self.persistent, client=message.client
         )
+        self.set_status("away", "", "sign_in")
         await self._services.connections.signed_in(self)
 
     async def _authenticate(self, message: SignIn) -> AgentConfig:
@@ -276,25 +296,51 @@ class AgentSession:
         return agent
 
     def set_presence(self, on_queue: bool, reason: str) -> None:
-        changed = on_queue != self.on_queue
-        self.on_queue = on_queue
-        if on_queue and changed:
-            self.idle_since = time.monotonic()
+        """On or off queue: ``available``, or ``away`` (a status other than
+        available is kept when going off queue)."""
+        if on_queue != self.on_queue:
+            self.set_status("available" if on_queue else "away", "", reason)
+            return
         self.send(PresenceChanged(on_queue=on_queue, reason=reason))
-        if changed:
-            self._services.events.emit(
-                "presence", agent=self.name, on_queue=on_queue, reason=reason
-            )
         if on_queue:
             self._services.router.dispatch()
+
+    def set_status(self, status: str, reason: str, cause: str) -> None:
+        """The one place the agent's status changes: the phone is told, the
+        change is recorded (``status_changed``), and presence follows
+        (``presence``: on queue exactly while ``available``)."""
+        if (status, reason) == (self.status, self.status_reason):
+            self.send(self._status_message(cause))  # the phone asked: it hears it again
+            return
+        was_on_queue = self.on_queue
+        self.status, self.status_reason, self.status_since = status, reason, time.time()
+        events = self._services.events
+        self.send(self._status_message(cause))
+        events.emit("status_changed", agent=self.name, status=status, reason=reason, cause=cause)
+        if self.on_queue != was_on_queue:
+            if self.on_queue:
+                self.idle_since = time.monotonic()
+            self.send(PresenceChanged(on_queue=self.on_queue, reason=cause))
+            events.emit("presence", agent=self.name, on_queue=self.on_queue, reason=cause)
+        if self.on_queue:
+            self._services.router.dispatch()
+
+    def _status_message(self, cause: str) -> StatusChanged:
+        return StatusChanged(
+            status=self.status, reason=self.status_reason, since=self.status_since, cause=cause
+        )
 
     async def sign_out(self, reason: str) -> None:
         """Idempotent; the agent's call is saved and the connection closed (R11)."""
         if not self.signed_in:
             return
         self.signed_in = False
-        self.on_queue = False
         p = self._services
+        if self.status != "offline":  # recorded; the phone is told it is signed out
+            self.status, self.status_reason, self.status_since = "offline", "", time.time()
+            p.events.emit(
+                "status_changed", agent=self.name, status="offline", reason="", cause=reason
+            )
         # A token that ran out stays "expired" (``token_expired``); any other
         # end revokes it (``invalid_token``).
         self._end_token(revoke=reason != "token_expired")
@@ -417,6 +463,7 @@ class AgentSession:
         return SessionResumed(
             agent=self.name,
             on_queue=self.on_queue,
+            status=self._status_message("resumed"),
             persistent=self.persistent,
             connection=self._services.connections.describe(self),
             call=None

@@ -33,6 +33,7 @@ from agent_phone.phone.quality import QualityReporter
 from agent_phone.phone.session import PlatformSession, SessionHooks
 from agent_phone.phone.settings import PhoneSettings
 from agent_phone.protocol import (
+    AGENT_STATUSES,
     PHONE_NUMBER_PATTERN,
     AnswerCall,
     CallConnected,
@@ -57,9 +58,11 @@ from agent_phone.protocol import (
     SessionResumed,
     SetPersistent,
     SetPresence,
+    SetStatus,
     SignedIn,
     SignedOut,
     SignOut,
+    StatusChanged,
     UnholdCall,
 )
 from agent_phone.tasks import TaskSet
@@ -80,6 +83,10 @@ class PhoneEngine:
         self.connection_state.subscribe(self._on_indicator)
         self.agent: str | None = None
         self.on_queue = False
+        #: The agent's status as the platform last told it (``available`` is
+        #: on queue), and the reasons the platform accepts for each status.
+        self.status: events.Status | None = None
+        self.status_reasons: dict[str, list[str]] = {}
         #: The agent's calls that have not ended, in the order they began.
         self.calls: dict[str, Call] = {}
         self.connection: PhoneConnection | None = None
@@ -170,6 +177,8 @@ class PhoneEngine:
                 call = self.calls.get(message.call_id or "")
                 if call is not None and call.state is CallState.DIALING:
                     await self._end_call(call, message.code)  # the platform refused the dial
+            case StatusChanged():
+                self._status_changed(message)
             case PresenceChanged(on_queue=on_queue, reason=reason):
                 self.on_queue = on_queue
                 self._emit(events.Presence(on_queue=on_queue, reason=reason))
@@ -193,6 +202,12 @@ class PhoneEngine:
                     await self._end_call(call, reason)
             case SignedOut(reason=reason):
                 await self._signed_out(reason)
+
+    def _status_changed(self, message: StatusChanged) -> None:
+        self.status = events.Status(
+            status=message.status, reason=message.reason, since=message.since, cause=message.cause
+        )
+        self._emit(self.status)
 
     async def _accept_connection(self, offer: ConnectionOffer) -> None:
         if self.connection is not None:
@@ -390,10 +405,14 @@ class PhoneEngine:
 
     async def _signed_in(self, message: SignedIn, again: bool) -> None:
         self.agent = message.agent
+        self.status_reasons = message.status_reasons
         self.connection_state.signed_in()
         self._emit(
             events.SignedIn(
-                agent=message.agent, permissions=message.permissions, queues=message.queues
+                agent=message.agent,
+                permissions=message.permissions,
+                queues=message.queues,
+                status_reasons=message.status_reasons,
             )
         )
         if again and self._restore_on_queue:
@@ -409,6 +428,7 @@ class PhoneEngine:
     async def _signed_out(self, reason: str) -> None:
         self.agent = None
         self.on_queue = False
+        self.status = None
         await self._end_all_calls(reason)
         await self._drop_connection(reason)
         self.connection_state.signed_out(reason)
@@ -420,6 +440,13 @@ class PhoneEngine:
         if snapshot.on_queue != self.on_queue:
             self.on_queue = snapshot.on_queue
             self._emit(events.Presence(on_queue=snapshot.on_queue, reason="resumed"))
+        theirs_status = snapshot.status
+        if theirs_status is not None and (
+            self.status is None
+            or (self.status.status, self.status.reason)
+            != (theirs_status.status, theirs_status.reason)
+        ):
+            self._status_changed(theirs_status)
         conn = snapshot.connection
         if self.connection is not None and (
             conn is None or conn.connection_id != self.connection.id
@@ -647,6 +674,19 @@ class PhoneEngine:
 
     async def set_on_queue(self, on: bool) -> None:
         await self._send(SetPresence(on_queue=on))
+
+    async def set_status(self, status: str, reason: str = "") -> None:
+        """Set the agent's status (``available`` is on queue), with one of the
+        reasons the platform lists for it, or none; ``status`` follows."""
+        if self.agent is None:
+            raise PhoneError("sign in first")
+        if status not in AGENT_STATUSES:
+            raise PhoneError(f"{status!r} is not a status; one of {', '.join(AGENT_STATUSES)}")
+        allowed = self.status_reasons.get(status, [])
+        if reason and reason not in allowed:
+            listed = ", ".join(allowed) if allowed else "none"
+            raise PhoneError(f"{reason!r} is not a reason for {status} (reasons: {listed})")
+        await self._send(SetStatus(status=status, reason=reason))  # type: ignore[arg-type]
 
     async def set_persistent(self, on: bool) -> None:
         self.connection_state.setting_changed(on)

@@ -26,6 +26,8 @@ class SignedIn(PhoneEvent):
     agent: str
     permissions: list[str]
     queues: list[str]
+    #: The reasons the platform accepts for each status.
+    status_reasons: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +62,19 @@ class Presence(PhoneEvent):
     name: ClassVar[str] = "presence"
     on_queue: bool
     reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Status(PhoneEvent):
+    """The agent's status, as the platform has it now (docs/headless.md)."""
+
+    name: ClassVar[str] = "status"
+    status: str
+    reason: str
+    #: Unix time the status began (the time in it is shown from this).
+    since: float
+    #: ``requested``, ``sign_in``, or why the platform set it.
+    cause: str
 
 
 @dataclass(frozen=True, kw_only=True)

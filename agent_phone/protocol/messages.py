@@ -29,6 +29,10 @@ __all__ = [
     "CallOffered",
     "CallRinging",
     "Dial",
+    "SetStatus",
+    "StatusChanged",
+    "AGENT_STATUSES",
+    "PLATFORM_STATUSES",
     "PHONE_NUMBER_PATTERN",
     "IncomingCall",
     "AcceptIncoming",
@@ -146,6 +150,25 @@ PHONE_NUMBER_PATTERN = r"^\+?[0-9]{2,15}$"
 PhoneNumber = Annotated[str, msgspec.Meta(pattern=PHONE_NUMBER_PATTERN)]
 
 
+#: What an agent sets (``available`` is on queue: calls are routed to them).
+AgentStatus = Literal[
+    "available", "busy", "away", "break", "meal", "training", "meeting", "offline"
+]
+AGENT_STATUSES: tuple[str, ...] = AgentStatus.__args__  # type: ignore[attr-defined]
+#: What only the platform sets.
+PLATFORM_STATUSES = ("not_responding", "after_call_work")
+#: A status's reason, from the platform's configuration (``[status_reasons]``).
+StatusReason = Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class SetStatus(Message, tag="set_status", frozen=True):
+    """The agent's status, with a reason the configuration lists for it
+    (or none); ``available`` puts them on queue, any other takes them off."""
+
+    status: AgentStatus
+    reason: StatusReason = ""
+
+
 class Dial(Message, tag="dial", frozen=True):
     """The agent places a call to ``number`` (docs/protocol.md "Outbound
     calls"). The phone names the call; the platform answers ``call_ringing``
@@ -259,6 +282,7 @@ AgentToPlatform = (
     | ResumeSession
     | QualityReport
     | Dial
+    | SetStatus
 )
 
 
@@ -280,6 +304,8 @@ class SignedIn(Message, tag="signed_in", frozen=True):
     token_expires_at: float = 0.0
     #: How long the platform keeps the session after its WebSocket drops.
     resume_grace_s: float = 0.0
+    #: The reasons the agent may give for each status (``set_status``).
+    status_reasons: dict[str, list[str]] = msgspec.field(default_factory=dict)
 
     def __repr__(self) -> str:  # never the token in a log line
         return f"SignedIn(agent={self.agent!r}, session_token=<hidden>)"
@@ -294,6 +320,18 @@ class PresenceChanged(Message, tag="presence", frozen=True):
     on_queue: bool
     #: ``requested``, ``not_responding`` (R12), ``sign_in``.
     reason: str
+
+
+class StatusChanged(Message, tag="status", frozen=True):
+    """The agent's status now: set by them, or by the platform
+    (``not_responding``, ``after_call_work``), with when it began."""
+
+    status: str
+    reason: str
+    #: Unix time the status began.
+    since: float
+    #: ``requested`` (by the agent), ``sign_in``, or why the platform set it.
+    cause: str = "requested"
 
 
 class ConnectionOffer(Message, tag="connection_offer", frozen=True):
@@ -382,6 +420,8 @@ class SessionResumed(Message, tag="session_resumed", frozen=True):
     agent: str
     on_queue: bool
     persistent: bool
+    #: The agent's status now (as in ``status``).
+    status: StatusChanged | None = None
     #: The media connection (as in ``connection_state``), or none.
     connection: ConnectionState | None = None
     call: CallSnapshot | None = None
@@ -397,6 +437,7 @@ PlatformToAgent = (
     | ConnectionOffer
     | ConnectionState
     | CallOffered
+    | StatusChanged
     | CallRinging
     | CallConnected
     | CallEnded

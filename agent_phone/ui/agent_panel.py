@@ -1,23 +1,45 @@
-"""The agent strip at the top of the window: who is signed in, and the queue toggle.
+"""The agent strip at the top of the window: who is signed in, their
+status, and the queue toggle.
 
 The toggle is one click (or Ctrl+O) and always visible. It shows the
 platform's word on presence, not the click: clicking sends the request and
 the button follows the ``presence`` event that answers it.
+
+The Status menu (``status_menu``, in the menu bar as Alt+S) sets any status
+an agent may set, with a submenu of the reasons the platform lists for it;
+the strip shows the platform's status, its reason and the time in it.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+import time
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMenu, QToolButton, QVBoxLayout, QWidget
 
 from agent_phone.phone import events
+from agent_phone.protocol import AGENT_STATUSES
 from agent_phone.ui.bridges import PhoneBridge
 from agent_phone.ui.controller import PhoneController, SessionState
 
 PRESENCE_REASONS = {
     "not_responding": "You were set off queue: a call was not answered in time.",
     "requested": "",
+}
+
+#: How each status reads.
+STATUS_NAMES = {
+    "available": "Available (on queue)",
+    "busy": "Busy",
+    "away": "Away",
+    "break": "Break",
+    "meal": "Meal",
+    "training": "Training",
+    "meeting": "Meeting",
+    "offline": "Offline",
+    "not_responding": "Not responding",
+    "after_call_work": "After-call work",
 }
 
 TOGGLE_STYLE = (
@@ -42,8 +64,17 @@ class AgentPanel(QWidget):
         self.queue_action.setEnabled(False)
         self._setup_ui()
         self.queue_action.triggered.connect(self._on_toggle)
+        self.status_menu = QMenu("&Status", self)
+        self.status_menu.setEnabled(False)
+        self._status: events.Status | None = None
+        self._status_actions = QActionGroup(self)
+        self._status_clock = QTimer(self)
+        self._status_clock.setInterval(1000)
+        self._status_clock.timeout.connect(self._show_status)
+        self._build_status_menu({})
         phone.signed_in.connect(self._on_signed_in)
         phone.presence.connect(self._on_presence)
+        phone.status.connect(self._on_status)
         controller.state_changed.connect(self._on_session)
         self._show()
 
@@ -60,8 +91,12 @@ class AgentPanel(QWidget):
         self.toggle.setMinimumSize(130, 34)
         self.toggle.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.toggle.setStyleSheet(TOGGLE_STYLE)
+        self.status = QLabel(self)
+        self.status.setObjectName("agentStatus")
+        self.status.setAccessibleName("Your status")
         top = QHBoxLayout()
         top.addWidget(self.agent, 1)
+        top.addWidget(self.status)
         top.addWidget(self.toggle)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -75,6 +110,62 @@ class AgentPanel(QWidget):
     def _on_signed_in(self, event: events.SignedIn) -> None:
         queues = ", ".join(event.queues) or "none"
         self.agent.setText(f"<b>{event.agent}</b> · queues: {queues}")
+        self._build_status_menu(event.status_reasons)
+
+    # --- the status --------------------------------------------------------------------
+
+    def _build_status_menu(self, reasons: dict[str, list[str]]) -> None:
+        """One entry per status; a status with reasons opens a submenu of them."""
+        self.status_menu.clear()
+        for action in self._status_actions.actions():
+            self._status_actions.removeAction(action)
+        #: The menu's actions by (status, reason).
+        self.status_entries: dict[tuple[str, str], QAction] = {}
+        for status in AGENT_STATUSES:
+            name = STATUS_NAMES[status]
+            choices = reasons.get(status, [])
+            if choices:
+                sub = self.status_menu.addMenu(f"&{name}")
+                self._status_entry(sub, status, "", "&Without a reason")
+                sub.addSeparator()
+                for reason in choices:
+                    self._status_entry(sub, status, reason, reason)
+            else:
+                self._status_entry(self.status_menu, status, "", f"&{name}")
+
+    def _status_entry(self, menu: QMenu, status: str, reason: str, text: str) -> None:
+        action = menu.addAction(text)
+        action.setCheckable(True)
+        self._status_actions.addAction(action)
+        action.triggered.connect(lambda _c=False: self._ask_status(status, reason))
+        self.status_entries[(status, reason)] = action
+
+    def _ask_status(self, status: str, reason: str) -> None:
+        self._show_status()  # the check mark stays on the platform's status until it answers
+        self._controller.set_status(status, reason)
+
+    def _on_status(self, event: events.Status) -> None:
+        self._status = event
+        self._show_status()
+        self._status_clock.start()
+
+    def _show_status(self) -> None:
+        event = self._status
+        for (status, reason), action in self.status_entries.items():
+            action.setChecked(
+                event is not None and (status, reason) == (event.status, event.reason)
+            )
+        if event is None or self._controller.state is not SessionState.SIGNED_IN:
+            self.status.setText("")
+            self._status_clock.stop()
+            return
+        seconds = int(max(0.0, time.time() - event.since))
+        minutes, secs = divmod(seconds, 60)
+        hours, minutes = divmod(minutes, 60)
+        spent = f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+        name = STATUS_NAMES.get(event.status, event.status)
+        reason = f" ({event.reason})" if event.reason else ""
+        self.status.setText(f"{name}{reason} · {spent}")
 
     def _on_presence(self, event: events.Presence) -> None:
         self._on_queue = event.on_queue
@@ -82,6 +173,9 @@ class AgentPanel(QWidget):
         self._show()
 
     def _on_session(self, state: SessionState) -> None:
+        if state is not SessionState.SIGNED_IN:
+            self._status = None
+            self._show_status()
         if state is SessionState.SIGNED_OUT:
             self._on_queue = False
             self.agent.setText("Not signed in")
@@ -103,6 +197,7 @@ class AgentPanel(QWidget):
     def _show(self) -> None:
         signed_in = self._controller.state is SessionState.SIGNED_IN
         self.queue_action.setEnabled(signed_in)
+        self.status_menu.setEnabled(signed_in)
         self.queue_action.setChecked(self._on_queue)
         text = "On Queue" if self._on_queue else "Off Queue"
         self.queue_action.setText(f"&{text}")

@@ -38,6 +38,7 @@ class PhoneBridge(QObject):
     session = Signal(object)  # events.Session
     reconnecting = Signal(object)  # events.Reconnecting
     presence = Signal(object)  # events.Presence
+    status = Signal(object)  # events.Status
     connection = Signal(object)  # events.Connection
     #: Every change of every call (what front-ends show calls from).
     call = Signal(object)  # events.CallChanged
@@ -68,6 +69,7 @@ class PhoneBridge(QObject):
             events.Session: self.session,
             events.Reconnecting: self.reconnecting,
             events.Presence: self.presence,
+            events.Status: self.status,
             events.Connection: self.connection,
             events.CallChanged: self.call,
             events.Alerting: self.alerting,

@@ -223,6 +223,9 @@ class PhoneController(QObject):
     def set_on_queue(self, on: bool) -> None:
         self._command("go on queue" if on else "go off queue", lambda e: e.set_on_queue(on))
 
+    def set_status(self, status: str, reason: str = "") -> None:
+        self._command(f"set the status to {status}", lambda e: e.set_status(status, reason))
+
     def set_mute(self, on: bool) -> None:
         engine = self._engine
         try:

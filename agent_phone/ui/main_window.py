@@ -58,7 +58,7 @@ SHORTCUTS = """\
 <tr><td><b>0-9, *, #</b></td><td>DTMF keys (call panel focused, call connected)</td></tr>
 <tr><td><b>Ctrl+Shift+H</b></td><td>Call history</td></tr>
 <tr><td><b>Ctrl+Q</b></td><td>Quit (hangs up first)</td></tr>
-<tr><td><b>Alt+P</b>, <b>Alt+C</b></td><td>The Phone and Call menus</td></tr>
+<tr><td><b>Alt+P</b>, <b>Alt+S</b>, <b>Alt+C</b></td><td>The Phone, Status and Call menus</td></tr>
 </table>"""
 
 
@@ -174,6 +174,7 @@ class MainWindow(QMainWindow):
             self.quit_action,
         ):
             phone.addAction(item) if item else phone.addSeparator()
+        self.menuBar().addMenu(self.agent_panel.status_menu)
         call = self.menuBar().addMenu("&Call")
         call.addActions(list(self.call_panel.call_actions.all()))
         self.call_panel.call_actions.dial.triggered.connect(self._on_dial)
