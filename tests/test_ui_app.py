@@ -46,11 +46,16 @@ def test_the_demo_answers_a_call_and_closes_cleanly(qapp, monkeypatch, tmp_path:
     poll.timeout.connect(watch)
     poll.start(50)
     # A bound on the whole run: close whatever window is open after 25 s.
-    QTimer.singleShot(25000, lambda: [w.close() for w in QApplication.topLevelWidgets()])
+    # (Stopped at the end: left armed, it closed a later test's windows.)
+    bound = QTimer()
+    bound.setSingleShot(True)
+    bound.timeout.connect(lambda: [w.close() for w in QApplication.topLevelWidgets()])
+    bound.start(25000)
     args = parse_args(["--demo", "--demo-calls", "1", "--demo-timeout", "5"])
     try:
         code = run_gui(args)
     finally:
+        bound.stop()
         poll.stop()
         for handler in root.handlers[:]:
             if handler not in handlers:
