@@ -132,3 +132,51 @@ def test_dialing_sets_a_connection_up_first_and_an_unknown_number_is_refused(
     assert ended["reason"] == "agent_hangup"
     # The connection set up for it is kept, as after any call (R2).
     assert bob.wait_for("connection", state="active", reason="call_ended")
+
+
+def test_an_outbound_call_declined_unanswered_or_cancelled_ends_with_its_reason(
+    start_platform, start_phone, start_caller
+):
+    platform = start_platform(ring_timeout_s=1.5)
+    alice = start_phone(platform.url, "alice")
+    alice.wait_for("connection", state="active")
+
+    def dial(*customer: str) -> tuple[dict, Any]:
+        mark = alice.mark()
+        seen = len(platform.matching("number_awaiting"))
+        caller = start_caller(platform.url, "--answer", NUMBER, "--wait", "20", *customer)
+        platform.wait_count("number_awaiting", seen + 1)
+        alice.send("dial", number=NUMBER)
+        return alice.wait_for("call", state="ringing", since=mark), caller
+
+    # The customer declines.
+    ringing, caller = dial("--decline")
+    ended = alice.wait_for("call", call_id=ringing["call_id"], state="ended")
+    assert (ended["previous"], ended["reason"]) == ("ringing", "declined")
+    code, summary = caller.result(timeout=20)
+    assert code == 1 and summary["reason"] == "declined" and not summary["answered"]
+
+    # Nobody answers within the ring timeout (the customer would take 10 s).
+    ringing, caller = dial("--ring", "10")
+    ended = alice.wait_for("call", call_id=ringing["call_id"], state="ended", timeout=10)
+    assert ended["reason"] == "no_answer"
+    code, summary = caller.result(timeout=20)
+    assert code == 1 and summary["reason"] == "no_answer" and summary["ended_by"] == "platform"
+
+    # The agent hangs up while it rings.
+    ringing, caller = dial("--ring", "10")
+    alice.send("hangup")
+    ended = alice.wait_for("call", call_id=ringing["call_id"], state="ended")
+    assert ended["reason"] == "agent_hangup"
+    code, summary = caller.result(timeout=20)
+    assert code == 1 and summary["ended_by"] == "agent" and not summary["answered"]
+
+    # None of it touched the kept connection, and each call has its record.
+    assert len(platform.matching("connection_offered", agent="alice")) == 1
+    assert not platform.matching("connection_closed", agent="alice")
+    ends = [(e["reason"], e["direction"]) for e in platform.wait_count("call_ended", 3)]
+    assert ends == [
+        ("declined", "outbound"),
+        ("no_answer", "outbound"),
+        ("agent_hangup", "outbound"),
+    ]

@@ -75,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="give up after waiting this long for an agent (with --answer: for a call)",
     )
+    p.add_argument(
+        "--ring",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="with --answer: let the call ring this long before answering",
+    )
+    p.add_argument(
+        "--decline", action="store_true", help="with --answer: refuse the call that rings"
+    )
     p.add_argument("--caller", default="customer", help="caller name shown to the agent")
     p.add_argument(
         "--ice-address",
@@ -99,6 +109,8 @@ async def _run(args: argparse.Namespace) -> int:
         ca_file=args.ca,
         listen=True,
         answer_number=args.answer,
+        ring_s=args.ring,
+        decline=args.decline,
     )
     hangup = asyncio.Event()
     loop = asyncio.get_running_loop()

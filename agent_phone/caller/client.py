@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from aiortc import RTCSessionDescription
@@ -109,6 +110,10 @@ class CallPlan:
     #: Take a call to this number instead of placing one (``--answer``):
     #: wait up to ``wait_s`` for an agent to dial it, then answer.
     answer_number: str | None = None
+    #: With ``answer_number``: let a call ring this long before answering,
+    #: or decline it.
+    ring_s: float = 0.0
+    decline: bool = False
 
 
 async def place_call(
@@ -189,17 +194,36 @@ async def place_call(
         user_hangup = hangup or asyncio.Event()
         messages = signaling.messages()
         deadline = started + plan.wait_s
+        #: With --ring: when to answer the call that rings here (0: not yet).
+        accept_at = 0.0
+        next_message: asyncio.Future[Message | None] | None = None
         while True:
             if answered_at:
                 talk_s = MAX_TALK_S if plan.duration_s is None else plan.duration_s
                 deadline = answered_at + talk_s
-            timeout = max(0.0, deadline - time.monotonic())
-            next_message = asyncio.ensure_future(anext(messages, None))
+            wake = min(deadline, accept_at) if accept_at else deadline
+            timeout = max(0.0, wake - time.monotonic())
+            if next_message is None:
+                next_message = asyncio.ensure_future(anext(messages, None))
             stop = asyncio.ensure_future(user_hangup.wait())
+            waiting: set[asyncio.Future[Any]] = {next_message, stop}
             done, _ = await asyncio.wait(
-                {next_message, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             stop.cancel()
+            if (
+                next_message not in done
+                and accept_at
+                and time.monotonic() >= accept_at
+                and not user_hangup.is_set()
+                and result.call_id is not None
+            ):
+                # It has rung long enough: answer, and go on reading.
+                accept_at = 0.0
+                await signaling.send(
+                    AcceptIncoming(call_id=result.call_id, sdp=pc.localDescription.sdp)
+                )
+                continue
             if next_message not in done:
                 next_message.cancel()
                 await asyncio.gather(next_message, return_exceptions=True)
@@ -215,6 +239,7 @@ async def place_call(
                     result.reason = "abandoned"
                 break
             message = next_message.result()
+            next_message = None
             match message:
                 case None:
                     result.ended_by = "error"
@@ -233,11 +258,21 @@ async def place_call(
                 case AwaitingCalls():
                     logger.info("awaiting calls to %s", message.number)
                 case IncomingCall() if result.call_id is None:
-                    # An agent calls: answer with this leg's offer.
+                    # An agent calls: answer with this leg's offer (after
+                    # letting it ring, with --ring), or refuse it (--decline).
                     result.call_id = message.call_id
-                    await signaling.send(
-                        AcceptIncoming(call_id=message.call_id, sdp=pc.localDescription.sdp)
-                    )
+                    result.agent = message.agent
+                    if plan.decline:
+                        await signaling.send(CallerHangup(call_id=message.call_id))
+                        result.ended_by = "customer"
+                        result.reason = "declined"
+                        break
+                    if plan.ring_s > 0:
+                        accept_at = time.monotonic() + plan.ring_s
+                    else:
+                        await signaling.send(
+                            AcceptIncoming(call_id=message.call_id, sdp=pc.localDescription.sdp)
+                        )
                 case QueuePosition(position=position):
                     result.positions.append(position)
                     if answered_at:

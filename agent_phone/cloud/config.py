@@ -6,6 +6,7 @@ format is documented in docs/administration.md; an example:
     [platform]
     persistent_timeout_s = 600    # R7, for everyone
     alert_timeout_s = 12          # R12
+    ring_timeout_s = 30           # an agent's outbound call rings this long
     ice_addresses = ["127.0.0.1"] # where media may flow
     trunk_token = "..."           # callers present it (made at start when absent)
     database = "platform.sqlite3" # durable state (relative: to this file)
@@ -44,6 +45,7 @@ KNOWN_PERMISSIONS = frozenset({ACCEPT_OFF_QUEUE})
 
 DEFAULT_PERSISTENT_TIMEOUT_S = 600.0
 DEFAULT_ALERT_TIMEOUT_S = 12.0
+DEFAULT_RING_TIMEOUT_S = 30.0
 DEFAULT_TOKEN_LIFETIME_S = 3600.0
 DEFAULT_RESUME_GRACE_S = 30.0
 DEFAULT_LOCKOUT_FAILURES = 5
@@ -81,6 +83,8 @@ class PlatformConfig:
     queues: dict[str, QueueConfig]
     persistent_timeout_s: float = DEFAULT_PERSISTENT_TIMEOUT_S
     alert_timeout_s: float = DEFAULT_ALERT_TIMEOUT_S
+    #: An agent's outbound call not answered within this long ends (``no_answer``).
+    ring_timeout_s: float = DEFAULT_RING_TIMEOUT_S
     #: How long setting up a media connection may take before it is abandoned.
     connect_timeout_s: float = 10.0
     ice_addresses: tuple[str, ...] = ("127.0.0.1",)
@@ -341,6 +345,8 @@ def load_config(path: Path) -> PlatformConfig:
         or DEFAULT_PERSISTENT_TIMEOUT_S,
         alert_timeout_s=_number(platform, "alert_timeout_s", "platform", DEFAULT_ALERT_TIMEOUT_S)
         or DEFAULT_ALERT_TIMEOUT_S,
+        ring_timeout_s=_number(platform, "ring_timeout_s", "platform", DEFAULT_RING_TIMEOUT_S)
+        or DEFAULT_RING_TIMEOUT_S,
         connect_timeout_s=_number(platform, "connect_timeout_s", "platform", 10.0) or 10.0,
         ice_addresses=ice,
         admin_token=_token(platform),

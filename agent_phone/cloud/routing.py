@@ -46,10 +46,6 @@ from agent_phone.tasks import TaskSet
 logger = logging.getLogger(__name__)
 
 
-#: An outbound call not answered within this long ends as ``no_answer``.
-RING_TIMEOUT_S = 30.0
-
-
 class CallState(enum.Enum):
     QUEUED = "queued"
     ROUTING = "routing"  # an agent is chosen; their connection may be setting up
@@ -354,7 +350,7 @@ class Router:
             dtls_transport=link.dtls_transport,
         )
         call.alert_timer = asyncio.get_running_loop().call_later(
-            RING_TIMEOUT_S, self._ring_timed_out, call
+            self._config.ring_timeout_s, self._ring_timed_out, call
         )
 
     def _ring_timed_out(self, call: Call) -> None:
