@@ -4,7 +4,9 @@ recorded, and the platform sets ``not_responding`` itself (R12)."""
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 
 
 def test_a_status_with_a_reason_keeps_calls_away_until_available(
@@ -48,6 +50,21 @@ def test_a_status_with_a_reason_keeps_calls_away_until_available(
     assert bob.quit() == 0
     offline = platform.wait_for("status_changed", agent="bob", status="offline")
     assert offline["cause"] == "requested"
+    # ...and kept, newest first, for reports (GET /admin/statuses).
+    request = urllib.request.Request(
+        platform.admin_url + "/statuses?agent=bob&limit=3",
+        headers={"Authorization": f"Bearer {platform.admin_token}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        page = json.loads(response.read())
+    kept = [(c["status"], c["reason"], c["cause"]) for c in page["statuses"]]
+    assert kept == [
+        ("offline", "", "requested"),
+        ("available", "", "requested"),
+        ("break", "coffee", "requested"),
+    ]
+    assert page["statuses"][1]["at"] == changes[-1]["t"]
+    assert page["next_before"] == page["statuses"][-1]["at"]  # a full page: more before
 
 
 def test_the_platform_sets_not_responding_when_a_call_is_not_answered(

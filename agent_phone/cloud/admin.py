@@ -105,6 +105,7 @@ class AdminApi:
         app.router.add_put("/admin/settings", self._put_global)
         app.router.add_put("/admin/agents/{agent}", self._put_agent)
         app.router.add_get("/admin/calls", self._get_calls)
+        app.router.add_get("/admin/statuses", self._get_statuses)
         app.router.add_get("/admin/memory", self._get_memory)
 
     def _check(self, request: web.Request) -> None:
@@ -175,12 +176,19 @@ class AdminApi:
         )
         return web.json_response(self._state())
 
-    async def _get_calls(self, request: web.Request) -> web.Response:
-        """Call records, newest first; page on with ``before`` = the last
-        record's ``created_at``."""
+    async def _get_statuses(self, request: web.Request) -> web.Response:
+        """Status changes, newest first, of ``agent`` or everyone; page on
+        with ``before`` = the last change's ``at``."""
         self._check(request)
         if self._storage is None:
-            raise web.HTTPNotFound(text="this platform keeps no call records")
+            raise web.HTTPNotFound(text="this platform keeps no records")
+        limit, before = self._page(request)
+        agent = request.query.get("agent")
+        changes = [c.as_dict() for c in await self._storage.statuses(agent, limit, before)]
+        next_before = changes[-1]["at"] if len(changes) == limit else None
+        return web.json_response({"statuses": changes, "next_before": next_before})
+
+    def _page(self, request: web.Request) -> tuple[int, float | None]:
         try:
             limit = int(request.query.get("limit", "50"))
             before = float(request.query["before"]) if "before" in request.query else None
@@ -190,6 +198,15 @@ class AdminApi:
             raise web.HTTPBadRequest(text="before must be a finite time")
         if not 1 <= limit <= MAX_CALLS_PAGE:
             raise web.HTTPBadRequest(text=f"limit must be between 1 and {MAX_CALLS_PAGE}")
+        return limit, before
+
+    async def _get_calls(self, request: web.Request) -> web.Response:
+        """Call records, newest first; page on with ``before`` = the last
+        record's ``created_at``."""
+        self._check(request)
+        if self._storage is None:
+            raise web.HTTPNotFound(text="this platform keeps no call records")
+        limit, before = self._page(request)
         records = await self._storage.calls(limit, before)
         calls = [r.as_dict() for r in records]
         next_before = calls[-1]["created_at"] if len(calls) == limit else None

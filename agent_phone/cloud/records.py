@@ -1,4 +1,5 @@
-"""Call records: every customer call, kept in storage from queue to end.
+"""Call records (every customer call, kept in storage from queue to end)
+and status records (every change of an agent's status, for reporting).
 
 The recorder follows the platform's own event stream (the contract in
 docs/protocol.md), so routing stays free of bookkeeping: each ``call_*``
@@ -23,7 +24,7 @@ import msgspec
 from agent_phone.cloud.errors import RequestError
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.media_edge import AgentLink, LinkState
-from agent_phone.cloud.storage import CallRecord, Storage
+from agent_phone.cloud.storage import CallRecord, StatusChange, Storage
 from agent_phone.media.quality import CallQuality, StatsSample, sample
 from agent_phone.protocol import QualityReport
 from agent_phone.tasks import TaskSet
@@ -180,3 +181,26 @@ class CallRecorder:
     async def close(self) -> None:
         self._unsubscribe()
         await self._tasks.close()
+
+
+class StatusRecorder:
+    """Keeps each ``status_changed`` event in storage, as it happens."""
+
+    def __init__(self, events: EventLog, storage: Storage) -> None:
+        self._storage = storage
+        self._unsubscribe = events.subscribe(self._on_event)
+
+    def _on_event(self, e: dict[str, Any]) -> None:
+        if e.get("event") == "status_changed":
+            self._storage.put_status(
+                StatusChange(
+                    agent=e["agent"],
+                    status=e["status"],
+                    reason=e["reason"],
+                    cause=e["cause"],
+                    at=e["t"],
+                )
+            )
+
+    def close(self) -> None:
+        self._unsubscribe()

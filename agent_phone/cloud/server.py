@@ -27,7 +27,7 @@ from agent_phone.cloud.lockout import SignInGuard
 from agent_phone.cloud.memory import MemoryMonitor
 from agent_phone.cloud.proxies import TrustedProxies
 from agent_phone.cloud.ratelimit import CLOSE_POLICY, MessageRateLimit, Verdict
-from agent_phone.cloud.records import CallRecorder
+from agent_phone.cloud.records import CallRecorder, StatusRecorder
 from agent_phone.cloud.routing import Router
 from agent_phone.cloud.sessions import (
     AgentSession,
@@ -140,6 +140,7 @@ class Platform:
             config, self.events, self.connections, lambda: list(self.agents.values())
         )
         self.records = CallRecorder(self.events, self.storage, self.connections.link)
+        self.status_records = StatusRecorder(self.events, self.storage)
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self.url = ""
@@ -348,6 +349,7 @@ class Platform:
             await session.sign_out("shutdown")
         await self.router.close()
         await self.records.close()
+        self.status_records.close()
         await self.storage.close()
         await self.connections.close()
         await self.tasks.close()

@@ -89,6 +89,22 @@ class CallRecord:
 
 
 @dataclass(frozen=True)
+class StatusChange:
+    """An agent's status changed (for reporting: time in each status)."""
+
+    agent: str
+    status: str
+    reason: str
+    #: ``requested`` (by the agent), ``sign_in``, or why the platform set it.
+    cause: str
+    #: Unix time it began.
+    at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class AgentRecord:
     name: str
     permissions: list[str]
@@ -149,6 +165,13 @@ class Storage(Protocol):
 
     async def call(self, call_id: str) -> CallRecord | None: ...
 
+    def put_status(self, change: StatusChange) -> None: ...
+
+    async def statuses(
+        self, agent: str | None, limit: int, before: float | None = None
+    ) -> list[StatusChange]:
+        """Newest first, of one agent or all; ``before``: only changes before this time."""
+
     # --- the sign-in lockout (agent_phone/cloud/auth.py) ---
 
     def sign_in_state(
@@ -208,6 +231,15 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_created ON calls (created_at);
 CREATE INDEX IF NOT EXISTS calls_open ON calls (ended_at) WHERE ended_at IS NULL;
+CREATE TABLE IF NOT EXISTS status_changes (
+    agent TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS status_changes_agent ON status_changes (agent, at);
+CREATE INDEX IF NOT EXISTS status_changes_at ON status_changes (at);
 CREATE TABLE IF NOT EXISTS sign_in_failures (
     scope TEXT NOT NULL CHECK (scope IN ('name', 'address')),
     user TEXT NOT NULL,
@@ -224,8 +256,9 @@ CREATE TABLE IF NOT EXISTS sign_in_locks (
     PRIMARY KEY (scope, user, address)
 );
 """
-# The sign_in_* tables were added without a schema version change: they are
-# created where missing, and a platform that predates them ignores them.
+# The sign_in_* and status_changes tables were added without a schema version
+# change: they are created where missing, and a platform that predates them
+# ignores them.
 
 _CALL_COLUMNS = [f.name for f in dataclasses.fields(CallRecord)]
 _JSON_COLUMNS = {"requeue_reasons", "offered_to", "quality", "heard_by_agent"}
@@ -447,6 +480,39 @@ class SqliteStorage:
             f" ON CONFLICT (call_id) DO UPDATE SET {updates}"
         )
         self._submit(f"call {record.call_id}", lambda: self._write(sql, row))
+
+    def put_status(self, change: StatusChange) -> None:
+        row = (change.agent, change.status, change.reason, change.cause, change.at)
+        self._submit(
+            f"status {change.agent}",
+            lambda: self._write("INSERT INTO status_changes VALUES (?, ?, ?, ?, ?)", row),
+        )
+
+    def _read_statuses(
+        self, agent: str | None, limit: int, before: float | None
+    ) -> list[StatusChange]:
+        where: list[str] = []
+        args: list[Any] = []
+        if agent is not None:
+            where.append("agent = ?")
+            args.append(agent)
+        if before is not None:
+            where.append("at < ?")
+            args.append(before)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db.execute(
+            f"SELECT agent, status, reason, cause, at FROM status_changes {clause}"
+            " ORDER BY at DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [StatusChange(*row) for row in rows]
+
+    async def statuses(
+        self, agent: str | None, limit: int, before: float | None = None
+    ) -> list[StatusChange]:
+        return await asyncio.wrap_future(
+            self._submit("read statuses", lambda: self._read_statuses(agent, limit, before))
+        )
 
     def _read_calls(self, limit: int, before: float | None) -> list[CallRecord]:
         if before is None:
