@@ -53,6 +53,8 @@ class CallRecord:
     over_persistent_connection: bool
     #: Routed at the platform -> alerting at the phone.
     delivery_ms: float
+    #: ``inbound`` or ``outbound`` (then ``caller`` is the number dialed).
+    direction: str = "inbound"
 
     @property
     def outcome(self) -> str:
@@ -105,6 +107,7 @@ class CallHistory:
                     end_reason=event.reason,
                     over_persistent_connection=event.over_persistent_connection,
                     delivery_ms=event.delivery_ms,
+                    direction=event.direction,
                 )
             )
 

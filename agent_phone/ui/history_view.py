@@ -11,6 +11,7 @@ Esc to close.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from agent_phone.phone.history import CallHistory, CallRecord
+from agent_phone.protocol import PHONE_NUMBER_PATTERN
 from agent_phone.ui.call_panel import END_REASONS
 
 logger = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ def row_texts(record: CallRecord) -> list[str]:
     return [
         time.strftime(fmt, when),
         record.caller,
-        record.queue,
+        "(outbound)" if record.direction == "outbound" else record.queue,
         _duration(record.duration_s) if record.answered else "",
         result,
         reason.rstrip("."),
@@ -79,6 +81,8 @@ def row_texts(record: CallRecord) -> list[str]:
 class HistoryDialog(QDialog):
     #: Emitted after the table was refilled (for tests and screenshots).
     updated = Signal()
+    #: "Call back" on a call whose other end is a number: that number.
+    call_back = Signal(str)
 
     def __init__(self, history: CallHistory, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -111,6 +115,15 @@ class HistoryDialog(QDialog):
         close = buttons.button(QDialogButtonBox.StandardButton.Close)
         close.setAccessibleName("Close the call history")
         buttons.rejected.connect(self.reject)
+        self.call_back_button = buttons.addButton(
+            "Call &Back", QDialogButtonBox.ButtonRole.ActionRole
+        )
+        self.call_back_button.setObjectName("callBack")
+        self.call_back_button.setToolTip("Call the selected call's number (Alt+B)")
+        self.call_back_button.setEnabled(False)
+        self.call_back_button.clicked.connect(self._on_call_back)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self.table.itemActivated.connect(lambda _item: self._on_call_back())
         layout.addWidget(buttons)
         self.resize(900, 420)
 
@@ -135,6 +148,22 @@ class HistoryDialog(QDialog):
             else "No calls yet."
         )
         self.updated.emit()
+
+    def selected_number(self) -> str | None:
+        """The selected call's other end, when it is a number one can dial."""
+        row = self.table.currentRow()
+        if row < 0 or not self.table.selectionModel().hasSelection():
+            return None
+        peer = _text(self.table.item(row, 1))
+        return peer if re.fullmatch(PHONE_NUMBER_PATTERN, peer) else None
+
+    def _selection_changed(self) -> None:
+        self.call_back_button.setEnabled(self.selected_number() is not None)
+
+    def _on_call_back(self) -> None:
+        number = self.selected_number()
+        if number is not None:
+            self.call_back.emit(number)
 
     def rows(self) -> list[list[str]]:
         """What the table shows, cell by cell (for tests)."""

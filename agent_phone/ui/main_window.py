@@ -305,11 +305,19 @@ class MainWindow(QMainWindow):
         if self._history_dialog is None:
             dialog = HistoryDialog(self._history, self)
             dialog.finished.connect(self._on_history_finished)
+            dialog.call_back.connect(self._call_back)
             self._history_dialog = dialog
         self._history_dialog.show()
         self._history_dialog.raise_()
         self._history_dialog.activateWindow()
         self._history_dialog.table.setFocus()
+
+    def _call_back(self, number: str) -> None:
+        """Call back from the history: refused (and said so) during a call."""
+        if not self.call_panel.call_actions.dial.isEnabled():
+            self._on_message(f"Cannot call {number} now: finish the current call first.")
+            return
+        self._controller.dial(number)
 
     def _on_history_finished(self, _result: int) -> None:
         dialog, self._history_dialog = self._history_dialog, None
