@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 
 import test_ui_window
+from audio_analysis import has_tone
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 from test_ui_window import active, signed_in, until, window
 
+from agent_phone.phone.sounds import RINGBACK_HZ
 from agent_phone.ui.call_panel import CallView
 from agent_phone.ui.dial_pad import DialPad
 from agent_phone.ui.history_view import HistoryDialog
@@ -36,7 +38,7 @@ def test_the_dial_pad_calls_a_number_and_the_panel_follows_the_call(
             assert panel.buttons["dial"].isVisible()
 
             customer = start_caller(
-                platform.url, "--answer", NUMBER, "--tone", "440", "--duration", "0"
+                platform.url, "--answer", NUMBER, "--tone", "440", "--duration", "0", "--ring", "3"
             )
             await asyncio.to_thread(platform.wait_for, "number_awaiting", 15, number=NUMBER)
 
@@ -57,6 +59,14 @@ def test_the_dial_pad_calls_a_number_and_the_panel_follows_the_call(
                 qtbot.mouseClick(pad.keys[key], Qt.MouseButton.LeftButton)
             assert pad.number.text() == NUMBER and pad.call_button.isEnabled()
             QTest.keyClick(pad.number, Qt.Key.Key_Return)  # Enter calls
+
+            # It rings at the far end: "Calling…", and the ringback in the headset.
+            await until(lambda: "Ringing" in panel.detail.text(), "ringing", 20)
+            assert panel.view is CallView.CALLING and panel.title.text() == "Calling…"
+            assert panel.buttons["hangup"].isVisible()  # the red button cancels
+            speaker = virtual_audio.start_recording(1.5)
+            await until(lambda: speaker.full.is_set(), "1.5 s recorded", 5)
+            assert has_tone(speaker.stop(), RINGBACK_HZ, tolerance_hz=10)
 
             await until(lambda: panel.view is CallView.CONNECTED, "the call connected", 20)
             assert win.dial_pad is None or not win.dial_pad.isVisible()

@@ -9,6 +9,9 @@ with no Qt in it, so every front-end rings the same way:
   ``MAX_RING_S`` passes, whichever comes first;
 * ``answered`` with ``auto``: the connect tone plays once on the speaker
   device (the customer is already on the line; the tone tells the agent);
+* ``ringing`` for the agent's own outbound call: the ringback (425 Hz, 1 s
+  in 5) loops on the speaker device, until the far end answers or the call
+  ends;
 * anything that ends the call stops the ring.
 
 Opening a device blocks (and may fail); that happens in owned tasks, so
@@ -27,7 +30,7 @@ import numpy as np
 
 from agent_phone.phone import events
 from agent_phone.phone.devices import AudioDeviceError
-from agent_phone.phone.sounds import SoundPlayer, connect_tone, ring_cadence, scaled
+from agent_phone.phone.sounds import SoundPlayer, connect_tone, ring_cadence, ringback, scaled
 from agent_phone.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ class AlertSounds:
         # Made now, at start-up, rather than on the loop when a call rings.
         self._ring_at(settings.ringer_volume)
         connect_tone()
+        ringback()
         self._ring_call: str | None = None
         #: Counters, for logs and tests.
         self.rings_started = 0
@@ -91,6 +95,8 @@ class AlertSounds:
         match event:
             case events.CallChanged(state="alerting", previous=None, auto_answer=False):
                 self._start_ring(event.call_id)
+            case events.CallChanged(state="ringing", direction="outbound"):
+                self._start_ring(event.call_id, ringback=True)
             case events.CallChanged(state="connected", previous="alerting", auto_answer=True):
                 if self.settings.connect_tone:
                     self._tasks.spawn(self._connect_tone(), "connect tone")
@@ -103,11 +109,13 @@ class AlertSounds:
         """Stop ringing now (e.g. the agent clicked Answer)."""
         self._stop_ring(None)
 
-    def _start_ring(self, call_id: str) -> None:
+    def _start_ring(self, call_id: str, ringback: bool = False) -> None:
         self._stop_ring(None)
         self._ring_call = call_id
         self.rings_started += 1
-        self._ring = self._tasks.spawn(self._ring_until_stopped(call_id), f"ring {call_id}")
+        self._ring = self._tasks.spawn(
+            self._ring_until_stopped(call_id, ringback), f"ring {call_id}"
+        )
 
     def _stop_ring(self, call_id: str | None) -> None:
         if self._ring is None or (call_id is not None and call_id != self._ring_call):
@@ -116,11 +124,16 @@ class AlertSounds:
         self._ring_call = None
         ring.cancel()  # its finally closes the device
 
-    async def _ring_until_stopped(self, call_id: str) -> None:
+    async def _ring_until_stopped(self, call_id: str, back: bool) -> None:
         s = self.settings
-        player = SoundPlayer(s.ringer_device, name=f"ringer for {call_id}")
+        if back:  # in the headset: the agent placed the call
+            player = SoundPlayer(s.speaker_device, name=f"ringback for {call_id}")
+            samples = ringback()
+        else:
+            player = SoundPlayer(s.ringer_device, name=f"ringer for {call_id}")
+            samples = self._ring_at(s.ringer_volume)
         try:
-            await player.play(self._ring_at(s.ringer_volume), loop=True)
+            await player.play(samples, loop=True)
             await asyncio.sleep(self._max_ring_s)
             logger.info("ringer for %s stopped after %.0f s", call_id, self._max_ring_s)
         except AudioDeviceError as exc:

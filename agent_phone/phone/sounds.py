@@ -33,6 +33,8 @@ RING_HZ = (440.0, 480.0)
 RING_ON_S = 2.0
 RING_OFF_S = 4.0
 CONNECT_HZ = 1000.0
+#: The ringback the agent hears while their outbound call rings.
+RINGBACK_HZ = 425.0
 TEST_HZ = 660.0
 #: Played after a clip, so the device's buffer has drained before the stream closes.
 _TAIL_S = 0.25
@@ -69,6 +71,14 @@ def ring_cadence() -> np.ndarray:
     """One ring cycle (6 s), to be looped: 2 s of 440 + 480 Hz, 4 s of silence."""
     on = _tone(RING_HZ, RING_ON_S, 0.5)
     return _frozen(_int16(np.concatenate([on, np.zeros(int(SAMPLE_RATE * RING_OFF_S))])))
+
+
+@functools.cache
+def ringback() -> np.ndarray:
+    """One ringback cycle (5 s), to be looped: 1 s of 425 Hz, 4 s of silence
+    (ITU-T E.180's most common ringing tone), quieter than the ring."""
+    on = _tone((RINGBACK_HZ,), 1.0, 0.2)
+    return _frozen(_int16(np.concatenate([on, np.zeros(int(SAMPLE_RATE * 4.0))])))
 
 
 @functools.cache
