@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,19 @@ class PlatformProcess(JsonLinesProcess):
         self.tls_cert: str | None = ready.get("tls_cert")
         self.tls_fingerprint: str | None = ready.get("tls_fingerprint")
         PLATFORMS[self.url] = self
+
+    def admin_get(self, path: str) -> Any:
+        """A GET on the admin API (``path`` as ``/calls?limit=100``), with the
+        token from ``ready``."""
+        request = urllib.request.Request(
+            self.admin_url + path, headers={"Authorization": f"Bearer {self.admin_token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def call_records(self) -> dict[str, Event]:
+        """The newest 100 call records, by call id."""
+        return {r["call_id"]: r for r in self.admin_get("/calls?limit=100")["calls"]}
 
     def stop(self) -> None:
         PLATFORMS.pop(getattr(self, "url", ""), None)

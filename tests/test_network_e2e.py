@@ -7,16 +7,13 @@ ICE sockets (agent_phone/media/netem.py, switched on by its environment):
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from audio_analysis import has_tone, speech_heard, speech_level_db
 from e2e import AGENT_HZ, agent_mic_file
-from procs import PlatformProcess, child_env
+from procs import child_env
 
 from agent_phone.media.wav import read_wav
 from agent_phone.resources import resources_dir
@@ -27,15 +24,6 @@ RATE = 48_000
 #: each way on the phone's sockets, on top of 30 ms each way.
 JITTERY = "delay_ms=30,jitter_ms=30,loss=0.01,seed=3"
 TALK_S = 9.0
-
-
-def records(platform: PlatformProcess) -> dict[str, dict[str, Any]]:
-    request = urllib.request.Request(
-        platform.admin_url + "/calls?limit=100",
-        headers={"Authorization": f"Bearer {platform.admin_token}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return {r["call_id"]: r for r in json.loads(response.read())["calls"]}
 
 
 def looped_from(source: np.ndarray, seconds: float, length: int) -> np.ndarray:
@@ -121,7 +109,7 @@ def test_speech_survives_30_ms_of_jitter_both_ways_at_its_level(
     assert final["rtt_ms"] is not None and 20 <= final["rtt_ms"] < 400
     # The call's record keeps what the agent heard, as the phone reported it.
     platform.wait_for("call_heard", call_id=call_id)
-    record = records(platform)[call_id]
+    record = platform.call_records()[call_id]
     for name in ("concealed_samples", "fec_recovered_samples", "jitter_buffer_target_delay_ms"):
         assert record["heard_by_agent"][name] == final[name]
     assert record["quality"]["packets_received"] > 300  # and what the platform measured
@@ -174,7 +162,7 @@ def test_a_network_cut_mid_call_hands_the_customer_to_the_next_agent(
     assert bob.wait_for("ended", call_id=call_id)["reason"] == "connection_lost"
     platform.wait_for("call_ended", call_id=call_id)
     time.sleep(0.3)
-    record = records(platform)[call_id]
+    record = platform.call_records()[call_id]
     assert record["offered_to"] == ["bob", "carol"] and record["answered_by"] == "carol"
     assert record["requeue_reasons"] == ["connection_lost"]
     assert (record["end_reason"], record["ended_by"]) == ("agent_hangup", "agent")

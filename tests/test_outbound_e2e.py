@@ -4,28 +4,16 @@ tone each way checked by FFT."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from audio_analysis import has_tone, make_tone
-from procs import PlatformProcess
 
 from agent_phone.media.wav import read_wav, write_wav
 
 AGENT_HZ = 880.0
 CUSTOMER_HZ = 440.0
 NUMBER = "+15550100"
-
-
-def records(platform: PlatformProcess) -> dict[str, dict[str, Any]]:
-    request = urllib.request.Request(
-        platform.admin_url + "/calls?limit=100",
-        headers={"Authorization": f"Bearer {platform.admin_token}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return {r["call_id"]: r for r in json.loads(response.read())["calls"]}
 
 
 def test_an_outbound_call_rides_the_kept_connection_heard_both_ways(
@@ -89,7 +77,7 @@ def test_an_outbound_call_rides_the_kept_connection_heard_both_ways(
 
     # The record: outbound, alice's, the number called.
     platform.wait_for("call_ended", call_id=call_id)
-    record = records(platform)[call_id]
+    record = platform.call_records()[call_id]
     assert record["direction"] == "outbound" and record["caller"] == NUMBER
     assert record["answered_by"] == "alice" and record["queue"] == ""
     assert record["over_persistent_connection"] is True

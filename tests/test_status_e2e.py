@@ -4,9 +4,7 @@ recorded, and the platform sets ``not_responding`` itself (R12)."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 
 
 def test_a_status_with_a_reason_keeps_calls_away_until_available(
@@ -51,12 +49,7 @@ def test_a_status_with_a_reason_keeps_calls_away_until_available(
     offline = platform.wait_for("status_changed", agent="bob", status="offline")
     assert offline["cause"] == "requested"
     # ...and kept, newest first, for reports (GET /admin/statuses).
-    request = urllib.request.Request(
-        platform.admin_url + "/statuses?agent=bob&limit=3",
-        headers={"Authorization": f"Bearer {platform.admin_token}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        page = json.loads(response.read())
+    page = platform.admin_get("/statuses?agent=bob&limit=3")
     kept = [(c["status"], c["reason"], c["cause"]) for c in page["statuses"]]
     assert kept == [
         ("offline", "", "requested"),
