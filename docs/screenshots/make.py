@@ -79,30 +79,40 @@ async def until(condition: Any, what: str, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def app_window(workdir: Path, name: str) -> Any:
+    """The app as ``run_gui`` builds it, with its own settings and history
+    files (``name``), its window 560x440 and shown."""
+    from test_ui_window import MemoryKeyring, _args
+
+    from agent_phone.ui.app import GuiApp
+    from agent_phone.ui.passwords import PasswordVault
+    from agent_phone.ui.settings import SettingsStore
+
+    store = SettingsStore.at(workdir / f"{name}-settings.ini")
+    gui = GuiApp(
+        _args(), store, PasswordVault(MemoryKeyring()), history_path=workdir / f"{name}.jsonl"
+    )
+    gui.window.resize(560, 440)
+    gui.window.show()
+    return gui
+
+
 async def scenes(url: str, out: Path, audio: Any, workdir: Path, dark: bool = False) -> None:
     from audio_analysis import make_tone
     from procs import CallerProcess
     from PySide6.QtCore import QPoint, Qt
     from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
-    from test_ui_window import MemoryKeyring, _args
 
     from agent_phone.phone.connection_state import Indicator
-    from agent_phone.ui.app import GuiApp
     from agent_phone.ui.call_panel import CallView
     from agent_phone.ui.controller import SessionState
     from agent_phone.ui.history_view import HistoryDialog
-    from agent_phone.ui.passwords import PasswordVault
-    from agent_phone.ui.settings import AUTO_ANSWER, SettingsStore
+    from agent_phone.ui.settings import AUTO_ANSWER
     from agent_phone.ui.settings_dialog import SettingsDialog
     from agent_phone.ui.sign_in import SignInForm
 
-    store = SettingsStore.at(workdir / "settings.ini")
-    gui = GuiApp(
-        _args(), store, PasswordVault(MemoryKeyring()), history_path=workdir / "history.jsonl"
-    )
+    gui = app_window(workdir, "main")
     win, panel = gui.window, gui.window.call_panel
-    win.resize(560, 440)
-    win.show()
     states: dict[Indicator, QPixmap] = {}
 
     def note_state(_status: Any) -> None:
@@ -154,7 +164,7 @@ async def scenes(url: str, out: Path, audio: Any, workdir: Path, dark: bool = Fa
         await asyncio.sleep(1.0)
         panel.call_actions.decline.trigger()
         await until(lambda: panel.view is CallView.ENDED, "declined")
-        store.set(AUTO_ANSWER, True)
+        gui.store.set(AUTO_ANSWER, True)
         call("--tone", "440", "--duration", "2", "--caller", "Priya Shah", "--wait", "20")
         await until(lambda: panel.view is CallView.CONNECTED, "auto answered", 30)
         await until(lambda: panel.view is CallView.ENDED, "third ended", 30)
@@ -231,26 +241,17 @@ async def quality_scene(url: str, out: Path, workdir: Path, dark: bool = False) 
     from PySide6.QtCore import QPoint, QRect
     from PySide6.QtGui import QPainter, QPixmap
     from PySide6.QtWidgets import QApplication, QToolTip
-    from test_ui_window import MemoryKeyring, _args
 
     from agent_phone.media import netem
-    from agent_phone.ui.app import GuiApp
     from agent_phone.ui.call_panel import CallView
     from agent_phone.ui.controller import SessionState
-    from agent_phone.ui.passwords import PasswordVault
     from agent_phone.ui.quality_view import QualityGrade
-    from agent_phone.ui.settings import SettingsStore
     from agent_phone.ui.sign_in import SignInForm
 
     # Every ICE socket opened from here on in this process: this app's only.
     netem.install(netem.parse(QUALITY_NETWORK))
-    store = SettingsStore.at(workdir / "quality-settings.ini")
-    gui = GuiApp(
-        _args(), store, PasswordVault(MemoryKeyring()), history_path=workdir / "q-history.jsonl"
-    )
+    gui = app_window(workdir, "quality")
     win, panel = gui.window, gui.window.call_panel
-    win.resize(560, 440)
-    win.show()
     reports: list[Any] = []
     gui.phone.quality.connect(reports.append)
     caller = None
@@ -316,22 +317,13 @@ async def dial_scene(url: str, out: Path, workdir: Path) -> None:
     from procs import CallerProcess
     from PySide6.QtCore import QPoint
     from PySide6.QtGui import QPainter, QPixmap
-    from test_ui_window import MemoryKeyring, _args
 
-    from agent_phone.ui.app import GuiApp
     from agent_phone.ui.call_panel import CallView
     from agent_phone.ui.controller import SessionState
-    from agent_phone.ui.passwords import PasswordVault
-    from agent_phone.ui.settings import SettingsStore
     from agent_phone.ui.sign_in import SignInForm
 
-    store = SettingsStore.at(workdir / "dial-settings.ini")
-    gui = GuiApp(
-        _args(), store, PasswordVault(MemoryKeyring()), history_path=workdir / "d-history.jsonl"
-    )
+    gui = app_window(workdir, "dial")
     win, panel = gui.window, gui.window.call_panel
-    win.resize(560, 440)
-    win.show()
     customer = CallerProcess(url, "--answer", "+15550100", "--duration", "0", log_dir=workdir)
     try:
         win.sign_in.submit(SignInForm(url, "alice", "demo", save_account=False))
