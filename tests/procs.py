@@ -76,7 +76,8 @@ class JsonLinesProcess:
         self._stderr = open(stderr_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc: subprocess.Popen[str] | ForkedProcess
         if command is None and ZYGOTE is not None:
-            self.proc = ZYGOTE.spawn(
+            self.proc = ForkedProcess(
+                ZYGOTE,
                 args[0],
                 args[1:],
                 child_env() if env is None else env,

@@ -11,8 +11,9 @@ program runs its own real ``main()`` in its own process, killed, stopped and
 signalled like any other. What it skips is only the interpreter's start and
 the imports.
 
-``procs.py`` uses it when the test session started one (``tests/conftest.py``);
-``AGENT_PHONE_TEST_FORK=0`` turns it off, and benchmarks never use it.
+``procs.py`` starts a ``ForkedProcess`` through it when the test session
+started one (``tests/conftest.py``); ``AGENT_PHONE_TEST_FORK=0`` turns it
+off, and benchmarks never use it.
 
 Protocol on the zygote's Unix socket, one connection per program: the test
 sends one JSON line (``module``, ``args``, ``env``, ``cwd``) with the three
@@ -264,17 +265,6 @@ class Zygote:
         if line.strip() != "ready":
             self._proc.kill()
             raise RuntimeError(f"the zygote did not start ({time.monotonic() - started:.1f} s)")
-
-    def spawn(
-        self,
-        module: str,
-        args: list[str],
-        env: dict[str, str],
-        cwd: Path,
-        stdin: bool,
-        stderr: IO[str],
-    ) -> ForkedProcess:
-        return ForkedProcess(self, module, args, env, cwd, stdin, stderr)
 
     def close(self) -> None:
         self._proc.kill()
