@@ -243,11 +243,7 @@ class Router:
             await self._release(agent, call)
             self.dispatch()
             return
-        over = existing is not None and existing is link
-        delivery_ms = round((time.monotonic() - call.routed_at) * 1000, 2)
-        call.link = link
-        call.state = CallState.ALERTING
-        self._connections.call_delivered(agent, link)
+        over, delivery_ms = self._carried(call, agent, existing, link, CallState.ALERTING)
         agent.send(
             CallOffered(
                 call_id=call.id,
@@ -271,6 +267,24 @@ class Router:
         call.alert_timer = asyncio.get_running_loop().call_later(
             self._config.alert_timeout_s, self._alert_timed_out, call, attempt
         )
+
+    def _carried(
+        self,
+        call: Call,
+        agent: RoutedAgent,
+        existing: AgentLink | None,
+        link: AgentLink,
+        state: CallState,
+    ) -> tuple[bool, float]:
+        """The call is on the agent's connection now, ``state`` (alerting or
+        ringing): whether that connection was the kept one, and how long it
+        took from routing (or dialing) in ms."""
+        over = existing is not None and existing is link
+        delivery_ms = round((time.monotonic() - call.routed_at) * 1000, 2)
+        call.link = link
+        call.state = state
+        self._connections.call_delivered(agent, link)
+        return over, delivery_ms
 
     # --- outbound calls ----------------------------------------------------------
 
@@ -305,9 +319,7 @@ class Router:
         # Activity for the persistent connection (R11): its timeout stops
         # now, and starts again from the end of this call.
         self._connections.begin_call(agent)
-        self._events.emit(
-            "call_dialed", call_id=call.id, agent=agent.name, number=number, caller=number
-        )
+        self._events.emit("call_dialed", call_id=call.id, agent=agent.name, number=number)
         self._tasks.spawn(self._ring(call, agent, callee), f"dial-{call.id}")
         return call
 
@@ -323,11 +335,7 @@ class Router:
         if call.state is not CallState.ROUTING or agent.call is not call:
             await self._release(agent, call)  # hung up while the connection was set up
             return
-        over = existing is not None and existing is link
-        delivery_ms = round((time.monotonic() - call.routed_at) * 1000, 2)
-        call.link = link
-        call.state = CallState.RINGING
-        self._connections.call_delivered(agent, link)
+        over, delivery_ms = self._carried(call, agent, existing, link, CallState.RINGING)
         call.notify_customer = callee.send
         callee.send(IncomingCall(call_id=call.id, number=call.caller, agent=agent.name))
         agent.send(
