@@ -89,18 +89,20 @@ def _customer(platform, duration_s: float | None = 30.0) -> CallPlan:
 
 
 async def test_a_call_lives_in_one_object_and_each_change_is_told_once(agent, platform):
-    hangup = asyncio.Event()
+    hangup, connected = asyncio.Event(), asyncio.Event()
     customer = asyncio.create_task(
-        place_call(_customer(platform), ToneSource(440.0), hangup=hangup)
+        place_call(_customer(platform), ToneSource(440.0), hangup=hangup, connected=connected)
     )
     try:
-        await _first_call(agent, customer, hangup)
+        await _first_call(agent, customer, hangup, connected)
     finally:  # a failed assertion must not leave the customer's call running
         hangup.set()
         await asyncio.wait_for(customer, 20)
 
 
-async def _first_call(agent: Agent, customer: asyncio.Task, hangup: asyncio.Event) -> None:
+async def _first_call(
+    agent: Agent, customer: asyncio.Task, hangup: asyncio.Event, connected: asyncio.Event
+) -> None:
     offered = await agent.wait_for(events.CallChanged, lambda e: e.state == "alerting")
     assert isinstance(offered, events.CallChanged)
     call_id = offered.call_id
@@ -123,7 +125,10 @@ async def _first_call(agent: Agent, customer: asyncio.Task, hangup: asyncio.Even
     await agent.wait_for(events.CallChanged, lambda e: e.state == "connected")
     assert call.state is CallState.CONNECTED and call.answered
 
-    hangup.set()  # the customer hangs up
+    # The customer hangs up once their side, too, knows it was answered (the
+    # agent's word and the customer's travel separately).
+    await asyncio.wait_for(connected.wait(), 10)
+    hangup.set()
     ended = await agent.wait_for(events.CallChanged, lambda e: e.state == "ended")
     assert isinstance(ended, events.CallChanged)
     result = await asyncio.wait_for(customer, 20)

@@ -122,11 +122,14 @@ async def place_call(
     sink: AudioSink | None = None,
     hangup: asyncio.Event | None = None,
     observe: PacketSink | None = None,
+    connected: asyncio.Event | None = None,
 ) -> CallResult:
     """Place the call and return when it is over; never raises for call failures.
 
     ``hangup``, when set by the owner, ends the call from the customer's side;
-    ``observe`` is shown every packet that arrives (benchmarks count them).
+    ``connected`` is set when the customer's side learns that an agent is on
+    the line (a hangup before that is an abandoned call); ``observe`` is shown
+    every packet that arrives (benchmarks count them).
     """
     result = CallResult()
     signaling = SignalingClient(plan.platform, decode_to_caller, ca_file=plan.ca_file)
@@ -282,6 +285,8 @@ async def place_call(
                     result.answered = True
                     result.agent = agent
                     result.wait_s = round(answered_at - started, 3)
+                    if connected is not None:
+                        connected.set()
                 case CallEnded(reason=reason):
                     result.reason = reason
                     result.ended_by = "agent" if reason == "agent_hangup" else "platform"
