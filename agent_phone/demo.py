@@ -2,7 +2,8 @@
 
 Starts a local platform (built-in demo configuration, a short persistent-
 connection timeout) and a caller that places a call every few seconds with a
-recorded voice, and signs agent ``alice`` in with auto answer. It shows the
+recorded voice, and signs agent ``alice`` in with auto answer (and
+wrapping each call up at once). It shows the
 first call setting up the connection, the next ones arriving over it at
 once, the connection timing out during a pause, and the call after that
 setting it up again. Everything stays on 127.0.0.1; the demo ends by itself
@@ -33,6 +34,7 @@ from agent_phone.phone.engine import PhoneEngine
 from agent_phone.phone.errors import SignInError
 from agent_phone.phone.settings import PhoneSettings
 from agent_phone.resources import resource
+from agent_phone.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,10 @@ def describe(event: events.PhoneEvent) -> str | None:
             return "answered" + (" automatically" if auto else "")
         case events.CallChanged(state="ended", reason=reason, duration_s=d):
             return f"call ended ({reason}) after {d:.1f} s"
+        case events.AfterCallWork(codes=codes, timeout_s=timeout_s):
+            return f"after-call work: codes {', '.join(codes)} (ends by itself in {timeout_s:g} s)"
+        case events.Status(status=status, cause=cause) if cause != "requested":
+            return f"status: {status} ({cause})"
         case events.Error(message=message):
             return f"error: {message}"
     return None
@@ -166,6 +172,14 @@ async def run_demo(args: argparse.Namespace) -> int:
     def show(event: events.PhoneEvent) -> None:
         if (line := describe(event)) is not None:
             _say(line)
+        if isinstance(event, events.AfterCallWork):
+            # The agent of this demo picks the first code at once (the
+            # window's wrap-up form leaves it to the person at it).
+            code = event.codes[0]
+            _say(f"wrapping up: {code}")
+            tasks.spawn(engine.wrap_up(code, event.call_id), "wrap-up")
+
+    tasks = TaskSet("demo")
 
     engine.subscribe(show)
     stop = asyncio.Event()
@@ -181,5 +195,6 @@ async def run_demo(args: argparse.Namespace) -> int:
         print(f"agent-phone: demo sign-in failed: {exc}", file=sys.stderr)
         return 1
     finally:
+        await tasks.close()
         await engine.close()
         await platform.close()

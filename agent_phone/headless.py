@@ -98,6 +98,11 @@ class Headless:
                 if not isinstance(status, str) or not isinstance(reason, str):
                     raise PhoneError('"status" (and "reason", if given) must be strings')
                 await e.set_status(status, reason)
+            case "wrap_up":
+                code = c.get("code")
+                if not isinstance(code, str):
+                    raise PhoneError('"code" must be one of the wrap-up codes of after_call_work')
+                await e.wrap_up(code, call_id)
             case "on_queue":
                 await e.set_on_queue(True)
             case "off_queue":

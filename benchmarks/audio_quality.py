@@ -481,7 +481,7 @@ def run_call(
     recorder: MonitorRecorder | None = None
     agent_heard: np.ndarray | None = None
     try:
-        platform = procs.PlatformProcess(log_dir=work)
+        platform = procs.PlatformProcess(procs.write_config(work / "platform.toml"), log_dir=work)
         started.append(platform)
         phone = procs.PhoneProcess(
             platform.url, "bob", "--on-queue", "--auto-answer",

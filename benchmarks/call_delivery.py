@@ -38,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from procs import PhoneProcess, PlatformProcess  # noqa: E402
+from procs import PhoneProcess, PlatformProcess, write_config  # noqa: E402
 
 from agent_phone.caller.client import CallPlan, place_call  # noqa: E402
 from agent_phone.media.ice import restrict_ice_addresses  # noqa: E402
@@ -162,7 +162,7 @@ async def one_call(url: str, n: int, trunk_token: str) -> tuple[str, FirstAudibl
 
 
 def run_mode(mode: str, calls: int, mic: Path, workdir: Path) -> dict[str, object]:
-    platform = PlatformProcess(log_dir=workdir)
+    platform = PlatformProcess(write_config(workdir / "platform.toml"), log_dir=workdir)
     persistent = "--persistent" if mode == "persistent" else "--no-persistent"
     phone = PhoneProcess(
         platform.url,

@@ -34,7 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from procs import CallerProcess, PhoneProcess, PlatformProcess, child_env  # noqa: E402
+from procs import CallerProcess, PhoneProcess, PlatformProcess, child_env, write_config  # noqa: E402
 
 from agent_phone.media.wav import write_wav as _write_wav  # noqa: E402
 
@@ -50,7 +50,7 @@ def _tone_file(path: Path) -> str:
 
 
 def one_fault(kind: str, work: Path) -> dict[str, float]:
-    platform = PlatformProcess(log_dir=work)
+    platform = PlatformProcess(write_config(work / "platform.toml"), log_dir=work)
     mic = _tone_file(work / "mic.wav")
     control = work / f"bob-{kind}.netem"
     control.write_text("")
@@ -97,7 +97,7 @@ def one_fault(kind: str, work: Path) -> dict[str, float]:
 
 
 def impaired_call(work: Path) -> dict[str, Any]:
-    platform = PlatformProcess(log_dir=work)
+    platform = PlatformProcess(write_config(work / "platform.toml"), log_dir=work)
     mic = _tone_file(work / "mic.wav")
     procs: list[Any] = [platform]
     try:

@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from procs import CallerProcess, PhoneProcess, PlatformProcess  # noqa: E402
+from procs import CallerProcess, PhoneProcess, PlatformProcess, write_config  # noqa: E402
 
 from agent_phone.media.tones import DTMF_FREQUENCIES, HOLD_NOTES_HZ  # noqa: E402
 from agent_phone.media.wav import read_wav, write_wav  # noqa: E402
@@ -71,7 +71,7 @@ def main() -> int:
     mic = tmp / "mic.wav"
     t = np.arange(RATE) / RATE
     write_wav(mic, np.rint(0.3 * 32767 * np.sin(2 * np.pi * 880 * t)).astype(np.int16))
-    platform = PlatformProcess(log_dir=tmp)
+    platform = PlatformProcess(write_config(tmp / "platform.toml"), log_dir=tmp)
     phone = caller = None
     try:
         phone = PhoneProcess(

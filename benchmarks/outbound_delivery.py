@@ -34,7 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from procs import PlatformProcess  # noqa: E402
+from procs import PlatformProcess, write_config  # noqa: E402
 
 from agent_phone.caller.client import CallPlan, place_call  # noqa: E402
 from agent_phone.media.ice import restrict_ice_addresses  # noqa: E402
@@ -116,7 +116,7 @@ async def one_call(engine: PhoneEngine, watch: Watch, platform: PlatformProcess)
 
 
 async def run(calls: int, workdir: Path) -> dict[str, list[dict]]:
-    platform = PlatformProcess(log_dir=workdir)
+    platform = PlatformProcess(write_config(workdir / "platform.toml"), log_dir=workdir)
     settings = PhoneSettings(platform=platform.url, user="alice", password="demo")
     speaker = WavFileSink(workdir / "heard.wav")
     engine = PhoneEngine(settings, CallAudio(ToneSource(880.0), speaker, voice_processing=False))

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from audio_analysis import make_tone  # noqa: E402
-from procs import CallerProcess, PhoneProcess, PlatformProcess  # noqa: E402
+from procs import CallerProcess, PhoneProcess, PlatformProcess, write_config  # noqa: E402
 from tcp_proxy import TcpProxy  # noqa: E402
 
 from agent_phone.media.wav import write_wav  # noqa: E402
@@ -80,7 +80,7 @@ def main() -> int:
     d = Path(tempfile.mkdtemp(prefix="resume-"))
     mic = d / "mic.wav"
     write_wav(mic, make_tone(880.0, 1.0))
-    platform = PlatformProcess(log_dir=d)
+    platform = PlatformProcess(write_config(d / "platform.toml"), log_dir=d)
     port = urlsplit(platform.url).port
     assert port is not None
     proxy = TcpProxy(port)

@@ -358,10 +358,11 @@ def main() -> int:
         os.environ["QT_QPA_PLATFORM"] = "xcb"
     else:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    from procs import PlatformProcess
+    from procs import PlatformProcess, write_config
 
     workdir = Path(tempfile.mkdtemp(prefix="agent-phone-ui-bench-"))
-    platform = PlatformProcess(None, log_dir=workdir)
+    # The demo's agents and queue, without after-call work (calls back to back).
+    platform = PlatformProcess(write_config(workdir / "platform.toml"), log_dir=workdir)
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "calls": opts.calls,

@@ -13,39 +13,24 @@ from typing import Any
 import numpy as np
 import pytest
 from audio_analysis import make_tone
-from procs import CallerProcess, PhoneProcess, PlatformProcess
+from procs import CallerProcess, PhoneProcess, PlatformProcess, write_config
 
-from agent_phone.cloud.config import ACCEPT_OFF_QUEUE, DEMO_STATUS_REASONS, hash_password
 from agent_phone.media.wav import read_wav, write_wav
-
-
-def write_config(path: Path, **platform: Any) -> Path:
-    """The demo's agents and queue, with the ``[platform]`` settings given."""
-    h = hash_password("demo")
-    lines = ["[platform]"]
-    lines += [f"{k} = {v!r}" for k, v in platform.items()]
-    for name in ("alice", "bob", "carol"):
-        lines += [f"[agents.{name}]", f'password_hash = "{h}"']
-        if name == "alice":
-            lines.append(f'permissions = ["{ACCEPT_OFF_QUEUE}"]')
-    lines += ["[queues.support]", 'members = ["alice", "bob", "carol"]']
-    lines += ["[status_reasons]"]  # as the built-in demo's
-    lines += [f"{status} = {list(names)!r}" for status, names in DEMO_STATUS_REASONS.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture
 def start_platform(tmp_path: Path) -> Iterator[Callable[..., PlatformProcess]]:
     started: list[PlatformProcess] = []
 
-    def start(port: int = 0, extra: tuple[str, ...] = (), **platform: Any) -> PlatformProcess:
-        """``extra``: more command-line arguments (``--dev-tls``...)."""
-        config = (
-            write_config(tmp_path / f"platform{len(started)}.toml", **platform)
-            if platform
-            else None
-        )
+    def start(
+        port: int = 0,
+        extra: tuple[str, ...] = (),
+        queue: dict[str, Any] | None = None,
+        **platform: Any,
+    ) -> PlatformProcess:
+        """``extra``: more command-line arguments (``--dev-tls``...);
+        ``queue``: settings of queue ``support`` (``write_config``)."""
+        config = write_config(tmp_path / f"platform{len(started)}.toml", queue, **platform)
         p = PlatformProcess(
             config,
             log_dir=tmp_path,
@@ -63,7 +48,7 @@ def start_platform(tmp_path: Path) -> Iterator[Callable[..., PlatformProcess]]:
 
 @pytest.fixture
 def platform(start_platform: Callable[..., PlatformProcess]) -> PlatformProcess:
-    """The platform with its built-in demo configuration."""
+    """The platform with the demo's agents and queue (without after-call work)."""
     return start_platform()
 
 

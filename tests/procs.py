@@ -28,6 +28,8 @@ from typing import Any
 
 from zygote import ForkedProcess, Zygote
 
+from agent_phone.cloud.config import ACCEPT_OFF_QUEUE, DEMO_STATUS_REASONS, demo_password_hash
+
 REPO = Path(__file__).resolve().parent.parent
 Event = dict[str, Any]
 
@@ -204,6 +206,25 @@ class JsonLinesProcess:
                 self.proc.wait(5)
         self._reader.join(5)
         self._stderr.close()
+
+
+def write_config(path: Path, queue: dict[str, Any] | None = None, **platform: Any) -> Path:
+    """The demo's agents, queue and status reasons, with the ``[platform]``
+    settings given. Its queue has no after-call work unless ``queue`` sets
+    ``wrap_up_codes`` (so an agent may take calls back to back)."""
+    h = demo_password_hash()
+    lines = ["[platform]"]
+    lines += [f"{k} = {v!r}" for k, v in platform.items()]
+    for name in ("alice", "bob", "carol"):
+        lines += [f"[agents.{name}]", f'password_hash = "{h}"']
+        if name == "alice":
+            lines.append(f'permissions = ["{ACCEPT_OFF_QUEUE}"]')
+    lines += ["[queues.support]", 'members = ["alice", "bob", "carol"]']
+    lines += [f"{k} = {v!r}" for k, v in (queue or {}).items()]
+    lines += ["[status_reasons]"]  # as the built-in demo's
+    lines += [f"{status} = {list(names)!r}" for status, names in DEMO_STATUS_REASONS.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 class PlatformProcess(JsonLinesProcess):

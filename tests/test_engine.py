@@ -9,72 +9,23 @@ test waits on events, never on sleeps.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from inprocess import Agent, signed_in_agent
 
 from agent_phone.caller.client import CallPlan, place_call
-from agent_phone.media.wav import ToneSource, WavFileSink
+from agent_phone.media.wav import ToneSource
 from agent_phone.phone import events
-from agent_phone.phone.audio_io import CallAudio
 from agent_phone.phone.call import CallState, Direction
-from agent_phone.phone.engine import PhoneEngine
 from agent_phone.phone.errors import PhoneError
-from agent_phone.phone.settings import PhoneSettings
-
-
-class Agent:
-    """A phone engine and every event it emitted, to wait on."""
-
-    def __init__(self, engine: PhoneEngine) -> None:
-        self.engine = engine
-        self.events: list[events.PhoneEvent] = []
-        self._changed = asyncio.Condition()
-        engine.subscribe(self._on_event)
-
-    def _on_event(self, event: events.PhoneEvent) -> None:
-        self.events.append(event)
-        asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def wait_for(
-        self, kind: type[events.PhoneEvent], test: Callable[[events.PhoneEvent], bool] = bool
-    ) -> events.PhoneEvent:
-        def found() -> events.PhoneEvent | None:
-            return next((e for e in self.events if isinstance(e, kind) and test(e)), None)
-
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(found), 20)
-        event = found()
-        assert event is not None
-        return event
-
-    def calls(self, call_id: str) -> list[events.CallChanged]:
-        return [
-            e for e in self.events if isinstance(e, events.CallChanged) and e.call_id == call_id
-        ]
 
 
 @pytest.fixture
 async def agent(platform, tmp_path: Path) -> AsyncIterator[Agent]:
-    settings = PhoneSettings(
-        platform=platform.url, user="bob", password="demo", on_queue=True, auto_answer=False
-    )
-    audio = CallAudio(
-        ToneSource(880.0), WavFileSink(tmp_path / "heard.wav"), voice_processing=False
-    )
-    engine = PhoneEngine(settings, audio)
-    watched = Agent(engine)
-    await engine.start()
-    await watched.wait_for(events.Presence, lambda e: e.on_queue)
-    try:
+    async with signed_in_agent(platform, "bob", tmp_path) as watched:
         yield watched
-    finally:
-        await engine.close()
 
 
 def _customer(platform, duration_s: float | None = 30.0) -> CallPlan:

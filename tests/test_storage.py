@@ -132,19 +132,22 @@ def test_netem_bursts_keep_the_loss_rate_and_lengthen_the_runs() -> None:
 
 def test_a_version_1_database_gains_what_the_agent_heard(tmp_path: Path) -> None:
     """A platform's database from before call records kept ``heard_by_agent``
-    (version 2) and ``direction`` (3) opens, keeps its records, and stores
-    the new fields from then on."""
+    (version 2), ``direction`` (3) and the wrap-up code (4) opens, keeps its
+    records, and stores the new fields from then on."""
     import sqlite3
 
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)
-    schema = storage_module._SCHEMA.replace(",\n    heard_by_agent TEXT", "").replace(
-        ",\n    direction TEXT NOT NULL DEFAULT 'inbound'", ""
+    schema = (
+        storage_module._SCHEMA.replace(",\n    heard_by_agent TEXT", "")
+        .replace(",\n    direction TEXT NOT NULL DEFAULT 'inbound'", "")
+        .replace(",\n    wrap_up_code TEXT,\n    acw_s REAL", "")
     )
     assert "heard_by_agent" not in schema and "direction" not in schema
+    assert "wrap_up_code" not in schema
     db.executescript(schema)
     db.execute("INSERT INTO meta VALUES ('schema', '1')")
-    new = ("heard_by_agent", "direction")
+    new = ("heard_by_agent", "direction", "wrap_up_code", "acw_s")
     columns = [c for c in storage_module._CALL_COLUMNS if c not in new]
     db.execute(
         f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
@@ -155,19 +158,21 @@ def test_a_version_1_database_gains_what_the_agent_heard(tmp_path: Path) -> None
 
     upgraded = storage_module.SqliteStorage._open(path)
     version = upgraded.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
-    assert version == str(storage_module.SCHEMA_VERSION) == "3"
+    assert version == str(storage_module.SCHEMA_VERSION) == "4"
     row = upgraded.execute("SELECT * FROM calls WHERE call_id = 'call-old'").fetchone()
     record = storage_module._from_row(row)
     assert record.caller == "dana" and record.heard_by_agent is None
-    assert record.direction == "inbound"
+    assert record.direction == "inbound" and record.wrap_up_code is None
     heard = {"concealed_samples": 960, "grade": "good"}
     record.heard_by_agent = heard
+    record.wrap_up_code = "resolved"
     upgraded.execute(
         f"INSERT OR REPLACE INTO calls ({', '.join(storage_module._CALL_COLUMNS)})"
         f" VALUES ({', '.join('?' * len(storage_module._CALL_COLUMNS))})",
         storage_module._to_row(record),
     )
     row = upgraded.execute("SELECT * FROM calls WHERE call_id = 'call-old'").fetchone()
+    assert storage_module._from_row(row).wrap_up_code == "resolved"
     assert storage_module._from_row(row).heard_by_agent == {
         "concealed_samples": 960,
         "grade": "good",

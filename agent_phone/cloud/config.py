@@ -18,6 +18,8 @@ format is documented in docs/administration.md; an example:
 
     [queues.support]
     members = ["alice", "bob"]
+    wrap_up_codes = ["resolved", "escalated"]  # after-call work, ended by a code...
+    acw_timeout_s = 60                         # ...or after this long (default 60)
 
     [status_reasons]               # the reasons an agent may give, per status
     break = ["coffee", "rest"]
@@ -46,6 +48,7 @@ KNOWN_PERMISSIONS = frozenset({ACCEPT_OFF_QUEUE})
 DEFAULT_PERSISTENT_TIMEOUT_S = 600.0
 DEFAULT_ALERT_TIMEOUT_S = 12.0
 DEFAULT_RING_TIMEOUT_S = 30.0
+DEFAULT_ACW_TIMEOUT_S = 60.0
 DEFAULT_TOKEN_LIFETIME_S = 3600.0
 DEFAULT_RESUME_GRACE_S = 30.0
 DEFAULT_LOCKOUT_FAILURES = 5
@@ -75,6 +78,15 @@ class AgentConfig:
 class QueueConfig:
     name: str
     members: tuple[str, ...]
+    #: After a call from this queue the agent is in after-call work until
+    #: they pick one of these codes or ``acw_timeout_s`` passes; with no
+    #: codes there is no after-call work.
+    wrap_up_codes: tuple[str, ...] = ()
+    acw_timeout_s: float = DEFAULT_ACW_TIMEOUT_S
+
+    @property
+    def after_call_work(self) -> bool:
+        return bool(self.wrap_up_codes)
 
 
 @dataclass(frozen=True)
@@ -154,27 +166,40 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 
 @cache
-def _demo_hash() -> str:
+def demo_password_hash() -> str:
+    """The hash of the demo agents' password, ``demo`` (made once)."""
     return hash_password("demo")
 
 
 def dummy_hash() -> str:
     """Checked against for unknown users, so they take as long as known ones."""
-    return _demo_hash()
+    return demo_password_hash()
 
 
 def demo_config(**overrides: object) -> PlatformConfig:
     """Queue ``support``; agents alice, bob and carol, password ``demo``."""
-    h = _demo_hash()
+    h = demo_password_hash()
     agents = {
         "alice": AgentConfig("alice", h, frozenset({ACCEPT_OFF_QUEUE})),
         "bob": AgentConfig("bob", h),
         "carol": AgentConfig("carol", h),
     }
-    queues = {"support": QueueConfig("support", ("alice", "bob", "carol"))}
+    queues = {
+        "support": QueueConfig(
+            "support",
+            ("alice", "bob", "carol"),
+            wrap_up_codes=DEMO_WRAP_UP_CODES,
+            acw_timeout_s=DEMO_ACW_TIMEOUT_S,
+        )
+    }
     overrides.setdefault("status_reasons", DEMO_STATUS_REASONS)
     return PlatformConfig(agents=agents, queues=queues, **overrides)  # type: ignore[arg-type]
 
+
+#: The demo's wrap-up codes for queue ``support``, and its after-call work
+#: timeout: short, so a demo agent who ignores the form is soon back on queue.
+DEMO_WRAP_UP_CODES = ("resolved", "callback_promised", "escalated")
+DEMO_ACW_TIMEOUT_S = 15.0
 
 #: The demo's reasons for each status.
 DEMO_STATUS_REASONS: dict[str, tuple[str, ...]] = {
@@ -202,6 +227,19 @@ def _status_reasons(data: dict[str, object]) -> dict[str, tuple[str, ...]]:
             raise ConfigError(f"status_reasons.{status} must be a list of names (1-64 characters)")
         reasons[status] = tuple(names)
     return reasons
+
+
+def _wrap_up_codes(table: dict[str, object], where: str) -> tuple[str, ...]:
+    codes = table.get("wrap_up_codes", [])
+    if (
+        not isinstance(codes, list)
+        or not all(isinstance(c, str) and 0 < len(c) <= 64 for c in codes)
+        or len(set(codes)) != len(codes)
+    ):
+        raise ConfigError(
+            f"{where}.wrap_up_codes must be a list of distinct codes (1-64 characters)"
+        )
+    return tuple(codes)
 
 
 def _number(table: dict[str, object], key: str, where: str, default: float | None) -> float | None:
@@ -333,7 +371,13 @@ def load_config(path: Path) -> PlatformConfig:
         members = tuple(table.get("members", []))
         if missing := [m for m in members if m not in agents]:
             raise ConfigError(f"queues.{name}.members: no such agent {missing}")
-        queues[name] = QueueConfig(name, members)
+        queues[name] = QueueConfig(
+            name,
+            members,
+            wrap_up_codes=_wrap_up_codes(table, f"queues.{name}"),
+            acw_timeout_s=_number(table, "acw_timeout_s", f"queues.{name}", DEFAULT_ACW_TIMEOUT_S)
+            or DEFAULT_ACW_TIMEOUT_S,
+        )
     ice = tuple(platform.get("ice_addresses", ["127.0.0.1"]))
     tls_cert, tls_key = _tls_files(data, path.resolve().parent)
     return PlatformConfig(

@@ -80,6 +80,9 @@ class CallRecorder:
     def _on_event(self, e: dict[str, Any]) -> None:
         name = e.get("event")
         call_id = e.get("call_id")
+        if name == "after_call_work" and isinstance(call_id, str):
+            self._wrapped_up(call_id, e)
+            return
         if not isinstance(name, str) or not name.startswith("call_") or call_id is None:
             return
         if name == "call_queued":
@@ -130,6 +133,17 @@ class CallRecorder:
             return
         else:
             return
+        self._storage.put_call(record)
+
+    def _wrapped_up(self, call_id: str, e: dict[str, Any]) -> None:
+        """The agent's after-call work on the call ended: its code (None when
+        it timed out) and its length go with the record."""
+        record = self.open.get(call_id) or self._recent.get(call_id)
+        if record is None:
+            logger.warning("%s: after-call work for a call with no record", call_id)
+            return
+        record.wrap_up_code = e.get("code")
+        record.acw_s = e.get("acw_s")
         self._storage.put_call(record)
 
     def _start_quality(self, call_id: str, agent: str) -> None:

@@ -11,6 +11,10 @@ round: it rings the trunk that awaits calls to the number, over the agent's
 connection (set up first when there is none: R1), and counts as activity
 for the persistent connection's timeout (R11). It is never queued: when it
 fails it ends, and the agent is told why.
+
+A connected call from a queue with wrap-up codes leaves its agent in
+after-call work (the agent's session keeps it: ``begin_after_call_work``),
+so they are not ``available`` and nothing is routed to them until it ends.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agent_phone.cloud.config import PlatformConfig
+from agent_phone.cloud.config import PlatformConfig, QueueConfig
 from agent_phone.cloud.connections import AgentEndpoint, ConnectionManager
 from agent_phone.cloud.customer_audio import DtmfBusy, Feed
 from agent_phone.cloud.errors import RequestError
@@ -112,6 +116,8 @@ class RoutedAgent(AgentEndpoint, Protocol):
     def available(self) -> bool: ...
 
     def set_status(self, status: str, reason: str, cause: str) -> None: ...
+
+    def begin_after_call_work(self, call_id: str, queue: QueueConfig) -> None: ...
 
 
 def _nobody(_message: Message) -> None:
@@ -567,6 +573,10 @@ class Router:
                 call.outbound  # the agent's phone is dialing it
             ):
                 agent.send(CallEnded(call_id=call.id, reason=reason))
+            if previous is CallState.CONNECTED and not call.outbound:
+                # After-call work, where the queue has it: nothing is routed
+                # to the agent until they wrap up (sessions.py).
+                agent.begin_after_call_work(call.id, self._config.queues[call.queue])
             if previous is CallState.CONNECTED and call.link is not None:
                 await call.link.detach()
             if previous is not CallState.ROUTING:

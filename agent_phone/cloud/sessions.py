@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_phone.cloud.auth import SessionTokens, token_hint
-from agent_phone.cloud.config import AgentConfig, PlatformConfig, dummy_hash, verify_password
+from agent_phone.cloud.config import (
+    AgentConfig,
+    PlatformConfig,
+    QueueConfig,
+    dummy_hash,
+    verify_password,
+)
 from agent_phone.cloud.connections import ConnectionManager
 from agent_phone.cloud.errors import RequestError
 from agent_phone.cloud.events import EventLog
@@ -28,6 +34,7 @@ from agent_phone.cloud.routing import Call, CallState, Router
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
     AcceptIncoming,
+    AfterCallWork,
     AnswerCall,
     AwaitCalls,
     AwaitingCalls,
@@ -59,6 +66,7 @@ from agent_phone.protocol import (
     SignOut,
     StatusChanged,
     UnholdCall,
+    WrapUp,
 )
 from agent_phone.tasks import TaskSet
 
@@ -122,6 +130,11 @@ class AgentSession:
         self.status_since = time.time()
         self.idle_since = time.monotonic()
         self.call: Call | None = None
+        #: The after-call work the agent is in, the status to go back to
+        #: after it, and the timer that ends it without a code.
+        self.acw: AfterCallWork | None = None
+        self._acw_return = ("available", "")
+        self._acw_timer: asyncio.TimerHandle | None = None
         # --- session token and resume (docs/protocol.md "Sessions") ---
         #: Identifies the WebSocket this session talks over now.
         self.binding = object()
@@ -155,8 +168,10 @@ class AgentSession:
             case _ if not self.signed_in:
                 raise RequestError("not_signed_in", "sign in first")
             case SetPresence(on_queue=on_queue):
+                self._not_in_after_call_work()
                 self.set_presence(on_queue, "requested")
             case SetStatus(status=status, reason=reason):
+                self._not_in_after_call_work()
                 allowed = p.config.status_reasons.get(status, ())
                 if reason and reason not in allowed:
                     listed = ", ".join(allowed) if allowed else "none"
@@ -186,6 +201,8 @@ class AgentSession:
                 p.records.heard_by_agent(self.name, message)
             case Dial(call_id=call_id, number=number):
                 p.router.dial(self, call_id, number, p.numbers.get(number))
+            case WrapUp(call_id=call_id, code=code):
+                self.wrap_up(call_id, code)
             case SignOut():
                 await self.sign_out("requested")
                 await self._close_transport()
@@ -325,6 +342,83 @@ class AgentSession:
         if self.on_queue:
             self._services.router.dispatch()
 
+    # --- after-call work ---------------------------------------------------------
+
+    def begin_after_call_work(self, call_id: str, queue: QueueConfig) -> None:
+        """``call_id`` from ``queue`` ended: no call is routed to the agent
+        until they wrap it up with a code or the queue's timeout passes."""
+        if not self.signed_in or not queue.after_call_work:
+            return
+        if self.acw is not None:  # (one call at a time: cannot happen; never stack)
+            self._end_after_call_work(None, "superseded")
+        timeout = queue.acw_timeout_s
+        self.acw = AfterCallWork(
+            call_id=call_id,
+            queue=queue.name,
+            codes=list(queue.wrap_up_codes),
+            deadline=time.time() + timeout,
+            timeout_s=timeout,
+        )
+        if self.status != "after_call_work":
+            self._acw_return = (self.status, self.status_reason)
+        self._acw_timer = asyncio.get_running_loop().call_later(timeout, self._acw_timed_out)
+        self.send(self.acw)
+        self.set_status("after_call_work", "", "call_ended")
+
+    def _not_in_after_call_work(self) -> None:
+        if self.acw is not None:
+            raise RequestError(
+                "wrong_state",
+                f"you are in after-call work on call {self.acw.call_id!r};"
+                " wrap it up first (wrap_up, with one of its codes)",
+            )
+
+    def wrap_up(self, call_id: str, code: str) -> None:
+        acw = self.acw
+        if acw is None:
+            raise RequestError("wrong_state", "you are not in after-call work", call_id)
+        if call_id != acw.call_id:
+            raise RequestError(
+                "unknown_call",
+                f"your after-call work is on call {acw.call_id!r}, not {call_id!r}",
+                call_id,
+            )
+        if code not in acw.codes:
+            raise RequestError(
+                "invalid",
+                f"{code!r} is not a wrap-up code of queue {acw.queue}"
+                f" (codes: {', '.join(acw.codes)})",
+                call_id,
+            )
+        self._end_after_call_work(code, "wrapped_up")
+
+    def _acw_timed_out(self) -> None:
+        self._acw_timer = None
+        if self.acw is not None:
+            self._end_after_call_work(None, "acw_timeout")
+
+    def _end_after_call_work(self, code: str | None, cause: str) -> None:
+        """After-call work is over (``code``: the agent's, or None); back to
+        the status the agent had, unless signing out ends it."""
+        acw, self.acw = self.acw, None
+        if self._acw_timer is not None:
+            self._acw_timer.cancel()
+            self._acw_timer = None
+        if acw is None:
+            return
+        acw_s = acw.timeout_s - max(0.0, acw.deadline - time.time())
+        self._services.events.emit(
+            "after_call_work",
+            agent=self.name,
+            call_id=acw.call_id,
+            code=code,
+            cause=cause,
+            acw_s=round(acw_s, 3),
+        )
+        if self.signed_in:
+            status, reason = self._acw_return
+            self.set_status(status, reason, cause)
+
     def _status_message(self, cause: str) -> StatusChanged:
         return StatusChanged(
             status=self.status, reason=self.status_reason, since=self.status_since, cause=cause
@@ -336,6 +430,7 @@ class AgentSession:
             return
         self.signed_in = False
         p = self._services
+        self._end_after_call_work(None, reason)  # its record keeps no code
         if self.status != "offline":  # recorded; the phone is told it is signed out
             self.status, self.status_reason, self.status_since = "offline", "", time.time()
             p.events.emit(
@@ -464,6 +559,7 @@ class AgentSession:
             agent=self.name,
             on_queue=self.on_queue,
             status=self._status_message("resumed"),
+            after_call_work=self.acw,
             persistent=self.persistent,
             connection=self._services.connections.describe(self),
             call=None

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: The most SQLite's page cache holds, in KiB (SQLite's own default, made
 #: explicit: the platform's memory grows by it as the call records fill it).
 SQLITE_CACHE_KB = 2000
@@ -83,6 +83,11 @@ class CallRecord:
     #: dialed ``caller``'s number: ``answered_by`` is that agent, ``queue`` is
     #: empty and ``queued_count`` 0).
     direction: str = "inbound"
+    #: The code the agent wrapped the call up with (``wrap_up``); None when
+    #: its after-call work timed out, or the queue has none.
+    wrap_up_code: str | None = None
+    #: How long the after-call work lasted, in seconds.
+    acw_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -227,7 +232,9 @@ CREATE TABLE IF NOT EXISTS calls (
     ended_by TEXT,
     quality TEXT,
     heard_by_agent TEXT,
-    direction TEXT NOT NULL DEFAULT 'inbound'
+    direction TEXT NOT NULL DEFAULT 'inbound',
+    wrap_up_code TEXT,
+    acw_s REAL
 );
 CREATE INDEX IF NOT EXISTS calls_created ON calls (created_at);
 CREATE INDEX IF NOT EXISTS calls_open ON calls (ended_at) WHERE ended_at IS NULL;
@@ -357,14 +364,20 @@ class SqliteStorage:
         """Bring an older database up to SCHEMA_VERSION, in place."""
         steps = {
             # 2: what the agent heard, with each call record.
-            2: "ALTER TABLE calls ADD COLUMN heard_by_agent TEXT",
+            2: ["ALTER TABLE calls ADD COLUMN heard_by_agent TEXT"],
             # 3: inbound or outbound.
-            3: "ALTER TABLE calls ADD COLUMN direction TEXT NOT NULL DEFAULT 'inbound'",
+            3: ["ALTER TABLE calls ADD COLUMN direction TEXT NOT NULL DEFAULT 'inbound'"],
+            # 4: after-call work: its code and length.
+            4: [
+                "ALTER TABLE calls ADD COLUMN wrap_up_code TEXT",
+                "ALTER TABLE calls ADD COLUMN acw_s REAL",
+            ],
         }
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with db:
                 db.execute("BEGIN IMMEDIATE")
-                db.execute(steps[target])
+                for sql in steps[target]:
+                    db.execute(sql)
                 db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(target),))
 
     # --- at start (blocking, before serving) -------------------------------------

@@ -35,6 +35,7 @@ from agent_phone.phone.settings import PhoneSettings
 from agent_phone.protocol import (
     AGENT_STATUSES,
     PHONE_NUMBER_PATTERN,
+    AfterCallWork,
     AnswerCall,
     CallConnected,
     CallEnded,
@@ -64,6 +65,7 @@ from agent_phone.protocol import (
     SignOut,
     StatusChanged,
     UnholdCall,
+    WrapUp,
 )
 from agent_phone.tasks import TaskSet
 
@@ -87,6 +89,8 @@ class PhoneEngine:
         #: on queue), and the reasons the platform accepts for each status.
         self.status: events.Status | None = None
         self.status_reasons: dict[str, list[str]] = {}
+        #: The after-call work the agent is in (status ``after_call_work``).
+        self.after_call_work: events.AfterCallWork | None = None
         #: The agent's calls that have not ended, in the order they began.
         self.calls: dict[str, Call] = {}
         self.connection: PhoneConnection | None = None
@@ -179,6 +183,8 @@ class PhoneEngine:
                     await self._end_call(call, message.code)  # the platform refused the dial
             case StatusChanged():
                 self._status_changed(message)
+            case AfterCallWork():
+                self._after_call_work(message)
             case PresenceChanged(on_queue=on_queue, reason=reason):
                 self.on_queue = on_queue
                 self._emit(events.Presence(on_queue=on_queue, reason=reason))
@@ -204,10 +210,22 @@ class PhoneEngine:
                 await self._signed_out(reason)
 
     def _status_changed(self, message: StatusChanged) -> None:
+        if message.status != "after_call_work":
+            self.after_call_work = None  # wrapped up, timed out, or signed out
         self.status = events.Status(
             status=message.status, reason=message.reason, since=message.since, cause=message.cause
         )
         self._emit(self.status)
+
+    def _after_call_work(self, message: AfterCallWork) -> None:
+        self.after_call_work = events.AfterCallWork(
+            call_id=message.call_id,
+            codes=list(message.codes),
+            deadline=message.deadline,
+            queue=message.queue,
+            timeout_s=message.timeout_s,
+        )
+        self._emit(self.after_call_work)
 
     async def _accept_connection(self, offer: ConnectionOffer) -> None:
         if self.connection is not None:
@@ -429,6 +447,7 @@ class PhoneEngine:
         self.agent = None
         self.on_queue = False
         self.status = None
+        self.after_call_work = None
         await self._end_all_calls(reason)
         await self._drop_connection(reason)
         self.connection_state.signed_out(reason)
@@ -447,6 +466,11 @@ class PhoneEngine:
             != (theirs_status.status, theirs_status.reason)
         ):
             self._status_changed(theirs_status)
+        acw = snapshot.after_call_work
+        if acw is None:
+            self.after_call_work = None
+        elif self.after_call_work is None or self.after_call_work.call_id != acw.call_id:
+            self._after_call_work(acw)
         conn = snapshot.connection
         if self.connection is not None and (
             conn is None or conn.connection_id != self.connection.id
@@ -682,11 +706,25 @@ class PhoneEngine:
             raise PhoneError("sign in first")
         if status not in AGENT_STATUSES:
             raise PhoneError(f"{status!r} is not a status; one of {', '.join(AGENT_STATUSES)}")
+        if self.after_call_work is not None:
+            raise PhoneError("finish after-call work first: wrap up with a code")
         allowed = self.status_reasons.get(status, [])
         if reason and reason not in allowed:
             listed = ", ".join(allowed) if allowed else "none"
             raise PhoneError(f"{reason!r} is not a reason for {status} (reasons: {listed})")
         await self._send(SetStatus(status=status, reason=reason))  # type: ignore[arg-type]
+
+    async def wrap_up(self, code: str, call_id: str | None = None) -> None:
+        """End after-call work with one of its codes (it goes in the call's
+        record); the status the agent had before the call follows."""
+        acw = self.after_call_work
+        if acw is None:
+            raise PhoneError("there is no after-call work to wrap up")
+        if call_id is not None and call_id != acw.call_id:
+            raise PhoneError(f"the after-call work is on call {acw.call_id!r}, not {call_id!r}")
+        if code not in acw.codes:
+            raise PhoneError(f"{code!r} is not a wrap-up code (codes: {', '.join(acw.codes)})")
+        await self._send(WrapUp(call_id=acw.call_id, code=code))
 
     async def set_persistent(self, on: bool) -> None:
         self.connection_state.setting_changed(on)

@@ -78,6 +78,20 @@ class Status(PhoneEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AfterCallWork(PhoneEvent):
+    """The call ended and the agent is in after-call work: no call comes
+    until they wrap it up with one of ``codes`` (``wrap_up``) or
+    ``deadline`` (Unix time) passes (docs/headless.md)."""
+
+    name: ClassVar[str] = "after_call_work"
+    call_id: str
+    codes: list[str]
+    deadline: float
+    queue: str = ""
+    timeout_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class Connection(PhoneEvent):
     """The persistent-connection indicator changed (see ConnectionStateModel)."""
 

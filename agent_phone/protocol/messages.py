@@ -29,6 +29,8 @@ __all__ = [
     "CallOffered",
     "CallRinging",
     "Dial",
+    "WrapUp",
+    "AfterCallWork",
     "SetStatus",
     "StatusChanged",
     "AGENT_STATUSES",
@@ -169,6 +171,14 @@ class SetStatus(Message, tag="set_status", frozen=True):
     reason: StatusReason = ""
 
 
+class WrapUp(Message, tag="wrap_up", frozen=True):
+    """The agent ends after-call work on ``call_id`` with one of the codes
+    its ``after_call_work`` listed; the status they had before follows."""
+
+    call_id: str
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
 class Dial(Message, tag="dial", frozen=True):
     """The agent places a call to ``number`` (docs/protocol.md "Outbound
     calls"). The phone names the call; the platform answers ``call_ringing``
@@ -283,6 +293,7 @@ AgentToPlatform = (
     | QualityReport
     | Dial
     | SetStatus
+    | WrapUp
 )
 
 
@@ -332,6 +343,19 @@ class StatusChanged(Message, tag="status", frozen=True):
     since: float
     #: ``requested`` (by the agent), ``sign_in``, or why the platform set it.
     cause: str = "requested"
+
+
+class AfterCallWork(Message, tag="after_call_work", frozen=True):
+    """The call ended and the agent is in after-call work (status
+    ``after_call_work``): no call is routed to them until they ``wrap_up``
+    with one of ``codes`` or ``deadline`` passes (docs/protocol.md)."""
+
+    call_id: str
+    queue: str
+    codes: list[str]
+    #: Unix time after-call work ends by itself, with no code.
+    deadline: float
+    timeout_s: float
 
 
 class ConnectionOffer(Message, tag="connection_offer", frozen=True):
@@ -422,6 +446,8 @@ class SessionResumed(Message, tag="session_resumed", frozen=True):
     persistent: bool
     #: The agent's status now (as in ``status``).
     status: StatusChanged | None = None
+    #: The after-call work the agent is in (with status ``after_call_work``).
+    after_call_work: AfterCallWork | None = None
     #: The media connection (as in ``connection_state``), or none.
     connection: ConnectionState | None = None
     call: CallSnapshot | None = None
@@ -438,6 +464,7 @@ PlatformToAgent = (
     | ConnectionState
     | CallOffered
     | StatusChanged
+    | AfterCallWork
     | CallRinging
     | CallConnected
     | CallEnded

@@ -8,6 +8,7 @@ the button follows the ``presence`` event that answers it.
 The Status menu (``status_menu``, in the menu bar as Alt+S) sets any status
 an agent may set, with a submenu of the reasons the platform lists for it;
 the strip shows the platform's status, its reason and the time in it.
+In after-call work both are disabled: the wrap-up form ends it (wrap_up.py).
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ class AgentPanel(QWidget):
         self._status = event
         self._show_status()
         self._status_clock.start()
+        self._show()
 
     def _show_status(self) -> None:
         event = self._status
@@ -196,8 +198,10 @@ class AgentPanel(QWidget):
 
     def _show(self) -> None:
         signed_in = self._controller.state is SessionState.SIGNED_IN
-        self.queue_action.setEnabled(signed_in)
-        self.status_menu.setEnabled(signed_in)
+        # In after-call work the wrap-up form is the way out, not a status.
+        in_acw = self._status is not None and self._status.status == "after_call_work"
+        self.queue_action.setEnabled(signed_in and not in_acw)
+        self.status_menu.setEnabled(signed_in and not in_acw)
         self.queue_action.setChecked(self._on_queue)
         text = "On Queue" if self._on_queue else "Off Queue"
         self.queue_action.setText(f"&{text}")

@@ -39,6 +39,7 @@ class PhoneBridge(QObject):
     reconnecting = Signal(object)  # events.Reconnecting
     presence = Signal(object)  # events.Presence
     status = Signal(object)  # events.Status
+    after_call_work = Signal(object)  # events.AfterCallWork
     connection = Signal(object)  # events.Connection
     #: Every change of every call (what front-ends show calls from).
     call = Signal(object)  # events.CallChanged
@@ -70,6 +71,7 @@ class PhoneBridge(QObject):
             events.Reconnecting: self.reconnecting,
             events.Presence: self.presence,
             events.Status: self.status,
+            events.AfterCallWork: self.after_call_work,
             events.Connection: self.connection,
             events.CallChanged: self.call,
             events.Alerting: self.alerting,

@@ -226,6 +226,9 @@ class PhoneController(QObject):
     def set_status(self, status: str, reason: str = "") -> None:
         self._command(f"set the status to {status}", lambda e: e.set_status(status, reason))
 
+    def wrap_up(self, code: str) -> None:
+        self._command(f"wrap up with {code!r}", lambda e: e.wrap_up(code))
+
     def set_mute(self, on: bool) -> None:
         engine = self._engine
         try:

@@ -41,6 +41,7 @@ from agent_phone.ui.settings import (
 )
 from agent_phone.ui.settings_dialog import SettingsDialog
 from agent_phone.ui.sign_in import SignInFlow
+from agent_phone.ui.wrap_up import WrapUpForm
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ SHORTCUTS = """\
 <tr><td><b>Ctrl+Return</b></td><td>Answer the ringing call</td></tr>
 <tr><td><b>Ctrl+Backspace</b></td><td>Decline the ringing call, or hang up</td></tr>
 <tr><td><b>Ctrl+M</b></td><td>Mute / unmute</td></tr>
+<tr><td><b>Ctrl+W</b></td><td>The wrap-up codes, in after-call work (Enter wraps up)</td></tr>
 <tr><td><b>Ctrl+O</b></td><td>Go on / off queue</td></tr>
 <tr><td><b>Ctrl+,</b></td><td>Settings</td></tr>
 <tr><td><b>Ctrl+H</b></td><td>Hold / resume the connected call</td></tr>
@@ -115,10 +117,12 @@ class MainWindow(QMainWindow):
         self.setAccessibleName("Agent Phone")
         self.agent_panel = AgentPanel(self._phone, self._controller, self)
         self.call_panel = CallPanel(self._phone, self._controller, self)
+        self.wrap_up = WrapUpForm(self._phone, self._controller, self)
         central = QWidget(self)
         layout = QVBoxLayout(central)
         layout.addWidget(self.agent_panel)
         layout.addWidget(self.call_panel, 1)
+        layout.addWidget(self.wrap_up)
         self.setCentralWidget(central)
         self._setup_menus()
         # A Python reference as well as the parent: a corner widget with
