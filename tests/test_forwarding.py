@@ -3,7 +3,7 @@ re-encoded, and one continuous stream on a kept connection, call after call.
 
 Real aiortc peers in one process (tests/media_peers.py): two customers call
 one after the other into the platform's legs, each bridged onto the same
-``AgentLink`` to the phone; packets are recorded where each receiver gets
+``AgentLink`` to the phone by a ``Bridge``; packets are recorded where each receiver gets
 them.
 """
 
@@ -14,11 +14,12 @@ import time
 
 import numpy as np
 import pytest
-from audio_analysis import has_tone
+from audio_analysis import has_tone, tone_snr_db
 from media_peers import AgentSide, Customer, Recorder, talk
 
 from agent_phone.cloud.customer_audio import tones_encoded
-from agent_phone.cloud.media_edge import CustomerLeg
+from agent_phone.cloud.media_edge import CustomerLeg, Hearing
+from agent_phone.cloud.media_paths import Bridge, Conference, join
 from agent_phone.media.audio import FRAME_SAMPLES, SAMPLE_RATE
 from agent_phone.media.ice import ice_addresses, restrict_ice_addresses
 from agent_phone.media.tracks import FORWARDED, OutboundAudioTrack
@@ -65,9 +66,10 @@ async def one_call(agent: AgentSide, hz: float, seconds: float) -> tuple[Custome
     customer = Customer(ToneSource(hz))
     await customer.track.source.start()  # type: ignore[union-attr]
     await customer.call(leg)
-    agent.link.attach(leg)
+    bridge = Bridge(leg, agent.link)
     await talk(seconds)
-    await agent.link.detach()
+    bridge.close()
+    agent.link.hear(Hearing.NOTHING)  # between calls: parked
     return customer, leg
 
 
@@ -145,15 +147,17 @@ async def test_hold_cuts_the_forwarding_and_plays_the_music_encoded_once():
         tone = ToneSource(AGENT_HZ)
         await tone.start()
         agent.phone.attach(tone)
-        agent.link.attach(leg)
+        bridge = Bridge(leg, agent.link)
         await talk(0.6)
-        agent.link.set_held(True)
+        bridge.close()  # held, as the router holds a call
+        leg.hear(Hearing.HOLD)
+        agent.link.hear(Hearing.NOTHING)
         before = len(agent.heard.packets)
         heard_before = len(customer.heard.packets)
         await talk(1.0)
         during = agent.heard.packets[before:]
         music = [p.payload for p in customer.heard.packets[heard_before:]]
-        agent.link.set_held(False)
+        bridge = Bridge(leg, agent.link)
         await talk(0.6)
     finally:
         await leg.close()
@@ -181,3 +185,50 @@ async def test_a_forwarded_stream_keeps_its_gaps_and_survives_wrap_around():
     steps = np.diff([p.pts for p in packets])
     assert steps.tolist() == [FRAME_SAMPLES, 2 * FRAME_SAMPLES, FRAME_SAMPLES]
     assert track.frames_encoded == 0
+
+
+async def test_three_parties_in_a_conference_each_hear_the_two_others():
+    """The platform mixes only for a conference: each party is decoded, and
+    each hears the sum of the others, never themselves."""
+    agent = AgentSide()
+    customers = [Customer(ToneSource(FIRST_HZ)), Customer(ToneSource(SECOND_HZ))]
+    legs = [CustomerLeg("call-a"), CustomerLeg("call-b")]
+    try:
+        await agent.connect()
+        assert agent.heard is not None
+        tone = ToneSource(AGENT_HZ)
+        await tone.start()
+        agent.phone.attach(tone)
+        for customer, leg in zip(customers, legs, strict=True):
+            await customer.track.source.start()  # type: ignore[union-attr]
+            await customer.call(leg)
+        conference = join([legs[0], legs[1], agent.link])
+        assert isinstance(conference, Conference)
+        await talk(0.4)  # (the jitter buffers fill)
+        marks = [len(agent.heard.packets)] + [len(c.heard.packets) for c in customers]
+        await talk(1.5)
+        conference.close()
+        heard = [Recorder(packets=agent.heard.packets[marks[0] :]).decoded()]
+        heard += [
+            Recorder(packets=c.heard.packets[mark:]).decoded()
+            for c, mark in zip(customers, marks[1:], strict=True)
+        ]
+    finally:
+        for leg in legs:
+            await leg.close()
+        for customer in customers:
+            await customer.close()
+        await agent.close()
+
+    def level_db(samples: np.ndarray, hz: float) -> float:
+        return tone_snr_db(samples, hz, tolerance_hz=10)[0]
+
+    voices = [AGENT_HZ, FIRST_HZ, SECOND_HZ]
+    for listener, samples in zip(voices, heard, strict=True):
+        others = [hz for hz in voices if hz != listener]
+        # Two tones of one level: each about half of what is heard (0 dB
+        # against the rest); the listener's own voice far below both.
+        for hz in others:
+            assert level_db(samples, hz) > -6, (listener, hz, level_db(samples, hz))
+        assert level_db(samples, listener) < -20, (listener, level_db(samples, listener))
+    assert conference.frames_mixed >= 80  # 1.9 s at 50 frames a second, give or take

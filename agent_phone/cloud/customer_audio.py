@@ -1,5 +1,6 @@
 """What a customer hears, chosen by the platform: the waiting tone, the agent,
-or the hold music, with the agent's DTMF digits played over it.
+the hold music or a conference's mix, with the agent's DTMF digits played
+over it.
 
 One ``CustomerFeed`` is the audio source of a customer leg's outbound track
 for the whole call. The router switches it as the call moves: waiting in a
@@ -22,7 +23,7 @@ import logging
 
 import numpy as np
 
-from agent_phone.media.audio import FRAME_SAMPLES, SAMPLE_RATE
+from agent_phone.media.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioSource
 from agent_phone.media.tones import dtmf_samples, hold_music, waiting_tone
 from agent_phone.media.tracks import PacketLoop, encode_loop
 
@@ -38,8 +39,11 @@ class DtmfBusy(Exception):
 
 class Feed(enum.Enum):
     WAITING = "waiting"
+    #: The other party's packets, forwarded (an agent, or whoever is bridged).
     AGENT = "agent"
     HOLD = "hold"
+    #: A conference's mix for this customer (agent_phone/cloud/media_paths.py).
+    MIX = "mix"
 
 
 @functools.cache
@@ -62,13 +66,16 @@ class CustomerFeed:
         self._waiting = PacketLoop(waiting)
         self._hold = PacketLoop(hold)
         self._mode = Feed.WAITING
+        self._mix: AudioSource | None = None
         self._dtmf = np.zeros(0, dtype=np.int16)
 
     @property
     def mode(self) -> Feed:
         return self._mode
 
-    def set_mode(self, mode: Feed) -> None:
+    def set_mode(self, mode: Feed, mix: AudioSource | None = None) -> None:
+        """``mix``: with ``Feed.MIX``, the conference's audio for this customer."""
+        self._mix = mix if mode is Feed.MIX else None
         if mode is self._mode:
             return
         logger.info("%s: customer hears %s -> %s", self.call_id, self._mode.value, mode.value)
@@ -103,14 +110,17 @@ class CustomerFeed:
 
     def read_packet(self) -> bytes | None:
         """The next packet of a tone encoded once, or None: ``read`` then."""
-        if self._dtmf.size or self._mode is Feed.AGENT:
+        if self._dtmf.size or self._mode in (Feed.AGENT, Feed.MIX):
             return None
         return (self._hold if self._mode is Feed.HOLD else self._waiting).read_packet()
 
     def read(self) -> np.ndarray | None:
         """DTMF digits still to play (the agent's packets that arrive
-        meanwhile are dropped: not heard, not delayed); otherwise nothing."""
+        meanwhile are dropped: not heard, not delayed); otherwise the
+        conference's mix, or nothing."""
         if not self._dtmf.size:
+            if self._mode is Feed.MIX and self._mix is not None:
+                return self._mix.read()
             return None
         block = self._dtmf[:FRAME_SAMPLES]
         self._dtmf = self._dtmf[FRAME_SAMPLES:]

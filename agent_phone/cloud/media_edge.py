@@ -1,18 +1,16 @@
 """The platform's media edge: WebRTC legs to agents and to customers.
 
 An ``AgentLink`` is the connection to one agent's phone (the thing the
-persistent connection keeps); a ``CustomerLeg`` is one customer's call. A call
-is carried by bridging a customer leg onto an agent link: each side's Opus
-packets are *forwarded* to the other as they arrive, neither decoded nor
-re-encoded (agent_phone/media/receiver.py taps them, the far track re-times
-and sends them: agent_phone/media/tracks.py), so the FEC each phone puts in
-reaches the other end, and a call costs the platform no codec work.
-Between calls a link's track is parked, so it sends no audio at all.
+persistent connection keeps); a ``CustomerLeg`` is one customer's call (or
+the far end of an agent's outbound call). Both are a ``MediaParty``: what
+the party says goes where ``speak_to`` points it, and what they hear is set
+by ``hear``. Which parties hear which is decided elsewhere
+(agent_phone/cloud/media_paths.py): two parties are bridged by forwarding
+each one's Opus packets to the other, three or more are mixed.
 
-What the customer hears is chosen by the leg's ``CustomerFeed`` (the waiting
-tone, the agent, the hold music, DTMF). While a call is held the bridge is
-cut both ways here, on the platform: the agent's packets are dropped and the
-link sends the agent nothing, whatever the phone does.
+What a customer hears besides is chosen by the leg's ``CustomerFeed`` (the
+waiting tone, the hold music, DTMF). An agent's link that carries no call,
+or a call held, is parked: it sends the phone nothing at all.
 """
 
 from __future__ import annotations
@@ -23,13 +21,15 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from aiortc import RTCRtpSender, RTCSessionDescription
 
 from agent_phone.cloud.customer_audio import CustomerFeed, Feed
+from agent_phone.media.audio import AudioSource
 from agent_phone.media.liveness import Heartbeat, create_liveness_channel
 from agent_phone.media.peer import new_peer_connection
-from agent_phone.media.receiver import PacketTap, tap_audio
+from agent_phone.media.receiver import PacketSink, PacketTap, tap_audio
 from agent_phone.media.tracks import FORWARDED, OutboundAudioTrack
 from agent_phone.tasks import TaskSet
 
@@ -47,6 +47,35 @@ class LinkError(Exception):
     pass
 
 
+class Hearing(enum.Enum):
+    """What a party hears (``MediaParty.hear``)."""
+
+    #: What another party says, forwarded packet by packet (``forward``).
+    FORWARDED = "forwarded"
+    #: A conference's mix for this party (an ``AudioSource``, encoded here).
+    MIX = "mix"
+    #: A customer hears the waiting tone; an agent nothing.
+    WAITING = "waiting"
+    #: A customer hears the hold music; an agent nothing.
+    HOLD = "hold"
+    NOTHING = "nothing"
+
+
+class MediaParty(Protocol):
+    """One party's media at the platform, whoever they are."""
+
+    name: str
+
+    def speak_to(self, sink: PacketSink | None) -> None:
+        """Where what this party says goes from now on (None: nowhere)."""
+
+    def forward(self, payload: bytes, timestamp: int) -> None:
+        """A packet another party said, for this one to hear (when it hears
+        ``FORWARDED``; dropped otherwise)."""
+
+    def hear(self, what: Hearing, mix: AudioSource | None = None) -> None: ...
+
+
 def _audio_sender(pc_senders: list[RTCRtpSender]) -> RTCRtpSender:
     for sender in pc_senders:
         if sender.kind == "audio":
@@ -57,12 +86,13 @@ def _audio_sender(pc_senders: list[RTCRtpSender]) -> RTCRtpSender:
 class CustomerLeg:
     """The WebRTC leg to one customer; answers the caller's offer."""
 
-    def __init__(self, call_id: str) -> None:
+    def __init__(self, call_id: str, name: str = "") -> None:
         self.pc = new_peer_connection()
         #: What the customer hears: the waiting tone until an agent is bridged.
         self.feed = CustomerFeed(call_id)
         self.call_id = call_id
-        #: The customer's packets; an agent link points it at itself.
+        self.name = name or call_id
+        #: The customer's packets (dropped until ``speak_to`` points them on).
         self.tap: PacketTap | None = None
         self.track = OutboundAudioTrack(self.feed)
         self._tasks = TaskSet(f"leg-{call_id}")
@@ -81,6 +111,18 @@ class CustomerLeg:
     def _on_state(self) -> None:
         if self.pc.connectionState == "connected":
             self._connected.set()
+
+    # --- as a MediaParty ---------------------------------------------------------------
+
+    def speak_to(self, sink: PacketSink | None) -> None:
+        if self.tap is not None:
+            self.tap.sink = sink
+
+    def forward(self, payload: bytes, timestamp: int) -> None:
+        self.track.forward(payload, timestamp)
+
+    def hear(self, what: Hearing, mix: AudioSource | None = None) -> None:
+        self.feed.set_mode(_FEEDS[what], mix)
 
     async def wait_connected(self, timeout: float) -> None:
         try:
@@ -107,6 +149,15 @@ class CustomerLeg:
         self.track.stop()
 
 
+_FEEDS = {
+    Hearing.FORWARDED: Feed.AGENT,
+    Hearing.MIX: Feed.MIX,
+    Hearing.WAITING: Feed.WAITING,
+    Hearing.HOLD: Feed.HOLD,
+    Hearing.NOTHING: Feed.HOLD,  # a customer is never left in silence
+}
+
+
 class AgentLink:
     """The platform's side of one media connection to an agent's phone.
 
@@ -119,15 +170,13 @@ class AgentLink:
         self.agent = agent
         self.state = LinkState.NEW
         self.created_at = time.monotonic()
-        self.calls_carried = 0
         self.pc = new_peer_connection()
         self._on_dead = on_dead
         self._transceiver = self.pc.addTransceiver("audio", direction="sendrecv")
-        self._tap = tap_audio(self.pc, self._from_agent)
+        #: What the agent says: dropped until ``speak_to`` points it on.
+        self._tap = tap_audio(self.pc)
         self._track = OutboundAudioTrack(parked=True)
         self._transceiver.sender.replaceTrack(self._track)
-        self._leg: CustomerLeg | None = None
-        self._held = False
         self._tasks = TaskSet(self.id)
         self._connected = asyncio.Event()
         channel = create_liveness_channel(self.pc)
@@ -138,8 +187,8 @@ class AgentLink:
         return f"<AgentLink {self.id} {self.agent} {self.state.value}>"
 
     @property
-    def in_call(self) -> bool:
-        return self._leg is not None
+    def name(self) -> str:
+        return self.agent
 
     @property
     def track(self) -> OutboundAudioTrack:
@@ -150,16 +199,23 @@ class AgentLink:
             logger.info("%s %s: %s -> %s", self.id, self.agent, self.state.value, state.value)
             self.state = state
 
-    def _from_agent(self, payload: bytes, timestamp: int, sequence: int) -> None:
-        """The agent's packets, on to the customer while bridged (the
-        customer's track drops them while it plays anything else)."""
-        leg = self._leg
-        if leg is not None and not self._held:
-            leg.track.forward(payload, timestamp)
+    # --- as a MediaParty ---------------------------------------------------------------
 
-    def _from_customer(self, payload: bytes, timestamp: int, sequence: int) -> None:
-        if not self._held:
-            self._track.forward(payload, timestamp)
+    def speak_to(self, sink: PacketSink | None) -> None:
+        self._tap.sink = sink
+
+    def forward(self, payload: bytes, timestamp: int) -> None:
+        self._track.forward(payload, timestamp)
+
+    def hear(self, what: Hearing, mix: AudioSource | None = None) -> None:
+        """Forwarded packets, a mix, or nothing at all (parked: the phone
+        gets no packets, and plays its own silence)."""
+        if what is Hearing.FORWARDED:
+            self._track.play(FORWARDED)
+        elif what is Hearing.MIX and mix is not None:
+            self._track.play(mix)
+        else:
+            self._track.park()
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
@@ -194,47 +250,11 @@ class AgentLink:
         transport = self._transceiver.sender.transport
         return f"{id(transport):x}/{transport.state}"
 
-    def attach(self, leg: CustomerLeg) -> None:
-        """Bridge a customer leg onto this connection: packets flow both ways."""
-        self._leg = leg
-        self._held = False
-        leg.feed.set_mode(Feed.AGENT)
-        if leg.tap is not None:
-            leg.tap.sink = self._from_customer
-        self._track.play(FORWARDED)
-        self.calls_carried += 1
-
-    @property
-    def held(self) -> bool:
-        return self._held
-
-    def set_held(self, on: bool) -> None:
-        """Hold: the customer hears the hold music, neither side hears the other."""
-        if self._leg is None or on == self._held:
-            return
-        logger.info("%s %s: %s", self.id, self._leg.call_id, "held" if on else "resumed")
-        self._held = on
-        # Nothing to the agent (the customer's packets are dropped), the
-        # hold music to the customer.
-        if on:
-            self._track.park()
-        else:
-            self._track.play(FORWARDED)
-        self._leg.feed.set_mode(Feed.HOLD if on else Feed.AGENT)
-
-    async def detach(self) -> None:
-        """End the bridge; the link sends nothing again until the next call."""
-        leg, self._leg = self._leg, None
-        if leg is not None and leg.tap is not None:
-            leg.tap.sink = None
-        self._held = False
-        self._track.park()
-
     async def close(self) -> None:
         if self.state is LinkState.CLOSED:
             return
         self._set_state(LinkState.CLOSED)
-        self._leg = None
+        self._tap.sink = None
         self._heartbeat.stop()
         await self._tasks.close()
         await self.pc.close()

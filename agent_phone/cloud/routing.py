@@ -31,10 +31,11 @@ from typing import Protocol
 
 from agent_phone.cloud.config import PlatformConfig, QueueConfig
 from agent_phone.cloud.connections import AgentEndpoint, ConnectionManager
-from agent_phone.cloud.customer_audio import DtmfBusy, Feed
+from agent_phone.cloud.customer_audio import DtmfBusy
 from agent_phone.cloud.errors import RequestError
 from agent_phone.cloud.events import EventLog
-from agent_phone.cloud.media_edge import AgentLink, CustomerLeg, LinkError
+from agent_phone.cloud.media_edge import AgentLink, CustomerLeg, Hearing, LinkError
+from agent_phone.cloud.media_paths import Bridge, MediaPath
 from agent_phone.protocol import (
     CallConnected,
     CallEnded,
@@ -85,6 +86,8 @@ class Call:
     direction: str = "inbound"
     #: The answering customer's trunk, for an outbound call.
     callee: Callee | None = None
+    #: Who hears whom while the call is connected (media_paths.py).
+    path: MediaPath | None = None
 
     @property
     def outbound(self) -> bool:
@@ -167,8 +170,9 @@ class Router:
         call.agent = None
         call.link = None
         call.held = False
+        self._cut(call)
         # The customer hears the waiting tone again until the next agent answers.
-        call.leg.feed.set_mode(Feed.WAITING)
+        call.leg.hear(Hearing.WAITING)
         call.attempt += 1
         self._cancel_alert(call)
         self._queues[call.queue].appendleft(call)
@@ -401,7 +405,7 @@ class Router:
             return
         call.state = CallState.CONNECTED
         call.answered_at = time.monotonic()
-        call.link.attach(call.leg)
+        self._bridge(call)
         agent.send(CallConnected(call_id=call.id, agent=call.caller))
         call.notify_customer(CallConnected(call_id=call.id, agent=agent.name))
         self._events.emit(
@@ -411,6 +415,26 @@ class Router:
             answer_ms=round((call.answered_at - call.routed_at) * 1000, 2),
             direction=call.direction,
         )
+
+    # --- media: who hears whom -----------------------------------------------------
+
+    def _bridge(self, call: Call) -> None:
+        """The customer and the agent hear each other."""
+        assert call.link is not None
+        self._cut(call)
+        call.path = Bridge(call.leg, call.link)
+
+    def _cut(self, call: Call) -> None:
+        if call.path is not None:
+            call.path.close()
+            call.path = None
+
+    def _release_link(self, call: Call) -> None:
+        """The call leaves the agent's connection, which sends nothing again
+        until their next call."""
+        self._cut(call)
+        if call.link is not None:
+            call.link.hear(Hearing.NOTHING)
 
     # --- the agent's answers ---------------------------------------------------
 
@@ -432,7 +456,7 @@ class Router:
         self._cancel_alert(call)
         call.state = CallState.CONNECTED
         call.answered_at = time.monotonic()
-        call.link.attach(call.leg)
+        self._bridge(call)
         agent.send(CallConnected(call_id=call.id, agent=agent.name))
         call.notify_customer(CallConnected(call_id=call.id, agent=agent.name))
         self._events.emit(
@@ -506,7 +530,15 @@ class Router:
             raise RequestError("wrong_state", f"call {call_id!r} is {state}", call_id)
         assert call.link is not None
         call.held = on
-        call.link.set_held(on)
+        if on:
+            # Cut both ways here, on the platform, whatever the phone does:
+            # the customer hears the hold music, the agent nothing.
+            self._cut(call)
+            call.leg.hear(Hearing.HOLD)
+            call.link.hear(Hearing.NOTHING)
+        else:
+            self._bridge(call)
+        logger.info("%s: %s", call.id, "held" if on else "resumed")
         agent.send(CallHeld(call_id=call.id, on=on))
         self._events.emit("call_held", call_id=call.id, agent=agent.name, on=on)
 
@@ -547,7 +579,7 @@ class Router:
             # next agent, and this one takes no calls until back on queue.
             self._set_not_responding(agent, "phone_failure")
             if call.link is not None:
-                await call.link.detach()
+                self._release_link(call)
             await self._take_back(call, agent, "phone_failure")
             return
         await self.end_call(call, "agent_hangup")
@@ -578,7 +610,7 @@ class Router:
                 # to the agent until they wrap up (sessions.py).
                 agent.begin_after_call_work(call.id, self._config.queues[call.queue])
             if previous is CallState.CONNECTED and call.link is not None:
-                await call.link.detach()
+                self._release_link(call)
             if previous is not CallState.ROUTING:
                 await self._release(agent, call)
         if call.callee is not None and call.callee.call is call:
@@ -604,7 +636,7 @@ class Router:
             return
         agent.call = None
         if call.state is CallState.CONNECTED and call.link is not None:
-            await call.link.detach()
+            self._release_link(call)
         if call.outbound:  # nobody else can carry the agent's own call
             await self.end_call(call, reason)
             return
