@@ -98,6 +98,25 @@ class Headless:
                 if not isinstance(status, str) or not isinstance(reason, str):
                     raise PhoneError('"status" (and "reason", if given) must be strings')
                 await e.set_status(status, reason)
+            case "transfer":
+                targets = {k: c[k] for k in ("agent", "queue", "number") if k in c}
+                if len(targets) != 1 or not all(isinstance(v, str) for v in targets.values()):
+                    raise PhoneError('name one target: "agent", "queue" or "number" (a string)')
+                consult = c.get("consult", False)
+                if not isinstance(consult, bool):
+                    raise PhoneError('"consult" must be true or false')
+                await e.transfer(**targets, consult=consult, call_id=call_id)
+            case "complete_transfer":
+                await e.complete_transfer(call_id)
+            case "cancel_transfer":
+                await e.cancel_transfer(call_id)
+            case "conference":
+                targets = {k: c[k] for k in ("agent", "number") if k in c}
+                if len(targets) != 1 or not all(isinstance(v, str) for v in targets.values()):
+                    raise PhoneError('name one party: "agent" or "number" (a string)')
+                await e.conference(**targets, call_id=call_id)
+            case "leave_conference":
+                await e.leave_conference(call_id)
             case "wrap_up":
                 code = c.get("code")
                 if not isinstance(code, str):

@@ -26,11 +26,13 @@ def start_platform(tmp_path: Path) -> Iterator[Callable[..., PlatformProcess]]:
         port: int = 0,
         extra: tuple[str, ...] = (),
         queue: dict[str, Any] | None = None,
+        more: str = "",
         **platform: Any,
     ) -> PlatformProcess:
         """``extra``: more command-line arguments (``--dev-tls``...);
-        ``queue``: settings of queue ``support`` (``write_config``)."""
-        config = write_config(tmp_path / f"platform{len(started)}.toml", queue, **platform)
+        ``queue``: settings of queue ``support``, ``more``: more TOML
+        (``write_config``)."""
+        config = write_config(tmp_path / f"platform{len(started)}.toml", queue, more, **platform)
         p = PlatformProcess(
             config,
             log_dir=tmp_path,

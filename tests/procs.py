@@ -208,7 +208,9 @@ class JsonLinesProcess:
         self._stderr.close()
 
 
-def write_config(path: Path, queue: dict[str, Any] | None = None, **platform: Any) -> Path:
+def write_config(
+    path: Path, queue: dict[str, Any] | None = None, more: str = "", **platform: Any
+) -> Path:
     """The demo's agents, queue and status reasons, with the ``[platform]``
     settings given. Its queue has no after-call work unless ``queue`` sets
     ``wrap_up_codes`` (so an agent may take calls back to back)."""
@@ -221,6 +223,7 @@ def write_config(path: Path, queue: dict[str, Any] | None = None, **platform: An
             lines.append(f'permissions = ["{ACCEPT_OFF_QUEUE}"]')
     lines += ["[queues.support]", 'members = ["alice", "bob", "carol"]']
     lines += [f"{k} = {v!r}" for k, v in (queue or {}).items()]
+    lines += [more]  # more tables, as TOML
     lines += ["[status_reasons]"]  # as the built-in demo's
     lines += [f"{status} = {list(names)!r}" for status, names in DEMO_STATUS_REASONS.items()]
     path.write_text("\n".join(lines) + "\n")

@@ -141,13 +141,16 @@ def test_a_version_1_database_gains_what_the_agent_heard(tmp_path: Path) -> None
     schema = (
         storage_module._SCHEMA.replace(",\n    heard_by_agent TEXT", "")
         .replace(",\n    direction TEXT NOT NULL DEFAULT 'inbound'", "")
-        .replace(",\n    wrap_up_code TEXT,\n    acw_s REAL", "")
+        .replace(
+            ",\n    wrap_up_code TEXT,\n    acw_s REAL,\n    transfers TEXT NOT NULL DEFAULT '[]'",
+            "",
+        )
     )
     assert "heard_by_agent" not in schema and "direction" not in schema
     assert "wrap_up_code" not in schema
     db.executescript(schema)
     db.execute("INSERT INTO meta VALUES ('schema', '1')")
-    new = ("heard_by_agent", "direction", "wrap_up_code", "acw_s")
+    new = ("heard_by_agent", "direction", "wrap_up_code", "acw_s", "transfers")
     columns = [c for c in storage_module._CALL_COLUMNS if c not in new]
     db.execute(
         f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
@@ -163,6 +166,7 @@ def test_a_version_1_database_gains_what_the_agent_heard(tmp_path: Path) -> None
     record = storage_module._from_row(row)
     assert record.caller == "dana" and record.heard_by_agent is None
     assert record.direction == "inbound" and record.wrap_up_code is None
+    assert record.transfers == []
     heard = {"concealed_samples": 960, "grade": "good"}
     record.heard_by_agent = heard
     record.wrap_up_code = "resolved"

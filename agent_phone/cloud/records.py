@@ -115,9 +115,16 @@ class CallRecorder:
             record.delivery_ms = e.get("delivery_ms")
             record.over_persistent_connection = e.get("over_persistent_connection")
         elif name == "call_answered":
+            # (again after a consult transfer or a conference: the agent who
+            # has the customer now, measured on their connection)
             record.answered_by = e["agent"]
             record.answered_at = e["t"]
+            self._stop_quality(call_id)
             self._start_quality(call_id, e["agent"])
+        elif name == "call_transferred":
+            record.transfers.append(
+                {"from": e["from"], "to": e["to"], "consult": e["consult"], "at": e["t"]}
+            )
         elif name == "call_ended":
             record.ended_at = e["t"]
             record.end_reason = e["reason"]

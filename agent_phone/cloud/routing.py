@@ -34,8 +34,8 @@ from agent_phone.cloud.connections import AgentEndpoint, ConnectionManager
 from agent_phone.cloud.customer_audio import DtmfBusy
 from agent_phone.cloud.errors import RequestError
 from agent_phone.cloud.events import EventLog
-from agent_phone.cloud.media_edge import AgentLink, CustomerLeg, Hearing, LinkError
-from agent_phone.cloud.media_paths import Bridge, MediaPath
+from agent_phone.cloud.media_edge import AgentLink, CustomerLeg, Hearing, LinkError, MediaParty
+from agent_phone.cloud.media_paths import MediaPath, join
 from agent_phone.protocol import (
     CallConnected,
     CallEnded,
@@ -44,6 +44,7 @@ from agent_phone.protocol import (
     CallRinging,
     IncomingCall,
     Message,
+    PartyChanged,
     QueuePosition,
 )
 from agent_phone.tasks import TaskSet
@@ -59,6 +60,26 @@ class CallState(enum.Enum):
     RINGING = "ringing"
     CONNECTED = "connected"
     ENDED = "ended"
+
+
+class PartyState(enum.Enum):
+    ROUTING = "routing"  # their connection may be setting up
+    ALERTING = "alerting"
+    CONNECTED = "connected"
+
+
+@dataclass(eq=False)
+class Party:
+    """An agent in a call besides its owner (``Call.agent``): the one
+    consulted before a transfer, or the third of a conference."""
+
+    agent: RoutedAgent
+    #: ``consult`` or ``conference``.
+    role: str
+    state: PartyState = PartyState.ROUTING
+    link: AgentLink | None = None
+    invited_at: float = field(default_factory=time.monotonic)
+    alert_timer: asyncio.TimerHandle | None = None
 
 
 @dataclass(eq=False)
@@ -88,6 +109,13 @@ class Call:
     callee: Callee | None = None
     #: Who hears whom while the call is connected (media_paths.py).
     path: MediaPath | None = None
+    #: Other agents in the call: consulted, or in a conference.
+    parties: list[Party] = field(default_factory=list)
+    #: The agent who transferred it blind, while it is offered to the next.
+    offered_by: str = ""
+
+    def party(self, agent: RoutedAgent) -> Party | None:
+        return next((p for p in self.parties if p.agent is agent), None)
 
     @property
     def outbound(self) -> bool:
@@ -117,6 +145,11 @@ class RoutedAgent(AgentEndpoint, Protocol):
 
     @property
     def available(self) -> bool: ...
+
+    @property
+    def free(self) -> bool:
+        """Signed in and reachable, with no call and no after-call work: may
+        be offered a call by another agent, whatever their status."""
 
     def set_status(self, status: str, reason: str, cause: str) -> None: ...
 
@@ -170,7 +203,9 @@ class Router:
         call.agent = None
         call.link = None
         call.held = False
+        call.offered_by = ""
         self._cut(call)
+        self._drop_parties(call, reason)
         # The customer hears the waiting tone again until the next agent answers.
         call.leg.hear(Hearing.WAITING)
         call.attempt += 1
@@ -263,6 +298,8 @@ class Router:
                 over_persistent_connection=over,
                 alert_timeout_s=self._config.alert_timeout_s,
                 delivery_ms=delivery_ms,
+                from_agent=call.offered_by,
+                purpose="transfer" if call.offered_by else "",
             )
         )
         self._events.emit(
@@ -419,10 +456,26 @@ class Router:
     # --- media: who hears whom -----------------------------------------------------
 
     def _bridge(self, call: Call) -> None:
-        """The customer and the agent hear each other."""
-        assert call.link is not None
+        """Join the call's parties as it stands now: the customer (unless
+        held: then the hold music), its agent, and any other agent on it. Two
+        are bridged, three mixed; an agent left alone hears nothing."""
         self._cut(call)
-        call.path = Bridge(call.leg, call.link)
+        speakers: list[MediaParty] = []
+        if call.held:
+            call.leg.hear(Hearing.HOLD)
+        else:
+            speakers.append(call.leg)
+        if call.link is not None:
+            speakers.append(call.link)
+        speakers += [
+            p.link for p in call.parties if p.state is PartyState.CONNECTED and p.link is not None
+        ]
+        if len(speakers) >= 2:
+            call.path = join(speakers)
+            logger.info("%s: %r", call.id, call.path)
+        else:
+            for party in speakers:
+                party.hear(Hearing.HOLD if party is call.leg else Hearing.NOTHING)
 
     def _cut(self, call: Call) -> None:
         if call.path is not None:
@@ -447,6 +500,9 @@ class Router:
         return call
 
     def answer(self, agent: RoutedAgent, call_id: str) -> None:
+        if (found := self._party_call(agent, call_id)) is not None:
+            self._party_answered(*found)
+            return
         call = self._own_call(agent, call_id)
         if call.state is not CallState.ALERTING:
             raise RequestError(
@@ -467,6 +523,14 @@ class Router:
         )
 
     async def decline(self, agent: RoutedAgent, call_id: str) -> None:
+        if (found := self._party_call(agent, call_id)) is not None:
+            call, party = found
+            if party.state is not PartyState.ALERTING:
+                raise RequestError(
+                    "wrong_state", f"call {call_id!r} is {party.state.value}, not alerting", call_id
+                )
+            await self._party_gone(call, party, "declined")
+            return
         call = self._own_call(agent, call_id)
         if call.state is not CallState.ALERTING:
             raise RequestError(
@@ -529,15 +593,12 @@ class Router:
             state = "already on hold" if on else "not on hold"
             raise RequestError("wrong_state", f"call {call_id!r} is {state}", call_id)
         assert call.link is not None
+        if call.parties:
+            raise RequestError("wrong_state", f"call {call_id!r} has another agent on it", call_id)
         call.held = on
-        if on:
-            # Cut both ways here, on the platform, whatever the phone does:
-            # the customer hears the hold music, the agent nothing.
-            self._cut(call)
-            call.leg.hear(Hearing.HOLD)
-            call.link.hear(Hearing.NOTHING)
-        else:
-            self._bridge(call)
+        # Cut both ways here, on the platform, whatever the phone does: the
+        # customer hears the hold music, the agent nothing.
+        self._bridge(call)
         logger.info("%s: %s", call.id, "held" if on else "resumed")
         agent.send(CallHeld(call_id=call.id, on=on))
         self._events.emit("call_held", call_id=call.id, agent=agent.name, on=on)
@@ -559,9 +620,360 @@ class Router:
             "dtmf", call_id=call.id, agent=agent.name, digits=digits, duration_s=seconds
         )
 
+    # --- transfer, consult and conference -------------------------------------------
+
+    def _party_call(self, agent: RoutedAgent, call_id: str) -> tuple[Call, Party] | None:
+        """The call ``call_id`` with ``agent`` as one of its other agents, if so."""
+        call = self.calls.get(call_id)
+        if call is None or call.state is CallState.ENDED:
+            return None
+        party = call.party(agent)
+        return None if party is None else (call, party)
+
+    def _target(self, agent: RoutedAgent, name: str, call_id: str) -> RoutedAgent:
+        """The agent ``name``, when they can be offered a call now."""
+        if name == agent.name:
+            raise RequestError("invalid", "that is you: name another agent", call_id)
+        if name not in self._config.agents:
+            raise RequestError("unknown_target", f"there is no agent {name!r}", call_id)
+        target = next((a for a in self._agents() if a.name == name), None)
+        if target is None:
+            raise RequestError("unavailable", f"{name} is not signed in", call_id)
+        if not target.free:
+            raise RequestError("busy", f"{name} is on a call or in after-call work", call_id)
+        return target
+
+    def _no_parties(self, call: Call) -> None:
+        if call.parties:
+            other = call.parties[0]
+            raise RequestError(
+                "wrong_state",
+                f"{other.agent.name} is already on call {call.id!r} ({other.role});"
+                " finish that first",
+                call.id,
+            )
+
+    async def transfer(
+        self,
+        agent: RoutedAgent,
+        call_id: str,
+        to_agent: str | None,
+        to_queue: str | None,
+        number: str | None,
+        consult: bool,
+    ) -> None:
+        """Hand the connected call to another agent or a queue: blind (it
+        leaves this agent now) or after a consult (``complete_transfer``)."""
+        call = self._connected_call(agent, call_id, "only a connected call can be transferred")
+        self._no_parties(call)
+        if [to_agent, to_queue, number].count(None) != 2:
+            raise RequestError("invalid", "name one target: an agent, a queue or a number", call_id)
+        if number is not None:
+            raise RequestError(
+                "not_supported",
+                "transfers to a number are not built yet; transfer to an agent or a queue",
+                call_id,
+            )
+        if to_queue is not None:
+            if consult:
+                raise RequestError("invalid", "a consult is with an agent, not a queue", call_id)
+            if to_queue not in self._queues:
+                raise RequestError("unknown_target", f"there is no queue {to_queue!r}", call_id)
+            await self._transfer_to_queue(call, agent, to_queue)
+            return
+        assert to_agent is not None
+        target = self._target(agent, to_agent, call_id)
+        if consult:
+            self._consult(call, agent, target)
+            return
+        if not call.queue:
+            raise RequestError(
+                "invalid",
+                "a call you placed has no queue to go back to if the transfer fails:"
+                " consult first, or transfer it to a queue",
+                call_id,
+            )
+        await self._owner_leaves(call, "transferred")
+        self._transferred(call, agent.name, target.name, consult=False)
+        call.held = False
+        call.attempt += 1
+        call.leg.hear(Hearing.WAITING)
+        call.offered_by = agent.name
+        # Offered like a routed call: declined or not answered, it goes back
+        # to the head of its queue (_take_back), and is never lost.
+        self._start_delivery(call, target)
+
+    async def _transfer_to_queue(self, call: Call, agent: RoutedAgent, queue: str) -> None:
+        await self._owner_leaves(call, "transferred")
+        self._transferred(call, agent.name, queue, consult=False)
+        call.held = False
+        call.queue = queue
+        call.state = CallState.QUEUED
+        call.attempt += 1
+        call.declined_by.clear()
+        call.leg.hear(Hearing.WAITING)
+        self._queues[queue].append(call)
+        call.position = 0  # told again
+        self._update_positions(queue)
+        self._events.emit(
+            "call_requeued",
+            call_id=call.id,
+            agent=agent.name,
+            reason="transferred",
+            position=call.position,
+            queue=queue,
+        )
+        self.dispatch()
+
+    def _transferred(self, call: Call, source: str, target: str, consult: bool) -> None:
+        self._events.emit(
+            "call_transferred", call_id=call.id, consult=consult, **{"from": source, "to": target}
+        )
+
+    def _consult(self, call: Call, agent: RoutedAgent, target: RoutedAgent) -> None:
+        """The customer is held (the hold music) while ``target`` is offered
+        the call, to talk with ``agent`` first."""
+        call.held = True
+        party = Party(target, "consult")
+        call.parties.append(party)
+        self._bridge(call)
+        agent.send(CallHeld(call_id=call.id, on=True))
+        self._events.emit("call_held", call_id=call.id, agent=agent.name, on=True)
+        self._invite(call, party)
+
+    def add_to_conference(
+        self, agent: RoutedAgent, call_id: str, to_agent: str | None, number: str | None
+    ) -> None:
+        """Offer the call to a third party; once they answer, each of the
+        three hears the two others (the platform mixes: media_paths.py)."""
+        call = self._connected_call(agent, call_id, "only a connected call takes a conference")
+        if call.held:
+            raise RequestError("wrong_state", f"call {call_id!r} is on hold", call_id)
+        self._no_parties(call)
+        if number is not None:
+            raise RequestError(
+                "not_supported", "conferences with a number are not built yet", call_id
+            )
+        if to_agent is None:
+            raise RequestError("invalid", "name the agent to add", call_id)
+        party = Party(self._target(agent, to_agent, call_id), "conference")
+        call.parties.append(party)
+        self._invite(call, party)
+
+    def _invite(self, call: Call, party: Party) -> None:
+        party.agent.call = call
+        self._connections.begin_call(party.agent)
+        self._tasks.spawn(self._offer_to_party(call, party), f"invite-{call.id}")
+
+    async def _offer_to_party(self, call: Call, party: Party) -> None:
+        target = party.agent
+        existing = self._connections.active_link(target.name)
+        try:
+            link = await self._connections.establish(target, "call")
+        except LinkError as exc:
+            logger.warning("%s: could not reach %s: %s", call.id, target.name, exc)
+            await self._party_gone(call, party, "connection_failed")
+            return
+        owner = call.agent
+        if party not in call.parties or call.state is not CallState.CONNECTED or owner is None:
+            await self._release(target, call)  # ended, or cancelled, meanwhile
+            return
+        party.link = link
+        party.state = PartyState.ALERTING
+        self._connections.call_delivered(target, link)
+        delivery_ms = round((time.monotonic() - party.invited_at) * 1000, 2)
+        target.send(
+            CallOffered(
+                call_id=call.id,
+                caller=call.caller,
+                queue=call.queue,
+                connection_id=link.id,
+                over_persistent_connection=existing is not None and existing is link,
+                alert_timeout_s=self._config.alert_timeout_s,
+                delivery_ms=delivery_ms,
+                from_agent=owner.name,
+                purpose=party.role,
+            )
+        )
+        owner.send(
+            PartyChanged(call_id=call.id, agent=target.name, role=party.role, state="alerting")
+        )
+        self._events.emit(
+            "party_offered",
+            call_id=call.id,
+            agent=target.name,
+            by=owner.name,
+            role=party.role,
+            delivery_ms=delivery_ms,
+        )
+        party.alert_timer = asyncio.get_running_loop().call_later(
+            self._config.alert_timeout_s, self._party_timed_out, call, party
+        )
+
+    def _party_timed_out(self, call: Call, party: Party) -> None:
+        party.alert_timer = None
+        if party in call.parties and party.state is PartyState.ALERTING:
+            self._tasks.spawn(self._party_gone(call, party, "alert_timeout"), "party-timeout")
+
+    def _party_answered(self, call: Call, party: Party) -> None:
+        if party.state is not PartyState.ALERTING:
+            raise RequestError(
+                "wrong_state", f"call {call.id!r} is {party.state.value}, not alerting", call.id
+            )
+        owner = call.agent
+        assert owner is not None
+        if party.alert_timer is not None:
+            party.alert_timer.cancel()
+            party.alert_timer = None
+        party.state = PartyState.CONNECTED
+        target = party.agent
+        target.send(CallConnected(call_id=call.id, agent=target.name))
+        target.send(
+            PartyChanged(call_id=call.id, agent=owner.name, role=party.role, state="connected")
+        )
+        owner.send(
+            PartyChanged(call_id=call.id, agent=target.name, role=party.role, state="connected")
+        )
+        self._bridge(call)
+        name = "conference_joined" if party.role == "conference" else "consult_connected"
+        self._events.emit(name, call_id=call.id, party=target.name, by=owner.name)
+
+    async def _party_gone(
+        self, call: Call, party: Party, reason: str, release: bool = True
+    ) -> None:
+        """``party`` leaves the call (declined, hung up, not answering, its
+        phone gone, cancelled). A consult that ends this way gives the
+        customer back to their agent, off hold: never lost."""
+        if party not in call.parties:
+            return
+        await self._remove_party(call, party, reason, release)
+        owner = call.agent
+        if owner is not None:
+            owner.send(
+                PartyChanged(
+                    call_id=call.id,
+                    agent=party.agent.name,
+                    role=party.role,
+                    state="ended",
+                    reason=reason,
+                )
+            )
+        if call.state is not CallState.CONNECTED:
+            return
+        if party.role == "consult" and call.held and owner is not None:
+            call.held = False
+            owner.send(CallHeld(call_id=call.id, on=False))
+            self._events.emit("call_held", call_id=call.id, agent=owner.name, on=False)
+        self._bridge(call)
+        name = "conference_left" if party.role == "conference" else "consult_ended"
+        self._events.emit(name, call_id=call.id, party=party.agent.name, reason=reason)
+
+    async def _remove_party(
+        self, call: Call, party: Party, reason: str, release: bool = True
+    ) -> None:
+        """Take ``party`` off the call and tell their phone (the caller says
+        what the others hear next)."""
+        call.parties.remove(party)
+        if party.alert_timer is not None:
+            party.alert_timer.cancel()
+            party.alert_timer = None
+        if party.state is not PartyState.ROUTING:
+            party.agent.send(CallEnded(call_id=call.id, reason=reason))
+        if party.link is not None:
+            self._cut(call)  # (the path included their link)
+            party.link.hear(Hearing.NOTHING)
+        if release:
+            await self._release(party.agent, call)
+
+    def _drop_parties(self, call: Call, reason: str) -> None:
+        """From code that cannot wait: the other agents leave the call."""
+        for party in list(call.parties):
+            self._tasks.spawn(self._remove_party(call, party, reason), f"drop-{call.id}")
+
+    def _consult_party(self, agent: RoutedAgent, call_id: str) -> tuple[Call, Party]:
+        call = self._connected_call(agent, call_id, "there is no consult on it")
+        party = next((p for p in call.parties if p.role == "consult"), None)
+        if party is None:
+            raise RequestError("wrong_state", f"call {call_id!r} has no consult", call_id)
+        return call, party
+
+    async def complete_transfer(self, agent: RoutedAgent, call_id: str) -> None:
+        """The consulted agent takes the customer; ``agent`` leaves."""
+        call, party = self._consult_party(agent, call_id)
+        if party.state is not PartyState.CONNECTED:
+            raise RequestError("wrong_state", f"{party.agent.name} has not answered yet", call_id)
+        await self._hand_over(call, party, "transferred")
+        self._transferred(call, agent.name, party.agent.name, consult=True)
+
+    async def cancel_transfer(self, agent: RoutedAgent, call_id: str) -> None:
+        """The consulted agent leaves; the customer is back with ``agent``."""
+        call, party = self._consult_party(agent, call_id)
+        await self._party_gone(call, party, "cancelled")
+
+    async def leave_conference(self, agent: RoutedAgent, call_id: str) -> None:
+        """Leave a conference: the other two stay connected."""
+        if (found := self._party_call(agent, call_id)) is not None:
+            call, party = found
+            if party.role != "conference":
+                raise RequestError("wrong_state", f"call {call_id!r} is no conference", call_id)
+            await self._party_gone(call, party, "left")
+            return
+        call = self._connected_call(agent, call_id, "there is no conference on it")
+        party = next((p for p in call.parties if p.role == "conference"), None)
+        if party is None or party.state is not PartyState.CONNECTED:
+            raise RequestError("wrong_state", f"call {call_id!r} is no conference", call_id)
+        await self._hand_over(call, party, "left")
+        self._events.emit("conference_left", call_id=call.id, party=agent.name, reason="left")
+
+    async def _hand_over(self, call: Call, party: Party, reason: str) -> None:
+        """The call's agent leaves it; ``party`` (connected) becomes its
+        agent, talking with the customer."""
+        previous = call.agent
+        assert previous is not None
+        call.parties.remove(party)
+        await self._owner_leaves(call, reason)
+        call.agent = party.agent
+        call.link = party.link
+        call.held = False
+        call.answered_at = time.monotonic()
+        party.agent.send(
+            PartyChanged(
+                call_id=call.id, agent=previous.name, role=party.role, state="ended", reason=reason
+            )
+        )
+        self._bridge(call)
+        call.notify_customer(CallConnected(call_id=call.id, agent=party.agent.name))
+        self._events.emit(
+            "call_answered",
+            call_id=call.id,
+            agent=party.agent.name,
+            answer_ms=round((time.monotonic() - party.invited_at) * 1000, 2),
+            direction=call.direction,
+            handed_over_by=previous.name,
+        )
+
+    async def _owner_leaves(self, call: Call, reason: str) -> None:
+        """The call's agent leaves it (a transfer, leaving a conference): their
+        phone is told, their connection carries nothing more, and after-call
+        work follows where the queue has it."""
+        agent = call.agent
+        assert agent is not None
+        self._release_link(call)
+        agent.send(CallEnded(call_id=call.id, reason=reason))
+        if call.queue and not call.outbound:
+            agent.begin_after_call_work(call.id, self._config.queues[call.queue])
+        call.agent = None
+        call.link = None
+        await self._release(agent, call)
+
     # --- ending calls ----------------------------------------------------------
 
     async def agent_hangup(self, agent: RoutedAgent, call_id: str, requeue: bool = False) -> None:
+        if (found := self._party_call(agent, call_id)) is not None:
+            # Another agent on the call hangs up: they leave it; it goes on.
+            why = "phone_failure" if requeue else "agent_hangup"
+            await self._party_gone(found[0], found[1], why)
+            return
         call = self._own_call(agent, call_id)
         if call.outbound:
             # Hung up in any state (dialing, ringing, connected); with no
@@ -613,6 +1025,8 @@ class Router:
                 self._release_link(call)
             if previous is not CallState.ROUTING:
                 await self._release(agent, call)
+        for party in list(call.parties):
+            await self._remove_party(call, party, reason)
         if call.callee is not None and call.callee.call is call:
             call.callee.call = None
         call.notify_customer(CallEnded(call_id=call.id, reason=reason))
@@ -634,6 +1048,10 @@ class Router:
         call = agent.call
         if call is None:
             return
+        if (party := call.party(agent)) is not None:
+            await self._party_gone(call, party, reason, release=False)
+            agent.call = None
+            return
         agent.call = None
         if call.state is CallState.CONNECTED and call.link is not None:
             self._release_link(call)
@@ -649,6 +1067,10 @@ class Router:
         if agent is None:
             return
         call = agent.call
+        party = call.party(agent) if call is not None else None
+        if call is not None and party is not None and party.link is link:
+            self._tasks.spawn(self._party_gone(call, party, "connection_lost"), f"lost-{call.id}")
+            return
         if call is not None and call.link is link and call.outbound:
             agent.call = None
             agent.send(CallEnded(call_id=call.id, reason="connection_lost"))

@@ -34,6 +34,7 @@ from agent_phone.cloud.routing import Call, CallState, Router
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
     AcceptIncoming,
+    AddToConference,
     AfterCallWork,
     AnswerCall,
     AwaitCalls,
@@ -41,6 +42,8 @@ from agent_phone.protocol import (
     CallAccepted,
     CallerHangup,
     CallSnapshot,
+    CancelTransfer,
+    CompleteTransfer,
     ConnectionAnswer,
     DeclineCall,
     Dial,
@@ -48,6 +51,7 @@ from agent_phone.protocol import (
     Error,
     Hangup,
     HoldCall,
+    LeaveConference,
     Message,
     PlaceCall,
     PresenceChanged,
@@ -65,6 +69,7 @@ from agent_phone.protocol import (
     SignIn,
     SignOut,
     StatusChanged,
+    TransferCall,
     UnholdCall,
     WrapUp,
 )
@@ -155,6 +160,15 @@ class AgentSession:
     def available(self) -> bool:
         return self.signed_in and self.on_queue and self.call is None and self.detached_at is None
 
+    @property
+    def free(self) -> bool:
+        """May be offered a call by another agent (a transfer, a consult, a
+        conference), whatever their status: signed in, reachable, no call
+        and no after-call work."""
+        return (
+            self.signed_in and self.call is None and self.detached_at is None and self.acw is None
+        )
+
     def send(self, message: Message) -> None:
         # While detached nothing is sent: the resume's snapshot carries the state.
         if self.detached_at is None:
@@ -203,6 +217,17 @@ class AgentSession:
                 p.router.dial(self, call_id, number, p.numbers.get(number))
             case WrapUp(call_id=call_id, code=code):
                 self.wrap_up(call_id, code)
+            case TransferCall():
+                m = message
+                await p.router.transfer(self, m.call_id, m.agent, m.queue, m.number, m.consult)
+            case CompleteTransfer(call_id=call_id):
+                await p.router.complete_transfer(self, call_id)
+            case CancelTransfer(call_id=call_id):
+                await p.router.cancel_transfer(self, call_id)
+            case AddToConference(call_id=call_id, agent=agent, number=number):
+                p.router.add_to_conference(self, call_id, agent, number)
+            case LeaveConference(call_id=call_id):
+                await p.router.leave_conference(self, call_id)
             case SignOut():
                 await self.sign_out("requested")
                 await self._close_transport()

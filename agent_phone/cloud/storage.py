@@ -88,6 +88,9 @@ class CallRecord:
     wrap_up_code: str | None = None
     #: How long the after-call work lasted, in seconds.
     acw_s: float | None = None
+    #: Each transfer, in order: ``{"from", "to", "consult", "at"}`` (``to``
+    #: an agent or a queue).
+    transfers: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -234,7 +237,8 @@ CREATE TABLE IF NOT EXISTS calls (
     heard_by_agent TEXT,
     direction TEXT NOT NULL DEFAULT 'inbound',
     wrap_up_code TEXT,
-    acw_s REAL
+    acw_s REAL,
+    transfers TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS calls_created ON calls (created_at);
 CREATE INDEX IF NOT EXISTS calls_open ON calls (ended_at) WHERE ended_at IS NULL;
@@ -268,7 +272,7 @@ CREATE TABLE IF NOT EXISTS sign_in_locks (
 # ignores them.
 
 _CALL_COLUMNS = [f.name for f in dataclasses.fields(CallRecord)]
-_JSON_COLUMNS = {"requeue_reasons", "offered_to", "quality", "heard_by_agent"}
+_JSON_COLUMNS = {"requeue_reasons", "offered_to", "quality", "heard_by_agent", "transfers"}
 
 
 def _to_row(record: CallRecord) -> tuple[Any, ...]:
@@ -367,10 +371,11 @@ class SqliteStorage:
             2: ["ALTER TABLE calls ADD COLUMN heard_by_agent TEXT"],
             # 3: inbound or outbound.
             3: ["ALTER TABLE calls ADD COLUMN direction TEXT NOT NULL DEFAULT 'inbound'"],
-            # 4: after-call work: its code and length.
+            # 4: after-call work (its code and length) and transfers.
             4: [
                 "ALTER TABLE calls ADD COLUMN wrap_up_code TEXT",
                 "ALTER TABLE calls ADD COLUMN acw_s REAL",
+                "ALTER TABLE calls ADD COLUMN transfers TEXT NOT NULL DEFAULT '[]'",
             ],
         }
         for target in range(version + 1, SCHEMA_VERSION + 1):

@@ -81,6 +81,8 @@ class Call:
         auto: bool = False,
         state: CallState = CallState.ALERTING,
         listener: Listener | None = None,
+        from_agent: str = "",
+        purpose: str = "",
     ) -> None:
         self.call_id = call_id
         self.direction = direction
@@ -94,6 +96,13 @@ class Call:
         self.delivery_ms = delivery_ms
         #: Answered by auto answer, not by the agent.
         self.auto = auto
+        #: Offered by another agent (not by a queue), and why: ``transfer``,
+        #: ``consult`` or ``conference``.
+        self.from_agent = from_agent
+        self.purpose = purpose
+        #: The other agents on the call now (consulted, or in a conference),
+        #: by name: ``alerting`` or ``connected``.
+        self.parties: dict[str, str] = {}
         self._state = state
         self._listener = listener
         #: When the call was offered or dialed (Unix time, and monotonic).

@@ -35,6 +35,7 @@ from agent_phone.phone.settings import PhoneSettings
 from agent_phone.protocol import (
     AGENT_STATUSES,
     PHONE_NUMBER_PATTERN,
+    AddToConference,
     AfterCallWork,
     AnswerCall,
     CallConnected,
@@ -42,6 +43,8 @@ from agent_phone.protocol import (
     CallHeld,
     CallOffered,
     CallRinging,
+    CancelTransfer,
+    CompleteTransfer,
     ConnectionAnswer,
     ConnectionOffer,
     ConnectionState,
@@ -52,7 +55,9 @@ from agent_phone.protocol import (
     Hangup,
     HeardQuality,
     HoldCall,
+    LeaveConference,
     Message,
+    PartyChanged,
     PresenceChanged,
     QualityReport,
     SendDtmf,
@@ -64,6 +69,7 @@ from agent_phone.protocol import (
     SignedOut,
     SignOut,
     StatusChanged,
+    TransferCall,
     UnholdCall,
     WrapUp,
 )
@@ -203,6 +209,8 @@ class PhoneEngine:
                 await self._connected(call_id)
             case CallHeld(call_id=call_id, on=on):
                 self._held(call_id, on)
+            case PartyChanged():
+                self._party(message)
             case CallEnded(call_id=call_id, reason=reason):
                 if (call := self.calls.get(call_id)) is not None:
                     await self._end_call(call, reason)
@@ -292,6 +300,8 @@ class PhoneEngine:
                 delivery_ms=call.delivery_ms,
                 started_at=call.started_wall,
                 duration_s=round(call.talk_s, 3),
+                from_agent=call.from_agent,
+                purpose=call.purpose,
             )
         )
         if old is None and new is CallState.ALERTING:
@@ -345,6 +355,8 @@ class PhoneEngine:
             auto=auto,
             state=CallState.ALERTING,
             listener=self._call_changed,
+            from_agent=offer.from_agent,
+            purpose=offer.purpose,
         )
         self._begin_call(call, "offered")
         if auto:
@@ -384,9 +396,35 @@ class PhoneEngine:
         call = self.calls.get(call_id)
         if call is None or call.state not in (CallState.CONNECTED, CallState.HELD):
             return
-        if self.connection is not None and self.connection.id == call.connection_id:
-            self.connection.held = on
         call.set_state(CallState.HELD if on else CallState.CONNECTED, "held" if on else "resumed")
+        self._hold_microphone(call)
+
+    def _hold_microphone(self, call: Call) -> None:
+        """The microphone sends silence while the call is held, unless the
+        agent is talking with another agent meanwhile (a consult: the
+        customer is held, not the agent)."""
+        if self.connection is not None and self.connection.id == call.connection_id:
+            consulting = "connected" in call.parties.values()
+            self.connection.held = call.state is CallState.HELD and not consulting
+
+    def _party(self, message: PartyChanged) -> None:
+        call = self.calls.get(message.call_id)
+        if call is None:
+            return
+        if message.state == "ended":
+            call.parties.pop(message.agent, None)
+        else:
+            call.parties[message.agent] = message.state
+        self._hold_microphone(call)
+        self._emit(
+            events.Party(
+                call_id=call.call_id,
+                agent=message.agent,
+                role=message.role,
+                state=message.state,
+                reason=message.reason,
+            )
+        )
 
     async def _end_call(self, call: Call, reason: str) -> None:
         """Release what the call holds, tell the platform what the agent
@@ -667,6 +705,55 @@ class PhoneEngine:
     async def unhold(self, call_id: str | None = None) -> None:
         call = self._require_call(call_id)
         await self._send(UnholdCall(call_id=call.call_id))
+
+    # --- transfer and conference (the platform decides; ``party`` and the
+    # calls' own events follow) --------------------------------------------------
+
+    async def transfer(
+        self,
+        *,
+        agent: str | None = None,
+        queue: str | None = None,
+        number: str | None = None,
+        consult: bool = False,
+        call_id: str | None = None,
+    ) -> None:
+        """Hand the connected call to an agent, a queue or a number: blind
+        (it ends here with ``transferred``), or after a consult (the customer
+        held while the agent talks with the target; then
+        ``complete_transfer`` or ``cancel_transfer``)."""
+        if [agent, queue, number].count(None) != 2:
+            raise PhoneError("name one target: an agent, a queue or a number")
+        if number is not None and not re.fullmatch(PHONE_NUMBER_PATTERN, number):
+            raise PhoneError(f"{number!r} is not a phone number")
+        call = self._require_call(call_id, "connected", "held")
+        await self._send(
+            TransferCall(
+                call_id=call.call_id, agent=agent, queue=queue, number=number, consult=consult
+            )
+        )
+
+    async def complete_transfer(self, call_id: str | None = None) -> None:
+        call = self._require_call(call_id, "connected", "held")
+        await self._send(CompleteTransfer(call_id=call.call_id))
+
+    async def cancel_transfer(self, call_id: str | None = None) -> None:
+        call = self._require_call(call_id, "connected", "held")
+        await self._send(CancelTransfer(call_id=call.call_id))
+
+    async def conference(
+        self, *, agent: str | None = None, number: str | None = None, call_id: str | None = None
+    ) -> None:
+        """Add a third party to the connected call; once they answer, each of
+        the three hears the two others."""
+        if [agent, number].count(None) != 1:
+            raise PhoneError("name one party to add: an agent or a number")
+        call = self._require_call(call_id, "connected")
+        await self._send(AddToConference(call_id=call.call_id, agent=agent, number=number))
+
+    async def leave_conference(self, call_id: str | None = None) -> None:
+        call = self._require_call(call_id, "connected")
+        await self._send(LeaveConference(call_id=call.call_id))
 
     async def send_dtmf(self, digits: str, call_id: str | None = None) -> None:
         """Play DTMF ``digits`` (0-9 * # A-D, at most 32) to the customer, in band

@@ -78,6 +78,20 @@ class Status(PhoneEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Party(PhoneEvent):
+    """Another agent on one of the agent's calls: offered it (``alerting``),
+    on it (``connected``) or gone (``ended``, with ``reason``)."""
+
+    name: ClassVar[str] = "party"
+    call_id: str
+    agent: str
+    #: ``consult`` or ``conference``.
+    role: str
+    state: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class AfterCallWork(PhoneEvent):
     """The call ended and the agent is in after-call work: no call comes
     until they wrap it up with one of ``codes`` (``wrap_up``) or
@@ -132,6 +146,10 @@ class CallChanged(PhoneEvent):
     started_at: float = 0.0
     #: Connected time so far (to the end, for ``ended``).
     duration_s: float = 0.0
+    #: Offered by another agent: who, and why (``transfer``, ``consult``,
+    #: ``conference``).
+    from_agent: str = ""
+    purpose: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -30,6 +30,12 @@ __all__ = [
     "CallRinging",
     "Dial",
     "WrapUp",
+    "TransferCall",
+    "CompleteTransfer",
+    "CancelTransfer",
+    "AddToConference",
+    "LeaveConference",
+    "PartyChanged",
     "AfterCallWork",
     "SetStatus",
     "StatusChanged",
@@ -179,6 +185,51 @@ class WrapUp(Message, tag="wrap_up", frozen=True):
     code: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
+#: An agent's name, a queue's name (as the configuration spells them).
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class TransferCall(Message, tag="transfer_call", frozen=True):
+    """Hand the connected call to another agent or queue (exactly one of
+    ``agent``, ``queue``, ``number``). Blind (``consult`` false): the call
+    leaves this phone at once. Consult: the customer is held and hears hold
+    music while the target is offered the call to talk with this agent
+    first; then ``complete_transfer`` or ``cancel_transfer``."""
+
+    call_id: str
+    agent: Name | None = None
+    queue: Name | None = None
+    number: PhoneNumber | None = None
+    consult: bool = False
+
+
+class CompleteTransfer(Message, tag="complete_transfer", frozen=True):
+    """The consulted agent takes the customer; this phone leaves the call."""
+
+    call_id: str
+
+
+class CancelTransfer(Message, tag="cancel_transfer", frozen=True):
+    """The consulted agent leaves; the customer is back with this phone."""
+
+    call_id: str
+
+
+class AddToConference(Message, tag="add_to_conference", frozen=True):
+    """Offer the connected call to another agent (``agent``); once they
+    answer, each of the three hears the two others."""
+
+    call_id: str
+    agent: Name | None = None
+    number: PhoneNumber | None = None
+
+
+class LeaveConference(Message, tag="leave_conference", frozen=True):
+    """Leave a conference; the other two stay connected to each other."""
+
+    call_id: str
+
+
 class Dial(Message, tag="dial", frozen=True):
     """The agent places a call to ``number`` (docs/protocol.md "Outbound
     calls"). The phone names the call; the platform answers ``call_ringing``
@@ -294,6 +345,11 @@ AgentToPlatform = (
     | Dial
     | SetStatus
     | WrapUp
+    | TransferCall
+    | CompleteTransfer
+    | CancelTransfer
+    | AddToConference
+    | LeaveConference
 )
 
 
@@ -390,6 +446,25 @@ class CallOffered(Message, tag="call_offered", frozen=True):
     alert_timeout_s: float
     #: Routed -> offered at the platform, connection set-up included.
     delivery_ms: float = 0.0
+    #: Offered by another agent rather than by a queue: their name, and why:
+    #: ``transfer`` (blind: theirs no more), ``consult`` (they talk with you
+    #: first, the customer held) or ``conference`` (the three of you).
+    from_agent: str = ""
+    purpose: str = ""
+
+
+class PartyChanged(Message, tag="party", frozen=True):
+    """Another agent in one of this phone's calls: offered it
+    (``alerting``), on it (``connected``), or gone (``ended``, with why:
+    ``declined``, ``alert_timeout``, ``agent_hangup``, ``transferred``,
+    ``cancelled``, ``left``, ``connection_lost``...)."""
+
+    call_id: str
+    agent: str
+    #: ``consult`` or ``conference`` (as ``call_offered.purpose``).
+    role: str
+    state: Literal["alerting", "connected", "ended"]
+    reason: str = ""
 
 
 class CallRinging(Message, tag="call_ringing", frozen=True):
@@ -465,6 +540,7 @@ PlatformToAgent = (
     | CallOffered
     | StatusChanged
     | AfterCallWork
+    | PartyChanged
     | CallRinging
     | CallConnected
     | CallEnded

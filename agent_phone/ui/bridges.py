@@ -49,6 +49,7 @@ class PhoneBridge(QObject):
     ended = Signal(object)  # events.Ended
     muted = Signal(object)  # events.Muted
     held = Signal(object)  # events.Held
+    party = Signal(object)  # events.Party
     dtmf = Signal(object)  # events.DtmfSent
     error = Signal(object)  # events.Error
     quality = Signal(object)  # events.Quality
@@ -80,6 +81,7 @@ class PhoneBridge(QObject):
             events.Ended: self.ended,
             events.Muted: self.muted,
             events.Held: self.held,
+            events.Party: self.party,
             events.DtmfSent: self.dtmf,
             events.Error: self.error,
             events.Quality: self.quality,

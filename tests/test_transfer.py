@@ -1,0 +1,249 @@
+"""Transfer, consult and conference, end to end with real audio: a real
+platform process, three agents' ``PhoneEngine``s and a customer's
+``place_call`` in this process, each party saying its own tone, each ear
+checked with an FFT for whom it hears in each phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from audio_analysis import has_tone, tone_snr_db
+from inprocess import Agent, Ear, signed_in_agent
+
+from agent_phone.caller.client import CallPlan, CallResult, place_call
+from agent_phone.media.wav import ToneSource
+from agent_phone.phone import events
+from agent_phone.phone.errors import PhoneError
+
+CUSTOMER_HZ, BOB_HZ, CAROL_HZ = 440.0, 660.0, 1000.0
+BILLING = '[queues.billing]\nmembers = ["carol"]'
+#: Each phase is heard this long before its ears are checked.
+PHASE_S = 1.2
+
+
+class Customer:
+    """A customer's call in this loop, saying CUSTOMER_HZ, with an ``Ear``."""
+
+    def __init__(self, platform, tmp_path: Path) -> None:
+        self.ear = Ear(tmp_path / "customer.wav")
+        self.hangup = asyncio.Event()
+        plan = CallPlan(
+            platform.url,
+            "support",
+            caller="Dana",
+            duration_s=None,
+            wait_s=30,
+            trunk_token=platform.trunk_token or "",
+        )
+        self.task = asyncio.create_task(
+            place_call(plan, ToneSource(CUSTOMER_HZ), self.ear, hangup=self.hangup)
+        )
+
+    async def end(self) -> CallResult:
+        self.hangup.set()
+        return await asyncio.wait_for(self.task, 20)
+
+
+@asynccontextmanager
+async def agents(platform, tmp_path: Path) -> AsyncIterator[tuple[Agent, Agent]]:
+    """bob (on queue: the customer's calls go to him) and carol (busy: no
+    queue's calls, but another agent may still offer her one)."""
+    async with AsyncExitStack() as stack:
+        bob = await stack.enter_async_context(signed_in_agent(platform, "bob", tmp_path, hz=BOB_HZ))
+        carol = await stack.enter_async_context(
+            signed_in_agent(platform, "carol", tmp_path, hz=CAROL_HZ)
+        )
+        await carol.engine.set_status("busy")
+        await carol.wait_for(events.Status, lambda e: e.status == "busy")
+        yield bob, carol
+
+
+async def answered(agent: Agent, since: int = 0, **match: str) -> str:
+    """The agent answers the first call offered to them (from the
+    ``since``-th event on) that matches."""
+    offered = await agent.wait_for(
+        events.CallChanged,
+        lambda e: e.state == "alerting" and all(getattr(e, k) == v for k, v in match.items()),
+        since,
+    )
+    mark = agent.mark()
+    await agent.engine.answer(offered.call_id)  # type: ignore[attr-defined]
+    await agent.wait_for(
+        events.CallChanged,
+        lambda e: e.call_id == offered.call_id and e.state == "connected",  # type: ignore[attr-defined]
+        mark,
+    )
+    return offered.call_id  # type: ignore[attr-defined]
+
+
+async def phase() -> float:
+    """Let a phase be heard; returns when it began (after ~0.3 s to settle)."""
+    await asyncio.sleep(0.3)
+    start = time.monotonic()
+    await asyncio.sleep(PHASE_S)
+    return start
+
+
+def hears(ear: Ear | None, start: float, *voices: float) -> bool:
+    """Between ``start`` and now ``ear`` heard exactly ``voices`` of the three."""
+    assert ear is not None
+    samples = ear.since(start)
+    if not voices:
+        return not any(has_tone(samples, hz) for hz in (CUSTOMER_HZ, BOB_HZ, CAROL_HZ))
+    if len(voices) == 1:
+        return has_tone(samples, voices[0])
+    levels = {hz: tone_snr_db(samples, hz, tolerance_hz=10)[0] for hz in voices}
+    return all(level > -6 for level in levels.values())
+
+
+async def test_a_consult_is_cancelled_then_completed(start_platform, tmp_path: Path):
+    platform = start_platform()
+    async with agents(platform, tmp_path) as (bob, carol):
+        customer = Customer(platform, tmp_path)
+        try:
+            call_id = await answered(bob)
+            t = await phase()
+            assert hears(customer.ear, t, BOB_HZ) and hears(bob.ear, t, CUSTOMER_HZ)
+
+            # Consult carol: the customer is held, bob and carol talk.
+            await bob.engine.transfer(agent="carol", consult=True)
+            await bob.wait_for(events.CallChanged, lambda e: e.state == "held")
+            await answered(carol, from_agent="bob", purpose="consult")
+            await bob.wait_for(events.Party, lambda e: e.state == "connected")
+            t = await phase()
+            assert hears(bob.ear, t, CAROL_HZ) and hears(carol.ear, t, BOB_HZ)
+            assert not has_tone(customer.ear.since(t), BOB_HZ)  # the hold music
+            assert not has_tone(customer.ear.since(t), CAROL_HZ)
+            assert rms(customer.ear.since(t)) > 300
+
+            # Cancelled: carol leaves, the customer is back with bob.
+            await bob.engine.cancel_transfer()
+            ended = await carol.wait_for(events.CallChanged, lambda e: e.state == "ended")
+            assert ended.reason == "cancelled"  # type: ignore[attr-defined]
+            await bob.wait_for(events.CallChanged, lambda e: e.previous == "held")
+            assert not bob.engine.calls[call_id].parties
+            t = await phase()
+            assert hears(customer.ear, t, BOB_HZ) and hears(bob.ear, t, CUSTOMER_HZ)
+
+            # Completed: carol has the customer, bob's part is over.
+            bob_mark, carol_mark = bob.mark(), carol.mark()
+            await bob.engine.transfer(agent="carol", consult=True)
+            await answered(carol, carol_mark, from_agent="bob")
+            await bob.wait_for(events.Party, lambda e: e.state == "connected", bob_mark)
+            await bob.engine.complete_transfer()
+            gone = await bob.wait_for(
+                events.CallChanged, lambda e: e.state == "ended" and e.reason == "transferred"
+            )
+            assert gone.call_id == call_id  # type: ignore[attr-defined]
+            await carol.wait_for(events.Party, lambda e: e.reason == "transferred")
+            t = await phase()
+            assert hears(customer.ear, t, CAROL_HZ) and hears(carol.ear, t, CUSTOMER_HZ)
+            assert hears(bob.ear, t)  # bob hears no one now
+            assert carol.engine.calls[call_id].state.value == "connected"
+        finally:
+            result = await customer.end()
+    assert result.answered and result.agent == "carol" and result.call_id == call_id
+    record = platform.call_records()[call_id]
+    assert record["answered_by"] == "carol" and record["end_reason"] == "customer_hangup"
+    assert [(x["from"], x["to"], x["consult"]) for x in record["transfers"]] == [
+        ("bob", "carol", True)
+    ]
+
+
+async def test_blind_transfers_to_a_queue_and_an_agent_and_a_decline(
+    start_platform, tmp_path: Path
+):
+    platform = start_platform(more=BILLING)
+    async with agents(platform, tmp_path) as (bob, carol):
+        customer = Customer(platform, tmp_path)
+        try:
+            call_id = await answered(bob)
+            # Refused at once, the call unchanged: nobody, himself, a busy
+            # target's queue that does not exist, a number.
+            for kwargs, words in [
+                ({"agent": "zed"}, "there is no agent 'zed'"),
+                ({"agent": "bob"}, "that is you"),
+                ({"queue": "sales"}, "there is no queue 'sales'"),
+                ({"number": "+15550100"}, "not built yet"),
+            ]:
+                await bob.engine.transfer(**kwargs)
+                await bob.wait_for(events.Error, lambda e, w=words: w in e.message)
+            with pytest.raises(PhoneError, match="name one target"):
+                await bob.engine.transfer(agent="carol", queue="billing")
+
+            # Blind to queue billing (carol's): the customer waits there...
+            await bob.engine.set_status("busy")  # (billing's calls are not his anyway)
+            await bob.engine.transfer(queue="billing")
+            await bob.wait_for(
+                events.CallChanged, lambda e: e.state == "ended" and e.reason == "transferred"
+            )
+            await asyncio.to_thread(platform.wait_for, "call_requeued", reason="transferred")
+            # ...until carol is available, and she takes it.
+            await carol.engine.set_status("available")
+            await answered(carol, queue="billing")
+            t = await phase()
+            assert hears(customer.ear, t, CAROL_HZ) and hears(carol.ear, t, CUSTOMER_HZ)
+
+            # Blind to bob, who declines: the customer goes back to the head
+            # of the queue, and the queue's agent (carol) has them again.
+            await carol.engine.transfer(agent="bob")
+            offered = await bob.wait_for(
+                events.CallChanged,
+                lambda e: e.state == "alerting" and e.from_agent == "carol",
+            )
+            assert offered.purpose == "transfer" and offered.peer == "Dana"  # type: ignore[attr-defined]
+            mark = carol.mark()
+            await bob.engine.decline(call_id)
+            await answered(carol, mark, queue="billing")
+            t = await phase()
+            assert hears(customer.ear, t, CAROL_HZ)
+        finally:
+            result = await customer.end()
+    assert result.answered and result.agent == "carol" and result.positions
+    record = platform.call_records()[call_id]
+    assert [(x["from"], x["to"]) for x in record["transfers"]] == [
+        ("bob", "billing"),
+        ("carol", "bob"),
+    ]
+    assert "declined" in record["requeue_reasons"]
+
+
+async def test_a_conference_of_three_then_the_agent_leaves(start_platform, tmp_path: Path):
+    platform = start_platform()
+    async with agents(platform, tmp_path) as (bob, carol):
+        customer = Customer(platform, tmp_path)
+        try:
+            call_id = await answered(bob)
+            await bob.engine.conference(agent="carol")
+            await answered(carol, from_agent="bob", purpose="conference")
+            await bob.wait_for(events.Party, lambda e: e.state == "connected")
+            t = await phase()
+            # Each of the three hears the two others.
+            assert hears(customer.ear, t, BOB_HZ, CAROL_HZ)
+            assert hears(bob.ear, t, CUSTOMER_HZ, CAROL_HZ)
+            assert hears(carol.ear, t, CUSTOMER_HZ, BOB_HZ)
+            joined = await asyncio.to_thread(platform.wait_for, "conference_joined")
+            assert joined["party"] == "carol" and joined["call_id"] == call_id
+
+            # bob leaves; the customer and carol stay connected.
+            await bob.engine.leave_conference()
+            await bob.wait_for(events.CallChanged, lambda e: e.state == "ended")
+            await carol.wait_for(events.Party, lambda e: e.state == "ended" and e.agent == "bob")
+            t = await phase()
+            assert hears(customer.ear, t, CAROL_HZ) and hears(carol.ear, t, CUSTOMER_HZ)
+        finally:
+            result = await customer.end()
+    assert result.answered and result.agent == "carol"
+    left = platform.matching("conference_left", call_id=call_id)
+    assert [e["party"] for e in left] == ["bob"]
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if samples.size else 0.0
