@@ -76,7 +76,10 @@ class Headless:
             case "dial":
                 number, agent = c.get("number"), c.get("agent")
                 if agent is not None:
-                    raise PhoneError("calls to other agents are not built yet; dial a number")
+                    if not isinstance(agent, str) or number is not None:
+                        raise PhoneError('"agent" must be an agent\'s name (and no "number")')
+                    await e.dial(agent=agent)
+                    return
                 if not isinstance(number, str):
                     raise PhoneError('"number" must be a string such as "+15550100"')
                 await e.dial(number)

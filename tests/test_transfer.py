@@ -247,3 +247,49 @@ async def test_a_conference_of_three_then_the_agent_leaves(start_platform, tmp_p
 
 def rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if samples.size else 0.0
+
+
+async def test_an_internal_call_from_agent_to_agent(start_platform, tmp_path: Path):
+    platform = start_platform()
+    async with agents(platform, tmp_path) as (bob, carol):
+        # Nobody by that name: refused, and the call ends with the reason.
+        call = await bob.engine.dial(agent="zed")
+        await bob.wait_for(
+            events.CallChanged,
+            lambda e: e.call_id == call.call_id and e.reason == "unknown_target",
+        )
+        # carol declines the first call, answers the second.
+        call = await bob.engine.dial(agent="carol")
+        assert call.direction.value == "internal"
+        await bob.wait_for(events.CallChanged, lambda e: e.state == "ringing")
+        offered = await carol.wait_for(events.CallChanged, lambda e: e.state == "alerting")
+        assert (offered.direction, offered.peer, offered.from_agent) == (  # type: ignore[attr-defined]
+            "internal",
+            "bob",
+            "bob",
+        )
+        await carol.engine.decline(call.call_id)
+        declined = await bob.wait_for(
+            events.CallChanged, lambda e: e.call_id == call.call_id and e.state == "ended"
+        )
+        assert declined.reason == "declined"  # type: ignore[attr-defined]
+
+        mark = carol.mark()
+        call = await bob.engine.dial(agent="carol")
+        await answered(carol, mark, peer="bob", direction="internal")
+        await bob.wait_for(
+            events.CallChanged, lambda e: e.call_id == call.call_id and e.state == "connected"
+        )
+        t = await phase()
+        assert hears(bob.ear, t, CAROL_HZ) and hears(carol.ear, t, BOB_HZ)
+        # No customer on it: nothing to hold, transfer or send keys to.
+        await bob.engine.hold()
+        await bob.wait_for(events.Error, lambda e: "no customer to hold" in e.message)
+        await carol.engine.hangup()
+        ended = await bob.wait_for(
+            events.CallChanged, lambda e: e.call_id == call.call_id and e.state == "ended"
+        )
+        assert ended.reason == "agent_hangup"  # type: ignore[attr-defined]
+    record = platform.call_records()[call.call_id]
+    assert record["direction"] == "internal" and record["caller"] == "carol"
+    assert record["answered_by"] == "carol" and record["end_reason"] == "agent_hangup"

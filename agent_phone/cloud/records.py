@@ -92,11 +92,11 @@ class CallRecorder:
         elif name == "call_dialed":
             self.open[call_id] = CallRecord(
                 call_id=call_id,
-                caller=e["number"],
+                caller=e.get("to") or e["number"],
                 queue="",
                 created_at=e["t"],
                 queued_count=0,
-                direction="outbound",
+                direction=e.get("direction", "outbound"),
             )
         record = self.open.get(call_id)
         if record is None:

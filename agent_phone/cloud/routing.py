@@ -86,7 +86,8 @@ class Party:
 class Call:
     queue: str
     caller: str
-    leg: CustomerLeg
+    #: The customer's leg (None for an internal call: two agents).
+    leg: CustomerLeg | None
     #: Sends a message to the customer's trunk (no-op once it is gone).
     notify_customer: Callable[[Message], None]
     id: str = field(default_factory=lambda: "call-" + secrets.token_hex(6))
@@ -119,7 +120,20 @@ class Call:
 
     @property
     def outbound(self) -> bool:
-        return self.direction == "outbound"
+        """Placed by its agent (to a number, or to another agent): never
+        queued, and ended rather than handed to someone else when it fails."""
+        return self.direction in ("outbound", "internal")
+
+    @property
+    def internal(self) -> bool:
+        return self.direction == "internal"
+
+    @property
+    def customer(self) -> CustomerLeg:
+        """The customer's leg, for what only calls with a customer do."""
+        if self.leg is None:
+            raise RequestError("wrong_state", f"call {self.id!r} has no customer on it", self.id)
+        return self.leg
 
 
 class Callee(Protocol):
@@ -154,6 +168,11 @@ class RoutedAgent(AgentEndpoint, Protocol):
     def set_status(self, status: str, reason: str, cause: str) -> None: ...
 
     def begin_after_call_work(self, call_id: str, queue: QueueConfig) -> None: ...
+
+
+def _need_customer(call: Call, why: str) -> None:
+    if call.leg is None:
+        raise RequestError("wrong_state", why, call.id)
 
 
 def _nobody(_message: Message) -> None:
@@ -207,7 +226,7 @@ class Router:
         self._cut(call)
         self._drop_parties(call, reason)
         # The customer hears the waiting tone again until the next agent answers.
-        call.leg.hear(Hearing.WAITING)
+        call.customer.hear(Hearing.WAITING)
         call.attempt += 1
         self._cancel_alert(call)
         self._queues[call.queue].appendleft(call)
@@ -370,6 +389,71 @@ class Router:
         self._tasks.spawn(self._ring(call, agent, callee), f"dial-{call.id}")
         return call
 
+    def dial_agent(self, agent: RoutedAgent, call_id: str, name: str) -> Call:
+        """The agent calls another agent by name (an internal call): their
+        phone is offered it over their connection, as a call from a queue."""
+        if call_id in self.calls:
+            raise RequestError("invalid", f"the call id {call_id!r} is taken", call_id)
+        if agent.call is not None:
+            raise RequestError(
+                "wrong_state", f"you are on call {agent.call.id!r}; end it first", call_id
+            )
+        target = self._target(agent, name, call_id)
+        call = Call(
+            queue="",
+            caller=name,
+            leg=None,
+            notify_customer=_nobody,
+            id=call_id,
+            state=CallState.ROUTING,
+            agent=agent,
+            direction="internal",
+        )
+        call.routed_at = time.monotonic()
+        self.calls[call.id] = call
+        agent.call = call
+        party = Party(target, "internal")
+        call.parties.append(party)
+        # Both are taken for this call from now: no queue's call reaches the
+        # target while the caller's connection sets up.
+        target.call = call
+        self._connections.begin_call(agent)
+        self._connections.begin_call(target)
+        self._events.emit(
+            "call_dialed",
+            call_id=call.id,
+            agent=agent.name,
+            number="",
+            to=name,
+            direction="internal",
+        )
+        self._tasks.spawn(self._ring_agent(call, agent, party), f"dial-{call.id}")
+        return call
+
+    async def _ring_agent(self, call: Call, agent: RoutedAgent, party: Party) -> None:
+        existing = self._connections.active_link(agent.name)
+        try:
+            link = await self._connections.establish(agent, "call")
+        except LinkError as exc:
+            logger.warning("%s: could not reach %s: %s", call.id, agent.name, exc)
+            await self.end_call(call, "connection_failed")
+            await self._release(agent, call)
+            return
+        if call.state is not CallState.ROUTING or agent.call is not call:
+            await self._release(agent, call)  # hung up while the connection was set up
+            return
+        over, delivery_ms = self._carried(call, agent, existing, link, CallState.RINGING)
+        agent.send(
+            CallRinging(
+                call_id=call.id,
+                number=party.agent.name,
+                connection_id=link.id,
+                over_persistent_connection=over,
+                delivery_ms=delivery_ms,
+            )
+        )
+        self._invite(call, party)
+
     async def _ring(self, call: Call, agent: RoutedAgent, callee: Callee) -> None:
         existing = self._connections.active_link(agent.name)
         try:
@@ -429,7 +513,7 @@ class Router:
         call = self._callees_call(callee, call_id)
         self._cancel_alert(call)
         try:
-            answer = await call.leg.answer(sdp)
+            answer = await call.customer.answer(sdp)
         except Exception as exc:  # garbage SDP: the call cannot go on
             await self.end_call(call, "media_failed")
             raise RequestError("invalid", f"unusable SDP offer: {exc!r}"[:300], call_id) from None
@@ -461,7 +545,9 @@ class Router:
         are bridged, three mixed; an agent left alone hears nothing."""
         self._cut(call)
         speakers: list[MediaParty] = []
-        if call.held:
+        if call.leg is None:
+            pass  # agents only
+        elif call.held:
             call.leg.hear(Hearing.HOLD)
         else:
             speakers.append(call.leg)
@@ -593,6 +679,7 @@ class Router:
             state = "already on hold" if on else "not on hold"
             raise RequestError("wrong_state", f"call {call_id!r} is {state}", call_id)
         assert call.link is not None
+        _need_customer(call, "an internal call has no customer to hold")
         if call.parties:
             raise RequestError("wrong_state", f"call {call_id!r} has another agent on it", call_id)
         call.held = on
@@ -610,8 +697,9 @@ class Router:
             raise RequestError(
                 "wrong_state", f"call {call_id!r} is on hold; take it off hold first", call_id
             )
+        _need_customer(call, "an internal call has no customer to send keys to")
         try:
-            seconds = call.leg.feed.play_dtmf(digits)
+            seconds = call.customer.feed.play_dtmf(digits)
         except ValueError as exc:  # the codec checks too; this is the same rule
             raise RequestError("invalid", str(exc), call_id) from None
         except DtmfBusy as exc:
@@ -665,6 +753,7 @@ class Router:
         """Hand the connected call to another agent or a queue: blind (it
         leaves this agent now) or after a consult (``complete_transfer``)."""
         call = self._connected_call(agent, call_id, "only a connected call can be transferred")
+        _need_customer(call, "an internal call has no customer to transfer")
         self._no_parties(call)
         if [to_agent, to_queue, number].count(None) != 2:
             raise RequestError("invalid", "name one target: an agent, a queue or a number", call_id)
@@ -697,7 +786,7 @@ class Router:
         self._transferred(call, agent.name, target.name, consult=False)
         call.held = False
         call.attempt += 1
-        call.leg.hear(Hearing.WAITING)
+        call.customer.hear(Hearing.WAITING)
         call.offered_by = agent.name
         # Offered like a routed call: declined or not answered, it goes back
         # to the head of its queue (_take_back), and is never lost.
@@ -711,7 +800,7 @@ class Router:
         call.state = CallState.QUEUED
         call.attempt += 1
         call.declined_by.clear()
-        call.leg.hear(Hearing.WAITING)
+        call.customer.hear(Hearing.WAITING)
         self._queues[queue].append(call)
         call.position = 0  # told again
         self._update_positions(queue)
@@ -747,6 +836,7 @@ class Router:
         """Offer the call to a third party; once they answer, each of the
         three hears the two others (the platform mixes: media_paths.py)."""
         call = self._connected_call(agent, call_id, "only a connected call takes a conference")
+        _need_customer(call, "a conference of agents only is not built yet")
         if call.held:
             raise RequestError("wrong_state", f"call {call_id!r} is on hold", call_id)
         self._no_parties(call)
@@ -775,7 +865,9 @@ class Router:
             await self._party_gone(call, party, "connection_failed")
             return
         owner = call.agent
-        if party not in call.parties or call.state is not CallState.CONNECTED or owner is None:
+        ringing = call.internal and call.state is CallState.RINGING
+        live = call.state is CallState.CONNECTED or ringing
+        if party not in call.parties or not live or owner is None:
             await self._release(target, call)  # ended, or cancelled, meanwhile
             return
         party.link = link
@@ -785,7 +877,8 @@ class Router:
         target.send(
             CallOffered(
                 call_id=call.id,
-                caller=call.caller,
+                # (an internal call's ``caller`` is the agent called, as its record has it)
+                caller=owner.name if call.internal else call.caller,
                 queue=call.queue,
                 connection_id=link.id,
                 over_persistent_connection=existing is not None and existing is link,
@@ -828,6 +921,20 @@ class Router:
         party.state = PartyState.CONNECTED
         target = party.agent
         target.send(CallConnected(call_id=call.id, agent=target.name))
+        if call.internal:
+            # The agent called answered: the call between the two connects.
+            call.state = CallState.CONNECTED
+            call.answered_at = time.monotonic()
+            owner.send(CallConnected(call_id=call.id, agent=target.name))
+            self._bridge(call)
+            self._events.emit(
+                "call_answered",
+                call_id=call.id,
+                agent=target.name,
+                answer_ms=round((call.answered_at - call.routed_at) * 1000, 2),
+                direction=call.direction,
+            )
+            return
         target.send(
             PartyChanged(call_id=call.id, agent=owner.name, role=party.role, state="connected")
         )
@@ -845,6 +952,13 @@ class Router:
         phone gone, cancelled). A consult that ends this way gives the
         customer back to their agent, off hold: never lost."""
         if party not in call.parties:
+            return
+        if call.internal:
+            # The agent called declined, did not answer or hung up: the call
+            # between the two is over.
+            await self._remove_party(call, party, reason, release)
+            ended = {"alert_timeout": "no_answer", "connection_failed": "unavailable"}
+            await self.end_call(call, ended.get(reason, reason))
             return
         await self._remove_party(call, party, reason, release)
         owner = call.agent
@@ -1030,7 +1144,8 @@ class Router:
         if call.callee is not None and call.callee.call is call:
             call.callee.call = None
         call.notify_customer(CallEnded(call_id=call.id, reason=reason))
-        await call.leg.close()
+        if call.leg is not None:
+            await call.leg.close()
         self.calls.pop(call.id, None)
         talk_s = time.monotonic() - call.answered_at if call.answered_at else 0.0
         self._events.emit(

@@ -213,8 +213,12 @@ class AgentSession:
                 p.router.send_dtmf(self, call_id, digits)
             case QualityReport():
                 p.records.heard_by_agent(self.name, message)
-            case Dial(call_id=call_id, number=number):
+            case Dial(call_id=call_id, number=number, agent=None) if number is not None:
                 p.router.dial(self, call_id, number, p.numbers.get(number))
+            case Dial(call_id=call_id, number=None, agent=agent) if agent is not None:
+                p.router.dial_agent(self, call_id, agent)
+            case Dial(call_id=call_id):
+                raise RequestError("invalid", "dial a number or an agent: one of the two", call_id)
             case WrapUp(call_id=call_id, code=code):
                 self.wrap_up(call_id, code)
             case TransferCall():

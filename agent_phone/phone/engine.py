@@ -346,7 +346,7 @@ class PhoneEngine:
         auto = self.settings.auto_answer
         call = Call(
             offer.call_id,
-            Direction.INBOUND,
+            Direction.INTERNAL if offer.purpose == "internal" else Direction.INBOUND,
             offer.caller,
             queue=offer.queue,
             connection_id=offer.connection_id,
@@ -364,7 +364,7 @@ class PhoneEngine:
 
     def _ringing(self, message: CallRinging) -> None:
         call = self.calls.get(message.call_id)
-        if call is None or call.direction is not Direction.OUTBOUND:
+        if call is None or call.direction is Direction.INBOUND:
             return
         call.connection_id = message.connection_id
         call.over_persistent_connection = message.over_persistent_connection
@@ -651,31 +651,39 @@ class PhoneEngine:
             )
         )
 
-    async def dial(self, number: str) -> Call:
-        """Call ``number`` over the kept connection (or one set up for it:
-        R1). The call is ``dialing`` at once, ``ringing`` when the far end
-        rings, ``connected`` when it answers; a refusal (an unknown number,
-        say) ends it with the platform's error code as its reason."""
+    async def dial(self, number: str | None = None, *, agent: str | None = None) -> Call:
+        """Call ``number``, or another ``agent`` by name (an internal call),
+        over the kept connection (or one set up for it: R1). The call is
+        ``dialing`` at once, ``ringing`` when the far end rings,
+        ``connected`` when it answers; a refusal (an unknown number, an
+        agent who is busy) ends it with the platform's error code as its
+        reason."""
         if self.agent is None:
             raise PhoneError("sign in first")
-        if not re.fullmatch(PHONE_NUMBER_PATTERN, number):
+        if (number is None) == (agent is None):
+            raise PhoneError("dial a number or an agent: one of the two")
+        if number is not None and not re.fullmatch(PHONE_NUMBER_PATTERN, number):
             raise PhoneError(
                 f"{number!r} is not a phone number: digits, an optional leading +, 2 to 15 digits"
             )
+        if agent is not None and (not agent or len(agent) > 64):
+            raise PhoneError("an agent's name is 1 to 64 characters")
+        if agent == self.agent:
+            raise PhoneError("that is you: name another agent")
         if self.calls:
             current = next(iter(self.calls.values()))
             raise PhoneError(f"finish the current call ({current.call_id}) first")
         call = Call(
             "call-" + secrets.token_hex(6),
-            Direction.OUTBOUND,
-            number,
+            Direction.OUTBOUND if agent is None else Direction.INTERNAL,
+            number or agent or "",
             connection_id=self.connection.id if self.connection is not None else "",
             state=CallState.DIALING,
             listener=self._call_changed,
         )
         self._begin_call(call, "dialed")
         try:
-            await self._send(Dial(call_id=call.call_id, number=number))
+            await self._send(Dial(call_id=call.call_id, number=number, agent=agent))
         except PhoneError:
             await self._end_call(call, "not_sent")
             raise

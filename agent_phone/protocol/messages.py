@@ -231,12 +231,14 @@ class LeaveConference(Message, tag="leave_conference", frozen=True):
 
 
 class Dial(Message, tag="dial", frozen=True):
-    """The agent places a call to ``number`` (docs/protocol.md "Outbound
+    """The agent places a call to ``number``, or to another ``agent`` by
+    name (an internal call): one of the two (docs/protocol.md "Outbound
     calls"). The phone names the call; the platform answers ``call_ringing``
     when the far end rings, or an ``error`` with this ``call_id``."""
 
     call_id: CallId
-    number: PhoneNumber
+    number: PhoneNumber | None = None
+    agent: Name | None = None
 
 
 # --- hold and DTMF (phone <-> platform) ----------------------------------------
