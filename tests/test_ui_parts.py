@@ -44,6 +44,7 @@ from agent_phone.ui.settings import (
 from agent_phone.ui.settings_dialog import SettingsDialog
 from agent_phone.ui.sign_in import SignInDialog, SignInForm, explain
 from agent_phone.ui.tasks import OwnedTasks
+from agent_phone.ui.transfer_dialog import TransferDialog
 
 # --- PySide6 6.12.0 drops a reference to True on every Signal.emit() -----------------
 
@@ -329,7 +330,8 @@ def test_every_control_is_named_and_the_window_fits_a_small_laptop(main_window, 
     assert main_window.width() <= 1366 and main_window.height() <= 700
     settings = SettingsDialog(main_window._store)
     sign_in = SignInDialog(keyring_available=True)
-    for dialog in (settings, sign_in):
+    transfer = TransferDialog(["carol"], ["support"], ["+15550100"])
+    for dialog in (settings, sign_in, transfer):
         qtbot.addWidget(dialog)
         dialog.show()
         assert _unnamed_controls(dialog) == []

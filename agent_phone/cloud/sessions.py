@@ -290,6 +290,8 @@ class AgentSession:
                 token_expires_at=issued.expires_at,
                 resume_grace_s=config.resume_grace_s,
                 status_reasons={k: list(v) for k, v in config.status_reasons.items()},
+                directory_agents=sorted(a for a in config.agents if a != self.name),
+                directory_queues=sorted(config.queues),
             )
         )
         self._services.events.emit(

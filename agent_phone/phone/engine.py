@@ -469,6 +469,8 @@ class PhoneEngine:
                 permissions=message.permissions,
                 queues=message.queues,
                 status_reasons=message.status_reasons,
+                directory_agents=message.directory_agents,
+                directory_queues=message.directory_queues,
             )
         )
         if again and self._restore_on_queue:

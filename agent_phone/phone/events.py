@@ -28,6 +28,9 @@ class SignedIn(PhoneEvent):
     queues: list[str]
     #: The reasons the platform accepts for each status.
     status_reasons: dict[str, list[str]] = field(default_factory=dict)
+    #: Whom calls may be transferred to: the other agents, every queue.
+    directory_agents: list[str] = field(default_factory=list)
+    directory_queues: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -375,6 +375,9 @@ class SignedIn(Message, tag="signed_in", frozen=True):
     resume_grace_s: float = 0.0
     #: The reasons the agent may give for each status (``set_status``).
     status_reasons: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    #: Whom the agent may transfer to or call: the other agents, every queue.
+    directory_agents: list[str] = msgspec.field(default_factory=list)
+    directory_queues: list[str] = msgspec.field(default_factory=list)
 
     def __repr__(self) -> str:  # never the token in a log line
         return f"SignedIn(agent={self.agent!r}, session_token=<hidden>)"

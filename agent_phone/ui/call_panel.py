@@ -52,6 +52,9 @@ END_REASONS = {
     "connection_lost": "The connection was lost.",
     "audio_failure": "Your audio device failed; the call went to another agent.",
     "shutdown": "The platform shut down.",
+    "transferred": "You transferred the call.",
+    "left": "You left the conference; the others are still talking.",
+    "cancelled": "The consult was cancelled; the customer is back with the other agent.",
     "closed": "The phone closed.",
     # An outbound call's own endings.
     "unknown_number": "Nobody can be reached at that number.",
@@ -83,6 +86,21 @@ BUTTON_STYLE = {
     + "QToolButton:checked { background: #f9a825; border-color: #c17900; }",
     "hold": _BUTTON.format(**_PLAIN)
     + "QToolButton:checked { background: #1565c0; color: white; border-color: #003c8f; }",
+}
+_SMALL = (
+    "QToolButton { background: #eceff1; color: #263238; border: 1px solid #90a4ae;"
+    " border-radius: 4px; padding: 4px 10px; }"
+    "QToolButton:hover { background: #e3e8eb; }"
+    "QToolButton:focus { border: 2px solid #1565c0; }"
+)
+#: The actions about other agents, in their own row of buttons.
+OTHER_ACTIONS = ("transfer", "conference", "complete", "cancel_transfer", "leave")
+#: What a call offered by another agent is, as the panel says it.
+PURPOSES = {
+    "transfer": "Transferred to you by {agent}",
+    "consult": "{agent} wants to consult you (the customer is on hold)",
+    "conference": "{agent} adds you to the call",
+    "internal": "A call from {agent}",
 }
 #: The keypad: small plain keys (a real phone's layout, 3 by 4).
 KEYPAD = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#")
@@ -131,12 +149,35 @@ class CallActions:
         self.hold.setShortcut(QKeySequence("Ctrl+H"))
         self.dial = QAction("&Dial…", parent)
         self.dial.setShortcut(QKeySequence("Ctrl+D"))
+        # Another agent: a transfer (blind or consult first), a conference.
+        self.transfer = QAction("&Transfer…", parent)
+        self.transfer.setShortcut(QKeySequence("Ctrl+T"))
+        self.conference = QAction("Con&ference…", parent)
+        self.conference.setShortcut(QKeySequence("Ctrl+Shift+C"))
+        self.complete = QAction("&Complete Transfer", parent)
+        self.complete.setShortcut(QKeySequence("Ctrl+Shift+T"))
+        self.cancel_transfer = QAction("Cancel T&ransfer", parent)
+        self.cancel_transfer.setShortcut(QKeySequence("Ctrl+Shift+R"))
+        self.leave = QAction("&Leave Conference", parent)
+        self.leave.setShortcut(QKeySequence("Ctrl+Shift+L"))
         for action in self.all():
             action.setEnabled(False)
             action.setToolTip(f"{action.text().replace('&', '')} ({action.shortcut().toString()})")
 
     def all(self) -> tuple[QAction, ...]:
-        return (self.dial, self.answer, self.decline, self.hangup, self.mute, self.hold)
+        return (
+            self.dial,
+            self.answer,
+            self.decline,
+            self.hangup,
+            self.mute,
+            self.hold,
+            self.transfer,
+            self.conference,
+            self.complete,
+            self.cancel_transfer,
+            self.leave,
+        )
 
 
 class CallPanel(QFrame):
@@ -160,6 +201,10 @@ class CallPanel(QFrame):
         self._ended_text = ""
         #: On hold, as the platform last confirmed.
         self._held = False
+        #: Other agents on the shown call: name -> (role, state).
+        self._parties: dict[str, tuple[str, str]] = {}
+        #: The shown call was offered to this agent for a consult by another.
+        self._consulted = False
         self.call_actions = CallActions(self)
         self._clock = QTimer(self)
         self._clock.setInterval(1000)
@@ -170,7 +215,11 @@ class CallPanel(QFrame):
         self.call_actions.hangup.triggered.connect(controller.hangup)
         self.call_actions.mute.triggered.connect(controller.set_mute)
         self.call_actions.hold.triggered.connect(self._on_hold_clicked)
+        self.call_actions.complete.triggered.connect(controller.complete_transfer)
+        self.call_actions.cancel_transfer.triggered.connect(controller.cancel_transfer)
+        self.call_actions.leave.triggered.connect(controller.leave_conference)
         phone.call.connect(self._on_call)
+        phone.party.connect(self._on_party)
         phone.hearing.connect(self._on_hearing)
         phone.muted.connect(self._on_muted)
         phone.presence.connect(self._on_presence)
@@ -221,6 +270,19 @@ class CallPanel(QFrame):
             self.buttons[name] = button
             row.addWidget(button)
         row.addStretch(1)
+        others = QHBoxLayout()
+        for name in OTHER_ACTIONS:
+            action = getattr(self.call_actions, name)
+            button = QToolButton(self)
+            button.setDefaultAction(action)
+            button.setObjectName(f"{name}Button")
+            button.setAccessibleName(action.text().replace("&", "").rstrip("…"))
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+            button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            button.setStyleSheet(_SMALL)
+            self.buttons[name] = button
+            others.addWidget(button)
+        others.addStretch(1)
         self._setup_keypad()
         info = QVBoxLayout()
         info.setSpacing(8)
@@ -245,6 +307,7 @@ class CallPanel(QFrame):
         layout.addSpacing(6)
         # The buttons sit right under what they act on, not at the far bottom.
         layout.addLayout(row)
+        layout.addLayout(others)
         layout.addStretch(1)
 
     def _setup_keypad(self) -> None:
@@ -321,6 +384,12 @@ class CallPanel(QFrame):
         self._connected_at = None
         how = "Over the kept connection" if event.over_persistent_connection else "New connection"
         self._facts = [f"Queue: {event.queue}", f"{how}, delivered in {event.delivery_ms:.1f} ms"]
+        if event.from_agent:
+            said = PURPOSES.get(event.purpose, "From {agent}").format(agent=event.from_agent)
+            self._facts.insert(0, said)
+        if not event.queue:
+            self._facts = [f for f in self._facts if not f.startswith("Queue:")]
+        self._consulted = event.purpose == "consult"
         self._answered = ""
         self._hearing = False
         self._show_facts()
@@ -367,7 +436,23 @@ class CallPanel(QFrame):
     def _new_call(self, call_id: str) -> None:
         self._call_id = call_id
         self._poor = False
+        self._parties = {}
+        self._consulted = False
         self.quality.reset()
+
+    def _on_party(self, event: events.Party) -> None:
+        """Another agent on the shown call came, answered or went."""
+        if event.call_id != self._call_id:
+            return
+        if event.state == "ended":
+            self._parties.pop(event.agent, None)
+            if event.reason == "transferred" and self._consulted:
+                self._consulted = False  # the customer is this agent's now
+                self._facts = [f"Transferred to you by {event.agent}"]
+        else:
+            self._parties[event.agent] = (event.role, event.state)
+        self._show_facts()
+        self._show()
 
     def _on_quality(self, event: events.Quality) -> None:
         if event.call_id != self._call_id:
@@ -385,7 +470,20 @@ class CallPanel(QFrame):
         lines = list(self._facts)
         if self._answered:
             lines.append(self._answered)
-        if self._held:
+        for agent, (role, state) in self._parties.items():
+            if role == "consult" and self._consulted:
+                lines.append(f"Consulting with {agent}; the customer is on hold")
+            elif role == "consult":
+                lines.append(
+                    f"Calling {agent} to consult…"
+                    if state == "alerting"
+                    else f"Consulting {agent}: complete the transfer, or cancel it"
+                )
+            elif role == "conference":
+                lines.append(
+                    f"Adding {agent}…" if state == "alerting" else f"In conference with {agent}"
+                )
+        if self._held and not self._parties:
             lines.append("On hold: the customer hears music, and neither of you the other")
         elif self._hearing:
             lines.append("You can hear the customer")
@@ -519,7 +617,26 @@ class CallPanel(QFrame):
         self.buttons["hangup"].setVisible(talking or calling)
         self.buttons["mute"].setVisible(talking)
         connected = view is CallView.CONNECTED
-        self.call_actions.hold.setEnabled(connected)
+        roles = {role: state for role, state in self._parties.values()}
+        self.call_actions.hold.setEnabled(connected and not self._parties)
         self.buttons["hold"].setVisible(talking)
+        # Other agents: transfer or add one while none is on the call; then
+        # complete or cancel a consult (the consulting agent's), or leave.
+        a = self.call_actions
+        alone = connected and not self._parties
+        consulting = "consult" in roles and not self._consulted
+        a.transfer.setEnabled(alone)
+        a.conference.setEnabled(alone and not self._held)
+        a.complete.setEnabled(consulting and roles["consult"] == "connected")
+        a.cancel_transfer.setEnabled(consulting)
+        a.leave.setEnabled(roles.get("conference") == "connected")
+        for name, shown in (
+            ("transfer", alone),
+            ("conference", alone),
+            ("complete", consulting),
+            ("cancel_transfer", consulting),
+            ("leave", "conference" in roles),
+        ):
+            self.buttons[name].setVisible(shown and talking)
         self.keypad.setVisible(talking)
         self.keypad.setEnabled(connected and not self._held)

@@ -226,6 +226,23 @@ class PhoneController(QObject):
     def set_status(self, status: str, reason: str = "") -> None:
         self._command(f"set the status to {status}", lambda e: e.set_status(status, reason))
 
+    def transfer(self, kind: str, target: str, consult: bool) -> None:
+        """``kind``: ``agent``, ``queue`` or ``number``."""
+        what = f"{'consult' if consult else 'transfer to'} {target}"
+        self._command(what, lambda e: e.transfer(**{kind: target}, consult=consult))
+
+    def complete_transfer(self) -> None:
+        self._command("complete the transfer", lambda e: e.complete_transfer())
+
+    def cancel_transfer(self) -> None:
+        self._command("cancel the transfer", lambda e: e.cancel_transfer())
+
+    def conference(self, kind: str, target: str) -> None:
+        self._command(f"add {target}", lambda e: e.conference(**{kind: target}))
+
+    def leave_conference(self) -> None:
+        self._command("leave the conference", lambda e: e.leave_conference())
+
     def wrap_up(self, code: str) -> None:
         self._command(f"wrap up with {code!r}", lambda e: e.wrap_up(code))
 

@@ -8,6 +8,7 @@ engine: the controller and the bridges are handed in by the app.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -18,6 +19,7 @@ from agent_phone import __version__
 from agent_phone.phone import events
 from agent_phone.phone.history import CallHistory
 from agent_phone.phone.ringer import AlertSounds
+from agent_phone.protocol import PHONE_NUMBER_PATTERN
 from agent_phone.resources import resource
 from agent_phone.ui.agent_panel import AgentPanel
 from agent_phone.ui.bridges import ConnectionStateBridge, PhoneBridge
@@ -41,6 +43,7 @@ from agent_phone.ui.settings import (
 )
 from agent_phone.ui.settings_dialog import SettingsDialog
 from agent_phone.ui.sign_in import SignInFlow
+from agent_phone.ui.transfer_dialog import TransferDialog
 from agent_phone.ui.wrap_up import WrapUpForm
 
 logger = logging.getLogger(__name__)
@@ -57,6 +60,9 @@ SHORTCUTS = """\
 <tr><td><b>Ctrl+O</b></td><td>Go on / off queue</td></tr>
 <tr><td><b>Ctrl+,</b></td><td>Settings</td></tr>
 <tr><td><b>Ctrl+H</b></td><td>Hold / resume the connected call</td></tr>
+<tr><td><b>Ctrl+T</b></td><td>Transfer the call (to an agent, a queue or a number)</td></tr>
+<tr><td><b>Ctrl+Shift+T</b> / <b>R</b></td><td>Complete / cancel a consult transfer</td></tr>
+<tr><td><b>Ctrl+Shift+C</b> / <b>L</b></td><td>Add an agent to the call / leave it</td></tr>
 <tr><td><b>0-9, *, #</b></td><td>DTMF keys (call panel focused, call connected)</td></tr>
 <tr><td><b>Ctrl+Shift+H</b></td><td>Call history</td></tr>
 <tr><td><b>Ctrl+Q</b></td><td>Quit (hangs up first)</td></tr>
@@ -95,6 +101,10 @@ class MainWindow(QMainWindow):
         self._settings_dialog: SettingsDialog | None = None
         #: The dial pad while it is open.
         self.dial_pad: DialPad | None = None
+        #: The transfer (or conference) dialog while it is open.
+        self.transfer_dialog: TransferDialog | None = None
+        #: Whom calls may go to, as the platform said at sign-in.
+        self._directory: tuple[list[str], list[str]] = ([], [])
         self._title = "Agent Phone"
         self.sign_in = SignInFlow(controller, store, vault, parent=self)
         self._setup_ui()
@@ -103,6 +113,9 @@ class MainWindow(QMainWindow):
         controller.note.connect(self._on_message)
         controller.signed_out.connect(self._on_signed_out)
         phone.error.connect(self._on_engine_error)
+        phone.signed_in.connect(
+            lambda e: setattr(self, "_directory", (e.directory_agents, e.directory_queues))
+        )
         phone.call.connect(self._on_call)
         phone.reconnecting.connect(self._on_reconnecting)
         phone.resuming.connect(self._on_resuming)
@@ -182,6 +195,8 @@ class MainWindow(QMainWindow):
         call = self.menuBar().addMenu("&Call")
         call.addActions(list(self.call_panel.call_actions.all()))
         self.call_panel.call_actions.dial.triggered.connect(self._on_dial)
+        self.call_panel.call_actions.transfer.triggered.connect(lambda: self._on_transfer(False))
+        self.call_panel.call_actions.conference.triggered.connect(lambda: self._on_transfer(True))
         help_menu = self.menuBar().addMenu("&Help")
         self.shortcuts_action = self._action("&Keyboard Shortcuts", self._on_shortcuts, "F1")
         help_menu.addAction(self.shortcuts_action)
@@ -297,6 +312,33 @@ class MainWindow(QMainWindow):
         self.dial_pad.show()
         self.dial_pad.raise_()
         self.dial_pad.activateWindow()
+
+    def _on_transfer(self, conference: bool) -> None:
+        """The transfer (or conference) dialog: the other agents, the queues
+        and recent numbers; what is picked goes to the controller."""
+        if self.transfer_dialog is not None:
+            self.transfer_dialog.close()
+        agents, queues = self._directory
+        numbers: list[str] = []
+        for record in self._history.records() if self._history is not None else []:
+            if re.fullmatch(PHONE_NUMBER_PATTERN, record.caller) and record.caller not in numbers:
+                numbers.append(record.caller)
+        dialog = TransferDialog(agents, queues, numbers[:10], conference, self)
+        if conference:
+            add = self._controller.conference
+            dialog.chosen.connect(lambda kind, who, _consult: add(kind, who))
+        else:
+            dialog.chosen.connect(self._controller.transfer)
+        dialog.finished.connect(self._on_transfer_finished)
+        self.transfer_dialog = dialog
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+
+    def _on_transfer_finished(self, _result: int) -> None:
+        if self.transfer_dialog is not None:
+            self.transfer_dialog.deleteLater()
+            self.transfer_dialog = None
 
     def _on_dial_finished(self, _result: int) -> None:
         if self.dial_pad is not None:

@@ -54,6 +54,7 @@ class WrapUpForm(QFrame):
         self.codes.setMaximumHeight(110)
         self.codes.itemActivated.connect(lambda _item: self._wrap_up())
         self.button = QPushButton("&Wrap Up", self)
+        self.button.setAccessibleName("Wrap up with the selected code")
         self.button.setToolTip("Wrap up with the selected code (Enter)")
         self.button.clicked.connect(self._wrap_up)
         self.codes.currentRowChanged.connect(lambda row: self.button.setEnabled(row >= 0))
