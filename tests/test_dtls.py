@@ -20,6 +20,7 @@ from audio_analysis import has_tone
 from media_peers import AgentSide, Customer, talk
 
 from agent_phone.cloud.media_edge import AgentLink, CustomerLeg
+from agent_phone.cloud.media_paths import Bridge
 from agent_phone.media.dtls import FingerprintError, check_fingerprints
 from agent_phone.media.ice import ice_addresses, restrict_ice_addresses
 from agent_phone.media.wav import ToneSource
@@ -63,7 +64,7 @@ class Pair:
         await self.customer.call(self.leg)
         await self.agent.connect(forge if tamper else lambda sdp: sdp)
         # The platform's own check of the phone passes either way: the answer is genuine.
-        self.agent.link.attach(self.leg)
+        self.bridge = Bridge(self.leg, self.agent.link)
         agent_tone = ToneSource(AGENT_HZ)
         await agent_tone.start()
         await self.customer.track.source.start()  # type: ignore[union-attr]

@@ -165,13 +165,13 @@ async def test_blind_transfers_to_a_queue_and_an_agent_and_a_decline(
         customer = Customer(platform, tmp_path)
         try:
             call_id = await answered(bob)
-            # Refused at once, the call unchanged: nobody, himself, a busy
-            # target's queue that does not exist, a number.
+            # Refused at once, the call unchanged: nobody, himself, a queue
+            # that does not exist, a number nobody answers.
             for kwargs, words in [
                 ({"agent": "zed"}, "there is no agent 'zed'"),
                 ({"agent": "bob"}, "that is you"),
                 ({"queue": "sales"}, "there is no queue 'sales'"),
-                ({"number": "+15550100"}, "not built yet"),
+                ({"number": "+15550100"}, "+15550100 cannot be reached"),
             ]:
                 await bob.engine.transfer(**kwargs)
                 await bob.wait_for(events.Error, lambda e, w=words: w in e.message)
@@ -293,3 +293,83 @@ async def test_an_internal_call_from_agent_to_agent(start_platform, tmp_path: Pa
     record = platform.call_records()[call.call_id]
     assert record["direction"] == "internal" and record["caller"] == "carol"
     assert record["answered_by"] == "carol" and record["end_reason"] == "agent_hangup"
+
+
+class Number:
+    """A trunk answering calls to ``number`` in this loop (the caller's
+    ``--answer``), saying ``hz``, with an ``Ear``."""
+
+    def __init__(self, platform, tmp_path: Path, number: str, hz: float, decline=False) -> None:
+        self.ear = Ear(tmp_path / f"{number}.wav")
+        self.hangup = asyncio.Event()
+        plan = CallPlan(
+            platform.url,
+            "",
+            duration_s=None,
+            wait_s=30,
+            trunk_token=platform.trunk_token or "",
+            answer_number=number,
+            decline=decline,
+        )
+        self.task = asyncio.create_task(
+            place_call(plan, ToneSource(hz), self.ear, hangup=self.hangup)
+        )
+
+    async def end(self) -> CallResult:
+        self.hangup.set()
+        return await asyncio.wait_for(self.task, 20)
+
+
+NUMBER_HZ = 1500.0
+
+
+async def test_numbers_in_a_conference_and_a_declined_blind_transfer(
+    start_platform, tmp_path: Path
+):
+    platform = start_platform()
+    async with agents(platform, tmp_path) as (bob, _carol):
+        outside = Number(platform, tmp_path, "+15550100", NUMBER_HZ)
+        refusing = Number(platform, tmp_path, "+15550111", 300.0, decline=True)
+        for n in ("+15550100", "+15550111"):
+            await asyncio.to_thread(platform.wait_for, "number_awaiting", number=n)
+        customer = Customer(platform, tmp_path)
+        try:
+            call_id = await answered(bob)
+            # A blind transfer to a number that declines: the customer goes
+            # back to the head of the queue, and to bob, the free agent.
+            mark = bob.mark()
+            await bob.engine.transfer(number="+15550111")
+            await answered(bob, mark)
+            assert (await asyncio.wait_for(refusing.task, 10)).reason == "declined"
+
+            # A conference with a number: each of the three hears the two others.
+            await bob.engine.conference(number="+15550100")
+            await bob.wait_for(
+                events.Party, lambda e: e.agent == "+15550100" and e.state == "connected"
+            )
+            t = await phase()
+            assert hears(customer.ear, t, BOB_HZ, NUMBER_HZ)
+            assert hears(bob.ear, t, CUSTOMER_HZ, NUMBER_HZ)
+            assert hears(outside.ear, t, CUSTOMER_HZ, BOB_HZ)
+
+            # bob leaves: the customer and the number go on, with no agent.
+            await bob.engine.leave_conference()
+            await bob.wait_for(
+                events.CallChanged, lambda e: e.call_id == call_id and e.reason == "left"
+            )
+            t = await phase()
+            assert hears(customer.ear, t, NUMBER_HZ) and hears(outside.ear, t, CUSTOMER_HZ)
+            # The number hangs up: the call is over for the customer too.
+            far = await outside.end()
+            assert far.answered and far.call_id == call_id
+            result = await asyncio.wait_for(customer.task, 10)
+            assert result.reason == "far_end_hangup"
+        finally:
+            if not customer.task.done():
+                await customer.end()
+            for trunk in (outside, refusing):
+                if not trunk.task.done():
+                    await trunk.end()
+    record = platform.call_records()[call_id]
+    assert record["end_reason"] == "far_end_hangup"
+    assert "transfer_declined" in record["requeue_reasons"]

@@ -70,16 +70,30 @@ class PartyState(enum.Enum):
 
 @dataclass(eq=False)
 class Party:
-    """An agent in a call besides its owner (``Call.agent``): the one
-    consulted before a transfer, or the third of a conference."""
+    """Someone in a call besides its customer and its agent (``Call.agent``):
+    an agent (``agent``, over their ``link``) or an outside number (the
+    trunk ``callee`` that awaits calls to it, over ``leg``), consulted
+    before a transfer, in a conference, or taking a blind transfer."""
 
-    agent: RoutedAgent
-    #: ``consult`` or ``conference``.
+    #: ``consult``, ``conference``, ``transfer`` (blind, to a number) or
+    #: ``internal`` (the agent an internal call is to).
     role: str
+    agent: RoutedAgent | None = None
+    callee: Callee | None = None
+    number: str = ""
     state: PartyState = PartyState.ROUTING
     link: AgentLink | None = None
+    leg: CustomerLeg | None = None
     invited_at: float = field(default_factory=time.monotonic)
     alert_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def name(self) -> str:
+        return self.agent.name if self.agent is not None else self.number
+
+    @property
+    def media(self) -> MediaParty | None:
+        return self.link if self.agent is not None else self.leg
 
 
 @dataclass(eq=False)
@@ -412,7 +426,7 @@ class Router:
         call.routed_at = time.monotonic()
         self.calls[call.id] = call
         agent.call = call
-        party = Party(target, "internal")
+        party = Party("internal", agent=target)
         call.parties.append(party)
         # Both are taken for this call from now: no queue's call reaches the
         # target while the caller's connection sets up.
@@ -446,7 +460,7 @@ class Router:
         agent.send(
             CallRinging(
                 call_id=call.id,
-                number=party.agent.name,
+                number=party.name,
                 connection_id=link.id,
                 over_persistent_connection=over,
                 delivery_ms=delivery_ms,
@@ -497,27 +511,67 @@ class Router:
         if call.state is CallState.RINGING:
             self._tasks.spawn(self.end_call(call, "no_answer"), f"no-answer-{call.id}")
 
-    def _callees_call(self, callee: Callee, call_id: str) -> Call:
+    def _ringing_here(self, callee: Callee, call_id: str) -> tuple[Call, Party | None]:
+        """The call ringing at ``callee``: as the far end of an agent's
+        outbound call (None), or as a party added to a call (a transfer, a
+        consult, a conference)."""
         call = self.calls.get(call_id)
-        if call is None or call.callee is not callee or call.state is CallState.ENDED:
+        if call is None or call.state is CallState.ENDED or callee.call is not call:
             raise RequestError("unknown_call", f"no call {call_id!r} rings here", call_id)
-        if call.state is not CallState.RINGING:
-            raise RequestError(
-                "wrong_state", f"call {call_id!r} is {call.state.value}, not ringing", call_id
-            )
-        return call
+        party = next((p for p in call.parties if p.callee is callee), None)
+        state = party.state.value if party is not None else call.state.value
+        if state != ("alerting" if party is not None else "ringing"):
+            raise RequestError("wrong_state", f"call {call_id!r} is {state}, not ringing", call_id)
+        return call, party
 
-    async def accept_incoming(self, callee: Callee, call_id: str, sdp: str) -> tuple[Call, str]:
-        """The customer answers: their leg answers their offer (the call
-        connects once its media does: ``connect_outbound``)."""
-        call = self._callees_call(callee, call_id)
-        self._cancel_alert(call)
+    async def accept_incoming(self, callee: Callee, call_id: str, sdp: str) -> str:
+        """The trunk answers the call ringing at it, with its leg's offer:
+        the platform's answer. Its media connects next (``incoming_media``)."""
+        call, party = self._ringing_here(callee, call_id)
+        leg = party.leg if party is not None else call.leg
+        assert leg is not None
+        if party is not None and party.alert_timer is not None:
+            party.alert_timer.cancel()
+            party.alert_timer = None
+        elif party is None:
+            self._cancel_alert(call)
         try:
-            answer = await call.customer.answer(sdp)
+            return await leg.answer(sdp)
         except Exception as exc:  # garbage SDP: the call cannot go on
-            await self.end_call(call, "media_failed")
+            if party is not None:
+                await self._party_gone(call, party, "media_failed")
+            else:
+                await self.end_call(call, "media_failed")
             raise RequestError("invalid", f"unusable SDP offer: {exc!r}"[:300], call_id) from None
-        return call, answer
+
+    async def incoming_media(self, callee: Callee, call_id: str) -> None:
+        """Once the answering trunk's media is up, it joins the call."""
+        call, party = self._ringing_here(callee, call_id)
+        leg = party.leg if party is not None else call.leg
+        assert leg is not None
+        try:
+            await leg.wait_connected(self._config.connect_timeout_s)
+        except LinkError as exc:
+            if party is not None:
+                await self._party_gone(call, party, "media_failed")
+            else:
+                await self.end_call(call, "media_failed")
+            raise RequestError("media_failed", str(exc), call_id) from None
+        if party is not None:
+            if party in call.parties and party.state is PartyState.ALERTING:
+                self._party_answered(call, party)
+        else:
+            self.connect_outbound(call)
+
+    async def trunk_hangup(self, trunk: Callee | None, call: Call) -> None:
+        """A customer's trunk hangs up: the customer's, or a number added to
+        the call, which then leaves it."""
+        party = next((p for p in call.parties if p.callee is trunk), None) if trunk else None
+        if party is not None:
+            ringing = party.state is PartyState.ALERTING
+            await self._party_gone(call, party, "declined" if ringing else "hangup")
+        else:
+            await self.customer_hangup(call)
 
     def connect_outbound(self, call: Call) -> None:
         """The customer's media is up: bridge it to the agent's connection."""
@@ -554,7 +608,7 @@ class Router:
         if call.link is not None:
             speakers.append(call.link)
         speakers += [
-            p.link for p in call.parties if p.state is PartyState.CONNECTED and p.link is not None
+            p.media for p in call.parties if p.state is PartyState.CONNECTED and p.media is not None
         ]
         if len(speakers) >= 2:
             call.path = join(speakers)
@@ -741,6 +795,15 @@ class Router:
                 call.id,
             )
 
+    def _number_party(
+        self, role: str, number: str, callee: Callee | None, call_id: str
+    ) -> Party:
+        if callee is None:
+            raise RequestError("unknown_number", f"{number} cannot be reached", call_id)
+        if callee.call is not None:
+            raise RequestError("busy", f"{number} is on another call", call_id)
+        return Party(role, callee=callee, number=number)
+
     async def transfer(
         self,
         agent: RoutedAgent,
@@ -749,20 +812,38 @@ class Router:
         to_queue: str | None,
         number: str | None,
         consult: bool,
+        callee: Callee | None = None,
     ) -> None:
-        """Hand the connected call to another agent or a queue: blind (it
-        leaves this agent now) or after a consult (``complete_transfer``)."""
+        """Hand the connected call to another agent, a queue or a number
+        (``callee``: the trunk awaiting calls to it): blind (it leaves this
+        agent now) or after a consult (``complete_transfer``)."""
         call = self._connected_call(agent, call_id, "only a connected call can be transferred")
         _need_customer(call, "an internal call has no customer to transfer")
         self._no_parties(call)
         if [to_agent, to_queue, number].count(None) != 2:
             raise RequestError("invalid", "name one target: an agent, a queue or a number", call_id)
         if number is not None:
-            raise RequestError(
-                "not_supported",
-                "transfers to a number are not built yet; transfer to an agent or a queue",
-                call_id,
-            )
+            role = "consult" if consult else "transfer"
+            party = self._number_party(role, number, callee, call_id)
+            if consult:
+                self._consult(call, agent, party)
+                return
+            if not call.queue:
+                raise RequestError(
+                    "invalid",
+                    "a call you placed has no queue to go back to if the transfer fails:"
+                    " consult first",
+                    call_id,
+                )
+            # Blind: this agent's part ends; the customer hears the waiting
+            # tone while the number rings, and talks with it once it answers.
+            await self._owner_leaves(call, "transferred")
+            self._transferred(call, agent.name, number, consult=False)
+            call.held = False
+            call.customer.hear(Hearing.WAITING)
+            call.parties.append(party)
+            self._invite(call, party)
+            return
         if to_queue is not None:
             if consult:
                 raise RequestError("invalid", "a consult is with an agent, not a queue", call_id)
@@ -773,7 +854,7 @@ class Router:
         assert to_agent is not None
         target = self._target(agent, to_agent, call_id)
         if consult:
-            self._consult(call, agent, target)
+            self._consult(call, agent, Party("consult", agent=target))
             return
         if not call.queue:
             raise RequestError(
@@ -819,11 +900,10 @@ class Router:
             "call_transferred", call_id=call.id, consult=consult, **{"from": source, "to": target}
         )
 
-    def _consult(self, call: Call, agent: RoutedAgent, target: RoutedAgent) -> None:
-        """The customer is held (the hold music) while ``target`` is offered
+    def _consult(self, call: Call, agent: RoutedAgent, party: Party) -> None:
+        """The customer is held (the hold music) while ``party`` is offered
         the call, to talk with ``agent`` first."""
         call.held = True
-        party = Party(target, "consult")
         call.parties.append(party)
         self._bridge(call)
         agent.send(CallHeld(call_id=call.id, on=True))
@@ -831,7 +911,12 @@ class Router:
         self._invite(call, party)
 
     def add_to_conference(
-        self, agent: RoutedAgent, call_id: str, to_agent: str | None, number: str | None
+        self,
+        agent: RoutedAgent,
+        call_id: str,
+        to_agent: str | None,
+        number: str | None,
+        callee: Callee | None = None,
     ) -> None:
         """Offer the call to a third party; once they answer, each of the
         three hears the two others (the platform mixes: media_paths.py)."""
@@ -840,23 +925,53 @@ class Router:
         if call.held:
             raise RequestError("wrong_state", f"call {call_id!r} is on hold", call_id)
         self._no_parties(call)
+        if (to_agent is None) == (number is None):
+            raise RequestError("invalid", "name the agent or the number to add", call_id)
         if number is not None:
-            raise RequestError(
-                "not_supported", "conferences with a number are not built yet", call_id
-            )
-        if to_agent is None:
-            raise RequestError("invalid", "name the agent to add", call_id)
-        party = Party(self._target(agent, to_agent, call_id), "conference")
+            party = self._number_party("conference", number, callee, call_id)
+        else:
+            assert to_agent is not None
+            party = Party("conference", agent=self._target(agent, to_agent, call_id))
         call.parties.append(party)
         self._invite(call, party)
 
     def _invite(self, call: Call, party: Party) -> None:
+        if party.callee is not None:
+            self._ring_number(call, party, party.callee)
+            return
+        assert party.agent is not None
         party.agent.call = call
         self._connections.begin_call(party.agent)
         self._tasks.spawn(self._offer_to_party(call, party), f"invite-{call.id}")
 
+    def _ring_number(self, call: Call, party: Party, callee: Callee) -> None:
+        """Ring the trunk that awaits calls to ``party.number``; it answers
+        with ``accept_incoming`` (then ``incoming_media``), as for an
+        agent's outbound call."""
+        callee.call = call
+        party.leg = CustomerLeg(call.id, name=party.number)
+        party.state = PartyState.ALERTING
+        by = call.agent.name if call.agent is not None else party.number
+        callee.send(IncomingCall(call_id=call.id, number=party.number, agent=by))
+        self._tell_owner(call, party, "alerting")
+        self._events.emit(
+            "party_offered", call_id=call.id, agent=party.number, by=by, role=party.role
+        )
+        party.alert_timer = asyncio.get_running_loop().call_later(
+            self._config.ring_timeout_s, self._party_timed_out, call, party
+        )
+
+    def _tell_owner(self, call: Call, party: Party, state: str, reason: str = "") -> None:
+        if call.agent is not None:
+            call.agent.send(
+                PartyChanged(
+                    call_id=call.id, agent=party.name, role=party.role, state=state, reason=reason
+                )
+            )
+
     async def _offer_to_party(self, call: Call, party: Party) -> None:
         target = party.agent
+        assert target is not None
         existing = self._connections.active_link(target.name)
         try:
             link = await self._connections.establish(target, "call")
@@ -888,9 +1003,7 @@ class Router:
                 purpose=party.role,
             )
         )
-        owner.send(
-            PartyChanged(call_id=call.id, agent=target.name, role=party.role, state="alerting")
-        )
+        self._tell_owner(call, party, "alerting")
         self._events.emit(
             "party_offered",
             call_id=call.id,
@@ -906,7 +1019,8 @@ class Router:
     def _party_timed_out(self, call: Call, party: Party) -> None:
         party.alert_timer = None
         if party in call.parties and party.state is PartyState.ALERTING:
-            self._tasks.spawn(self._party_gone(call, party, "alert_timeout"), "party-timeout")
+            reason = "alert_timeout" if party.agent is not None else "no_answer"
+            self._tasks.spawn(self._party_gone(call, party, reason), "party-timeout")
 
     def _party_answered(self, call: Call, party: Party) -> None:
         if party.state is not PartyState.ALERTING:
@@ -914,36 +1028,45 @@ class Router:
                 "wrong_state", f"call {call.id!r} is {party.state.value}, not alerting", call.id
             )
         owner = call.agent
-        assert owner is not None
         if party.alert_timer is not None:
             party.alert_timer.cancel()
             party.alert_timer = None
         party.state = PartyState.CONNECTED
         target = party.agent
-        target.send(CallConnected(call_id=call.id, agent=target.name))
-        if call.internal:
+        if target is not None:
+            target.send(CallConnected(call_id=call.id, agent=target.name))
+        elif party.callee is not None:
+            party.callee.send(
+                CallConnected(call_id=call.id, agent=owner.name if owner else call.caller)
+            )
+        if call.internal and owner is not None:
             # The agent called answered: the call between the two connects.
             call.state = CallState.CONNECTED
             call.answered_at = time.monotonic()
-            owner.send(CallConnected(call_id=call.id, agent=target.name))
+            owner.send(CallConnected(call_id=call.id, agent=party.name))
             self._bridge(call)
             self._events.emit(
                 "call_answered",
                 call_id=call.id,
-                agent=target.name,
+                agent=party.name,
                 answer_ms=round((call.answered_at - call.routed_at) * 1000, 2),
                 direction=call.direction,
             )
             return
-        target.send(
-            PartyChanged(call_id=call.id, agent=owner.name, role=party.role, state="connected")
-        )
-        owner.send(
-            PartyChanged(call_id=call.id, agent=target.name, role=party.role, state="connected")
-        )
+        if target is not None and owner is not None:
+            target.send(
+                PartyChanged(call_id=call.id, agent=owner.name, role=party.role, state="connected")
+            )
+        self._tell_owner(call, party, "connected")
+        if owner is None:
+            # A blind transfer to a number: the customer and the number talk.
+            call.held = False
+            call.notify_customer(CallConnected(call_id=call.id, agent=party.name))
         self._bridge(call)
-        name = "conference_joined" if party.role == "conference" else "consult_connected"
-        self._events.emit(name, call_id=call.id, party=target.name, by=owner.name)
+        name = "consult_connected" if party.role == "consult" else "conference_joined"
+        if party.role == "transfer":
+            name = "transfer_answered"
+        self._events.emit(name, call_id=call.id, party=party.name, by=owner.name if owner else "")
 
     async def _party_gone(
         self, call: Call, party: Party, reason: str, release: bool = True
@@ -962,25 +1085,26 @@ class Router:
             return
         await self._remove_party(call, party, reason, release)
         owner = call.agent
-        if owner is not None:
-            owner.send(
-                PartyChanged(
-                    call_id=call.id,
-                    agent=party.agent.name,
-                    role=party.role,
-                    state="ended",
-                    reason=reason,
-                )
-            )
+        self._tell_owner(call, party, "ended", reason)
         if call.state is not CallState.CONNECTED:
             return
-        if party.role == "consult" and call.held and owner is not None:
+        if owner is None:
+            # Nobody else is with the customer: a blind transfer to a number
+            # that failed goes back to the head of its queue; a number that
+            # hung up after taking the call ends it.
+            if party.state is PartyState.CONNECTED or not call.queue:
+                await self.end_call(call, "far_end_hangup")
+            else:
+                self._requeue(call, f"transfer_{reason}")
+                self.dispatch()
+            return
+        if party.role == "consult" and call.held:
             call.held = False
             owner.send(CallHeld(call_id=call.id, on=False))
             self._events.emit("call_held", call_id=call.id, agent=owner.name, on=False)
         self._bridge(call)
         name = "conference_left" if party.role == "conference" else "consult_ended"
-        self._events.emit(name, call_id=call.id, party=party.agent.name, reason=reason)
+        self._events.emit(name, call_id=call.id, party=party.name, reason=reason)
 
     async def _remove_party(
         self, call: Call, party: Party, reason: str, release: bool = True
@@ -991,12 +1115,19 @@ class Router:
         if party.alert_timer is not None:
             party.alert_timer.cancel()
             party.alert_timer = None
-        if party.state is not PartyState.ROUTING:
+        if party.agent is not None and party.state is not PartyState.ROUTING:
             party.agent.send(CallEnded(call_id=call.id, reason=reason))
         if party.link is not None:
             self._cut(call)  # (the path included their link)
             party.link.hear(Hearing.NOTHING)
-        if release:
+        if party.callee is not None:
+            if party.callee.call is call:
+                party.callee.call = None
+            party.callee.send(CallEnded(call_id=call.id, reason=reason))
+        if party.leg is not None:
+            self._cut(call)
+            await party.leg.close()
+        if release and party.agent is not None:
             await self._release(party.agent, call)
 
     def _drop_parties(self, call: Call, reason: str) -> None:
@@ -1015,9 +1146,9 @@ class Router:
         """The consulted agent takes the customer; ``agent`` leaves."""
         call, party = self._consult_party(agent, call_id)
         if party.state is not PartyState.CONNECTED:
-            raise RequestError("wrong_state", f"{party.agent.name} has not answered yet", call_id)
+            raise RequestError("wrong_state", f"{party.name} has not answered yet", call_id)
         await self._hand_over(call, party, "transferred")
-        self._transferred(call, agent.name, party.agent.name, consult=True)
+        self._transferred(call, agent.name, party.name, consult=True)
 
     async def cancel_transfer(self, agent: RoutedAgent, call_id: str) -> None:
         """The consulted agent leaves; the customer is back with ``agent``."""
@@ -1040,10 +1171,17 @@ class Router:
         self._events.emit("conference_left", call_id=call.id, party=agent.name, reason="left")
 
     async def _hand_over(self, call: Call, party: Party, reason: str) -> None:
-        """The call's agent leaves it; ``party`` (connected) becomes its
-        agent, talking with the customer."""
+        """The call's agent leaves it; ``party`` (connected) goes on talking
+        with the customer: as the call's agent, or (a number) as the only
+        other party, the call then having no agent."""
         previous = call.agent
         assert previous is not None
+        if party.agent is None:
+            await self._owner_leaves(call, reason)
+            call.held = False
+            self._bridge(call)
+            call.notify_customer(CallConnected(call_id=call.id, agent=party.name))
+            return
         call.parties.remove(party)
         await self._owner_leaves(call, reason)
         call.agent = party.agent

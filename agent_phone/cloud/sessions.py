@@ -223,13 +223,17 @@ class AgentSession:
                 self.wrap_up(call_id, code)
             case TransferCall():
                 m = message
-                await p.router.transfer(self, m.call_id, m.agent, m.queue, m.number, m.consult)
+                callee = p.numbers.get(m.number) if m.number else None
+                await p.router.transfer(
+                    self, m.call_id, m.agent, m.queue, m.number, m.consult, callee
+                )
             case CompleteTransfer(call_id=call_id):
                 await p.router.complete_transfer(self, call_id)
             case CancelTransfer(call_id=call_id):
                 await p.router.cancel_transfer(self, call_id)
             case AddToConference(call_id=call_id, agent=agent, number=number):
-                p.router.add_to_conference(self, call_id, agent, number)
+                callee = p.numbers.get(number) if number else None
+                p.router.add_to_conference(self, call_id, agent, number, callee)
             case LeaveConference(call_id=call_id):
                 await p.router.leave_conference(self, call_id)
             case SignOut():
@@ -707,7 +711,7 @@ class CallerSession:
             case CallerHangup(call_id=call_id):
                 if self.call is None or self.call.id != call_id:
                     raise RequestError("unknown_call", f"you have no call {call_id!r}", call_id)
-                await router.customer_hangup(self.call)
+                await router.trunk_hangup(self, self.call)
             case AwaitCalls():
                 self._check_trunk_token(message)
                 _check_version(message.version)
@@ -723,14 +727,9 @@ class CallerSession:
                 self._services.events.emit("number_awaiting", number=message.number)
                 self.send(AwaitingCalls(number=message.number))
             case AcceptIncoming(call_id=call_id, sdp=offer):
-                call, sdp = await router.accept_incoming(self, call_id, offer)
+                sdp = await router.accept_incoming(self, call_id, offer)
                 self.send(CallAccepted(call_id=call_id, sdp=sdp, position=0))
-                try:
-                    await call.leg.wait_connected(self._services.config.connect_timeout_s)
-                except LinkError as exc:
-                    await router.end_call(call, "media_failed")
-                    raise RequestError("media_failed", str(exc), call_id) from None
-                router.connect_outbound(call)
+                await router.incoming_media(self, call_id)
             case _:
                 raise RequestError("invalid", f"{type(message).__name__} is not for the platform")
 
@@ -739,7 +738,7 @@ class CallerSession:
         if self.number and self._services.numbers.get(self.number) is self:
             del self._services.numbers[self.number]
         if self.call is not None and self.call.state is not CallState.ENDED:
-            await self._services.router.customer_hangup(self.call)
+            await self._services.router.trunk_hangup(self, self.call)
 
 
 def error_for(exc: RequestError, in_reply_to: str | None) -> Error:

@@ -6,7 +6,7 @@ filters the list, and a number typed in full can be picked as it is. With
 "Consult first" (on by default for an agent) the customer is held while the
 agent talks with the target, then completes or cancels from the call panel;
 without it the call goes at once. Call ▸ Conference… (Ctrl+Shift+C) is the
-same dialog listing agents only: the one picked joins the call.
+same dialog without the queues: the agent or number picked joins the call.
 
 Enter picks the selected entry; the arrow keys move from the filter field
 into the list and back. It holds no call logic: ``chosen`` hands (kind,
@@ -68,7 +68,8 @@ class TransferDialog(QDialog):
         self.targets.setAccessibleName("Targets")
         entries = [("agent", a) for a in agents]
         if not conference:
-            entries += [("queue", q) for q in queues] + [("number", n) for n in numbers]
+            entries += [("queue", q) for q in queues]
+        entries += [("number", n) for n in numbers]
         for kind, target in entries:
             item = QListWidgetItem(f"{_LABELS[kind]}: {target}", self.targets)
             item.setData(KIND, kind)
@@ -110,11 +111,7 @@ class TransferDialog(QDialog):
             self.targets.takeItem(self.targets.row(self._typed))
             self._typed = None
         listed = {self.targets.item(i).data(TARGET) for i in range(self.targets.count())}
-        if (
-            not self.conference
-            and re.fullmatch(PHONE_NUMBER_PATTERN, text.strip())
-            and text.strip() not in listed
-        ):
+        if re.fullmatch(PHONE_NUMBER_PATTERN, text.strip()) and text.strip() not in listed:
             self._typed = QListWidgetItem(f"Number: {text.strip()}")
             self._typed.setData(KIND, "number")
             self._typed.setData(TARGET, text.strip())
