@@ -795,9 +795,7 @@ class Router:
                 call.id,
             )
 
-    def _number_party(
-        self, role: str, number: str, callee: Callee | None, call_id: str
-    ) -> Party:
+    def _number_party(self, role: str, number: str, callee: Callee | None, call_id: str) -> Party:
         if callee is None:
             raise RequestError("unknown_number", f"{number} cannot be reached", call_id)
         if callee.call is not None:

@@ -585,6 +585,19 @@ class AgentSession:
         if self.on_queue:
             self._services.router.dispatch()
 
+    def _snapshot_of(self, call: Call) -> CallSnapshot:
+        """The call as this agent has it: its agent's, or (another agent on
+        it: consulted, in a conference) their own part of it."""
+        party = call.party(self)
+        link = party.link if party is not None else call.link
+        return CallSnapshot(
+            call_id=call.id,
+            state=party.state.value if party is not None else call.state.value,
+            caller=call.caller,
+            queue=call.queue,
+            connection_id=link.id if link is not None else None,
+        )
+
     def snapshot(self) -> SessionResumed:
         call = self.call
         assert self.token is not None
@@ -597,15 +610,7 @@ class AgentSession:
             after_call_work=self.acw,
             persistent=self.persistent,
             connection=self._services.connections.describe(self),
-            call=None
-            if call is None or call.state is CallState.ENDED
-            else CallSnapshot(
-                call_id=call.id,
-                state=call.state.value,
-                caller=call.caller,
-                queue=call.queue,
-                connection_id=call.link.id if call.link is not None else None,
-            ),
+            call=None if call is None or call.state is CallState.ENDED else self._snapshot_of(call),
             token_expires_in_s=round(remaining, 3),
             token_expires_at=time.time() + remaining,
             resume_grace_s=self._services.config.resume_grace_s,
