@@ -146,6 +146,9 @@ async def test_a_consult_is_cancelled_then_completed(start_platform, tmp_path: P
             t = await phase()
             assert hears(customer.ear, t, CAROL_HZ) and hears(carol.ear, t, CUSTOMER_HZ)
             assert hears(bob.ear, t)  # bob hears no one now
+            # bob's phone reported what he heard of the call, as after any
+            # call he answered, and it was taken without a complaint.
+            assert not [e for e in bob.events if isinstance(e, events.Error)]
             assert carol.engine.calls[call_id].state.value == "connected"
         finally:
             result = await customer.end()

@@ -74,6 +74,8 @@ class CallRecorder:
         #: Calls ended lately, for the report the agent's phone sends after.
         self._recent: OrderedDict[str, CallRecord] = OrderedDict()
         self._quality: dict[str, _Quality] = {}
+        #: Everyone who had each open or recent call (a transfer hands it on).
+        self._answerers: dict[str, set[str]] = {}
         self._tasks = TaskSet("records")
         self._unsubscribe = events.subscribe(self._on_event)
 
@@ -117,6 +119,7 @@ class CallRecorder:
         elif name == "call_answered":
             # (again after a consult transfer or a conference: the agent who
             # has the customer now, measured on their connection)
+            self._answerers.setdefault(call_id, set()).add(e["agent"])
             record.answered_by = e["agent"]
             record.answered_at = e["t"]
             self._stop_quality(call_id)
@@ -132,7 +135,8 @@ class CallRecorder:
             self.open.pop(call_id, None)
             self._recent[call_id] = record
             while len(self._recent) > RECENT_CALLS:
-                self._recent.popitem(last=False)
+                old, _ = self._recent.popitem(last=False)
+                self._answerers.pop(old, None)
             self._storage.put_call(record)
             quality = self._stop_quality(call_id)
             if quality is not None:
@@ -189,10 +193,15 @@ class CallRecorder:
             raise RequestError(
                 "unknown_call", f"there is no call {report.call_id!r}", report.call_id
             )
-        if record.answered_by != agent:
+        if agent not in self._answerers.get(report.call_id, set()):
             raise RequestError(
                 "not_your_call", f"call {report.call_id!r} is not yours", report.call_id
             )
+        if record.answered_by != agent:
+            # An agent who handed the call on: the record keeps what the
+            # agent who had it last heard.
+            logger.info("%s: %s's report kept out of the record", report.call_id, agent)
+            return
         record.heard_by_agent = msgspec.structs.asdict(report.heard)
         self._events.emit(
             "call_heard", call_id=record.call_id, agent=agent, **record.heard_by_agent

@@ -205,6 +205,8 @@ class CallPanel(QFrame):
         self._parties: dict[str, tuple[str, str]] = {}
         #: The shown call was offered to this agent for a consult by another.
         self._consulted = False
+        #: The agent is in after-call work (their status says so).
+        self._after_call_work = False
         self.call_actions = CallActions(self)
         self._clock = QTimer(self)
         self._clock.setInterval(1000)
@@ -220,6 +222,7 @@ class CallPanel(QFrame):
         self.call_actions.leave.triggered.connect(controller.leave_conference)
         phone.call.connect(self._on_call)
         phone.party.connect(self._on_party)
+        phone.status.connect(self._on_status)
         phone.hearing.connect(self._on_hearing)
         phone.muted.connect(self._on_muted)
         phone.presence.connect(self._on_presence)
@@ -475,9 +478,10 @@ class CallPanel(QFrame):
                 lines.append(f"Consulting with {agent}; the customer is on hold")
             elif role == "consult":
                 lines.append(
-                    f"Calling {agent} to consult…"
+                    f"Calling {agent} to consult; the customer hears hold music"
                     if state == "alerting"
-                    else f"Consulting {agent}: complete the transfer, or cancel it"
+                    else f"Consulting {agent} (the customer is on hold):"
+                    " complete the transfer, or cancel it"
                 )
             elif role == "conference":
                 lines.append(
@@ -485,7 +489,7 @@ class CallPanel(QFrame):
                 )
         if self._held and not self._parties:
             lines.append("On hold: the customer hears music, and neither of you the other")
-        elif self._hearing:
+        elif self._hearing and not self._held:
             lines.append("You can hear the customer")
         if self._poor:
             lines.append(POOR_NETWORK_TEXT)
@@ -567,12 +571,26 @@ class CallPanel(QFrame):
 
     # --- what is shown -------------------------------------------------------------------
 
+    def _connected_title(self) -> str:
+        roles = {role for role, _state in self._parties.values()}
+        if "consult" in roles:
+            return "Consulting"
+        if "conference" in roles:
+            return "Conference"
+        return "On hold" if self._held else "On a call"
+
+    def _on_status(self, event: events.Status) -> None:
+        self._after_call_work = event.status == "after_call_work"
+        self._show()
+
     def _waiting_text(self) -> str:
         state = self._controller.state
         if state is SessionState.RECONNECTING:
             return "Lost the platform: signing in again…"
         if state is not SessionState.SIGNED_IN:
             return "Signed out. Sign in from the Phone menu."
+        if self._after_call_work:
+            return "After-call work: pick a wrap-up code below."
         if self._on_queue:
             return "On queue: waiting for calls."
         return "Off queue: go on queue to take calls."
@@ -584,7 +602,7 @@ class CallPanel(QFrame):
             CallView.CALLING: "Calling…",
             CallView.INCOMING: "Incoming call",
             CallView.ANSWERING: "Connecting…",
-            CallView.CONNECTED: "On hold" if self._held else "On a call",
+            CallView.CONNECTED: self._connected_title(),
             CallView.ENDED: "Call ended",
         }
         self.title.setText(titles[view])
@@ -619,7 +637,8 @@ class CallPanel(QFrame):
         connected = view is CallView.CONNECTED
         roles = {role: state for role, state in self._parties.values()}
         self.call_actions.hold.setEnabled(connected and not self._parties)
-        self.buttons["hold"].setVisible(talking)
+        # (in a consult the customer is held by the platform, not by the button)
+        self.buttons["hold"].setVisible(talking and not self._parties)
         # Other agents: transfer or add one while none is on the call; then
         # complete or cancel a consult (the consulting agent's), or leave.
         a = self.call_actions

@@ -19,7 +19,8 @@ Then ``quality.png`` (``quality_scene``): a call over a media path impaired
 in this process (agent_phone/media/netem.py: loss in bursts, delay and
 jitter), shown once the phone's own quality report grades it fair or poor,
 with the call-quality icon's tooltip. ``--scene quality`` takes only that
-picture (``--scene main`` all the others).
+picture (``--scene main`` all the others). ``--scene control``: the
+transfer dialog, a consult and the wrap-up form (``control_scene``).
 """
 
 from __future__ import annotations
@@ -358,16 +359,102 @@ async def dial_scene(url: str, out: Path, workdir: Path) -> None:
         customer.stop()
 
 
+async def control_scene(out: Path, workdir: Path) -> None:
+    """Call control against a platform of its own (queue ``support`` with
+    wrap-up codes): the transfer dialog over a call (``transfer.png``), the
+    call while bob consults carol (``consult.png``), and the wrap-up form
+    once the transfer is complete (``wrap-up.png``). carol is a phone
+    engine in this process, answering when offered."""
+    from inprocess import signed_in_agent
+    from procs import CallerProcess, PlatformProcess, write_config
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QPainter, QPixmap
+
+    from agent_phone.phone import events
+    from agent_phone.ui.call_panel import CallView
+    from agent_phone.ui.controller import SessionState
+    from agent_phone.ui.sign_in import SignInForm
+
+    config = write_config(
+        workdir / "control.toml",
+        {"wrap_up_codes": ["resolved", "callback_promised", "escalated"], "acw_timeout_s": 60},
+    )
+    platform = PlatformProcess(config, log_dir=workdir)
+    gui = app_window(workdir, "control")
+    win, panel = gui.window, gui.window.call_panel
+    customer: Any = None
+
+    def over(dialog: Any) -> QPixmap:
+        picture = QPixmap(win.size())
+        picture.fill()
+        painter = QPainter(picture)
+        painter.drawPixmap(0, 0, win.grab())
+        painter.drawPixmap(QPoint(win.width() - dialog.width() - 16, 40), dialog.grab())
+        painter.end()
+        return picture
+
+    try:
+        async with signed_in_agent(platform, "carol", workdir, hz=1000.0) as carol:
+            await carol.engine.set_status("busy")
+            win.sign_in.submit(SignInForm(platform.url, "bob", "demo", save_account=False))
+            await until(lambda: gui.controller.state is SessionState.SIGNED_IN, "signed in")
+            win.agent_panel.queue_action.trigger()
+            await until(lambda: win.agent_panel.on_queue, "on queue")
+            customer = CallerProcess(
+                platform.url,
+                "--tone",
+                "440",
+                "--duration",
+                "60",
+                "--caller",
+                "Dana Whitfield",
+                log_dir=workdir,
+            )
+            await until(lambda: panel.buttons["answer"].isVisible(), "ringing")
+            panel.buttons["answer"].click()
+            await until(lambda: panel.view is CallView.CONNECTED, "connected")
+            await asyncio.sleep(2.0)
+            panel.call_actions.transfer.trigger()
+            await until(lambda: win.transfer_dialog is not None, "the transfer dialog")
+            dialog = win.transfer_dialog
+            dialog.filter.setText("car")
+            await asyncio.sleep(0.3)
+            over(dialog).save(str(out / "transfer.png"))
+            print("wrote", out / "transfer.png", flush=True)
+            dialog.go.click()
+            offered = await carol.wait_for(events.CallChanged, lambda e: e.state == "alerting")
+            await carol.engine.answer(offered.call_id)  # type: ignore[attr-defined]
+            await until(lambda: panel.call_actions.complete.isEnabled(), "consulting")
+            await asyncio.sleep(1.5)
+            win.grab().save(str(out / "consult.png"))
+            print("wrote", out / "consult.png", flush=True)
+            panel.call_actions.complete.trigger()
+            await until(lambda: win.wrap_up.isVisible(), "the wrap-up form")
+            win.wrap_up.codes.setCurrentRow(0)
+            await asyncio.sleep(1.2)
+            win.grab().save(str(out / "wrap-up.png"))
+            print("wrote", out / "wrap-up.png", flush=True)
+            win.wrap_up.button.click()
+            await until(lambda: not win.wrap_up.isVisible(), "wrapped up")
+    finally:
+        win.close()
+        await gui.close()
+        if customer is not None:
+            customer.stop()
+        platform.stop()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     p.add_argument("--dark", action="store_true", help="a dark palette; writes *-dark.png")
     p.add_argument(
         "--scene",
-        choices=("all", "main", "quality", "dial"),
+        choices=("all", "main", "quality", "dial", "control"),
         default="all",
         help="main: every picture but quality.png and the dial pad's; quality: only quality.png;"
-        " dial: only dial-pad.png and outbound-call.png",
+        " dial: only dial-pad.png and outbound-call.png; control: transfer.png, consult.png"
+        " and wrap-up.png",
     )
     opts = p.parse_args()
     import virtual_audio
@@ -377,10 +464,12 @@ def main() -> int:
     audio.start()
     xvfb, display = start_xvfb()
     os.environ.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
-    from procs import PlatformProcess
+    from procs import PlatformProcess, write_config
 
     workdir = Path(tempfile.mkdtemp(prefix="agent-phone-shots-"))
-    platform = PlatformProcess(None, log_dir=workdir)
+    # The demo's agents and queue without after-call work: the scenes take
+    # calls back to back (the control scene has its own, with it).
+    platform = PlatformProcess(write_config(workdir / "platform.toml"), log_dir=workdir)
     try:
         from PySide6.QtWidgets import QApplication
 
@@ -400,6 +489,8 @@ def main() -> int:
                 loop.run_until_complete(quality_scene(platform.url, opts.out, workdir, opts.dark))
             if opts.scene in ("all", "dial") and not opts.dark:
                 loop.run_until_complete(dial_scene(platform.url, opts.out, workdir))
+            if opts.scene in ("all", "control") and not opts.dark:
+                loop.run_until_complete(control_scene(opts.out, workdir))
     finally:
         platform.stop()
         stop_process(xvfb)
