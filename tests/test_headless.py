@@ -50,6 +50,22 @@ def test_bad_commands_are_answered_and_change_nothing(platform, start_phone):
     mark = bob.mark()
     bob.send("mute", on="yes")
     assert bob.wait_for("error", since=mark)["code"] == "command"
+    # The call-control commands check their arguments, and want a call.
+    for command, fields, words in [
+        ("transfer", {"agent": "carol", "queue": "support"}, "name one target"),
+        ("transfer", {"agent": 7}, "name one target"),
+        ("transfer", {"agent": "carol", "consult": "yes"}, '"consult" must be true or false'),
+        ("transfer", {"agent": "carol"}, "there is no call"),
+        ("conference", {}, "name one party"),
+        ("complete_transfer", {}, "there is no call"),
+        ("leave_conference", {}, "there is no call"),
+        ("wrap_up", {}, '"code" must be one of the wrap-up codes'),
+        ("wrap_up", {"code": "resolved"}, "no after-call work"),
+        ("dial", {"agent": "carol", "number": "+15550100"}, '"agent" must be'),
+    ]:
+        mark = bob.mark()
+        bob.send(command, **fields)
+        assert words in bob.wait_for("error", since=mark)["message"], (command, fields)
     mark = bob.mark()
     bob.send_raw('{"cmd": "on_queue", "pad": "' + "x" * 5000 + '"}')
     assert "longer than" in bob.wait_for("error", since=mark)["message"]

@@ -376,3 +376,41 @@ async def test_numbers_in_a_conference_and_a_declined_blind_transfer(
     record = platform.call_records()[call_id]
     assert record["end_reason"] == "far_end_hangup"
     assert "transfer_declined" in record["requeue_reasons"]
+
+
+async def test_a_consult_or_transfer_nobody_takes_leaves_the_customer_with_bob(
+    start_platform, tmp_path: Path
+):
+    """Declined, or not answered within the alert timeout: a consult gives
+    the customer back to bob off hold; a blind transfer sends them back to
+    the queue, which routes them to bob again. Never lost."""
+    platform = start_platform(alert_timeout_s=2)
+    async with agents(platform, tmp_path) as (bob, carol):
+        customer = Customer(platform, tmp_path)
+        try:
+            call_id = await answered(bob)
+            for how in ("declined", "alert_timeout"):
+                mark, carol_mark = bob.mark(), carol.mark()
+                await bob.engine.transfer(agent="carol", consult=True)
+                offered = await carol.wait_for(
+                    events.CallChanged, lambda e: e.state == "alerting", carol_mark
+                )
+                if how == "declined":
+                    await carol.engine.decline(offered.call_id)  # type: ignore[attr-defined]
+                gone = await bob.wait_for(events.Party, lambda e: e.state == "ended", mark)
+                assert gone.reason == how  # type: ignore[attr-defined]
+                await bob.wait_for(events.CallChanged, lambda e: e.previous == "held", mark)
+                t = await phase()
+                assert hears(customer.ear, t, BOB_HZ) and hears(bob.ear, t, CUSTOMER_HZ)
+
+            # Blind, and carol lets it ring out: back to the queue, and to bob.
+            mark = bob.mark()
+            await bob.engine.transfer(agent="carol")
+            await bob.wait_for(events.CallChanged, lambda e: e.reason == "transferred", mark)
+            await answered(bob, mark)
+            t = await phase()
+            assert hears(customer.ear, t, BOB_HZ)
+        finally:
+            result = await customer.end()
+    assert result.answered and result.agent == "bob" and result.call_id == call_id
+    assert platform.call_records()[call_id]["requeue_reasons"] == ["alert_timeout"]
