@@ -232,3 +232,25 @@ async def test_three_parties_in_a_conference_each_hear_the_two_others():
             assert level_db(samples, hz) > -6, (listener, hz, level_db(samples, hz))
         assert level_db(samples, listener) < -20, (listener, level_db(samples, listener))
     assert conference.frames_mixed >= 80  # 1.9 s at 50 frames a second, give or take
+
+
+async def test_encoding_after_a_forwarded_stretch_goes_on_at_once():
+    """A forwarded stretch whose timestamps ran ahead of the track's clock
+    (its first packet came late, the rest on time: here, a burst) is
+    followed by encoded audio at once, the timestamps going on from it: no
+    pause with no gap in the timestamps, which the listener's jitter buffer
+    would take as lateness (the customer heard silence after a hold)."""
+    track = OutboundAudioTrack(parked=True)
+    track.play(FORWARDED)
+    for i in range(10):  # 200 ms of packets at once
+        track.forward(bytes([0xF8, i]), 1000 + i * FRAME_SAMPLES)
+    forwarded = [await asyncio.wait_for(track.recv(), 1.0) for _ in range(10)]
+    tone = ToneSource(AGENT_HZ)
+    await tone.start()
+    track.play(tone)  # the hold music, say
+    started = time.monotonic()
+    encoded = await asyncio.wait_for(track.recv(), 1.0)
+    waited = time.monotonic() - started
+    track.stop()
+    assert encoded.pts == forwarded[-1].pts + FRAME_SAMPLES
+    assert waited < 0.05, waited  # not the ~180 ms the clock was behind

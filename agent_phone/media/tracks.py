@@ -176,6 +176,9 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._queue: deque[tuple[bytes, int]] = deque(maxlen=_MAX_FORWARD_QUEUE)
         self._waiter: asyncio.Future[None] | None = None
         self._offset: int | None = None  # pts - unwrapped source timestamp, this spell
+        #: The last packet sent was a forwarded one (the next encoded one
+        #: follows it at once: ``_encode_next``).
+        self._forwarded_last = False
         self._source_ts: int | None = None  # the last source timestamp, unwrapped
 
     # --- what to send ----------------------------------------------------------
@@ -322,6 +325,7 @@ class OutboundAudioTrack(MediaStreamTrack):
             self._last_pts = pts
         self.frames_sent += 1
         self.frames_forwarded += 1
+        self._forwarded_last = True
         return _packet(payload, pts)
 
     async def _encode_next(self) -> Packet[Any] | None:
@@ -334,6 +338,16 @@ class OutboundAudioTrack(MediaStreamTrack):
         if self._last_pts is not None:
             index = max(index, self._last_pts // FRAME_SAMPLES + 1)
         due = self._epoch + index * PTIME
+        if self._forwarded_last and due > now:
+            # Encoding again after a forwarded stretch whose timestamps ran
+            # ahead of this clock (its first packet came late, the rest on
+            # time): go on from its last packet at once, the clock moved
+            # with it. Waiting for the clock would stop the stream with no
+            # gap in its timestamps, and the listener's jitter buffer would
+            # take everything after as late.
+            self._epoch -= due - now
+            due = now
+        self._forwarded_last = False
         if due > now:
             await asyncio.sleep(due - now)
             if self.forwarding or not self._playing.is_set():
