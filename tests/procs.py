@@ -311,7 +311,10 @@ class PhoneProcess(JsonLinesProcess):
 
     def quit(self, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:
-            self.send("quit")
+            try:
+                self.send("quit")
+            except BrokenPipeError:
+                pass  # it was exiting by itself (its exit code says how)
         code = self.wait_exit(timeout)
         self.stop()
         return code

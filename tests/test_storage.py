@@ -141,16 +141,16 @@ def test_a_version_1_database_gains_what_the_agent_heard(tmp_path: Path) -> None
     schema = (
         storage_module._SCHEMA.replace(",\n    heard_by_agent TEXT", "")
         .replace(",\n    direction TEXT NOT NULL DEFAULT 'inbound'", "")
-        .replace(
-            ",\n    wrap_up_code TEXT,\n    acw_s REAL,\n    transfers TEXT NOT NULL DEFAULT '[]'",
-            "",
-        )
+        .replace(",\n    wrap_up_code TEXT", "")
+        .replace(",\n    acw_s REAL", "")
+        .replace(",\n    transfers TEXT NOT NULL DEFAULT '[]'", "")
+        .replace(",\n    wrap_ups TEXT NOT NULL DEFAULT '[]'", "")
     )
     assert "heard_by_agent" not in schema and "direction" not in schema
-    assert "wrap_up_code" not in schema
+    assert "wrap_up_code" not in schema and "wrap_ups" not in schema
     db.executescript(schema)
     db.execute("INSERT INTO meta VALUES ('schema', '1')")
-    new = ("heard_by_agent", "direction", "wrap_up_code", "acw_s", "transfers")
+    new = ("heard_by_agent", "direction", "wrap_up_code", "acw_s", "transfers", "wrap_ups")
     columns = [c for c in storage_module._CALL_COLUMNS if c not in new]
     db.execute(
         f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",

@@ -354,6 +354,11 @@ async def test_numbers_in_a_conference_and_a_declined_blind_transfer(
             assert hears(customer.ear, t, BOB_HZ, NUMBER_HZ)
             assert hears(bob.ear, t, CUSTOMER_HZ, NUMBER_HZ)
             assert hears(outside.ear, t, CUSTOMER_HZ, BOB_HZ)
+            # One other party at a time: a transfer now is refused, clearly.
+            mark = bob.mark()
+            await bob.engine.transfer(agent="carol")
+            refused = await bob.wait_for(events.Error, lambda e: True, mark)
+            assert "+15550100 is already on call" in refused.message  # type: ignore[attr-defined]
 
             # bob leaves: the customer and the number go on, with no agent.
             await bob.engine.leave_conference()
@@ -414,3 +419,29 @@ async def test_a_consult_or_transfer_nobody_takes_leaves_the_customer_with_bob(
             result = await customer.end()
     assert result.answered and result.agent == "bob" and result.call_id == call_id
     assert platform.call_records()[call_id]["requeue_reasons"] == ["alert_timeout"]
+
+
+async def test_when_the_agents_phone_is_lost_in_a_conference_the_other_agent_keeps_the_customer(
+    start_platform, tmp_path: Path
+):
+    platform = start_platform()
+    async with agents(platform, tmp_path) as (bob, carol):
+        customer = Customer(platform, tmp_path)
+        try:
+            call_id = await answered(bob)
+            await bob.engine.conference(agent="carol")
+            await answered(carol, from_agent="bob", purpose="conference")
+            await bob.wait_for(events.Party, lambda e: e.state == "connected")
+            # bob's media connection dies (his phone's network, say).
+            assert bob.engine.connection is not None
+            await bob.engine.connection.pc.close()
+            gone = await carol.wait_for(
+                events.Party, lambda e: e.agent == "bob" and e.state == "ended"
+            )
+            assert gone.reason == "connection_lost"  # type: ignore[attr-defined]
+            t = await phase()
+            assert hears(customer.ear, t, CAROL_HZ) and hears(carol.ear, t, CUSTOMER_HZ)
+            assert carol.engine.calls[call_id].state.value == "connected"
+        finally:
+            result = await customer.end()
+    assert result.answered and result.agent == "carol" and result.requeued == 0

@@ -153,8 +153,12 @@ class CallRecorder:
         if record is None:
             logger.warning("%s: after-call work for a call with no record", call_id)
             return
-        record.wrap_up_code = e.get("code")
-        record.acw_s = e.get("acw_s")
+        record.wrap_ups.append(
+            {"agent": e["agent"], "code": e.get("code"), "acw_s": e.get("acw_s")}
+        )
+        if e["agent"] == record.answered_by:  # (the agent who had the customer last)
+            record.wrap_up_code = e.get("code")
+            record.acw_s = e.get("acw_s")
         self._storage.put_call(record)
 
     def _start_quality(self, call_id: str, agent: str) -> None:

@@ -86,6 +86,9 @@ class Party:
     leg: CustomerLeg | None = None
     invited_at: float = field(default_factory=time.monotonic)
     alert_timer: asyncio.TimerHandle | None = None
+    #: Its offer task is setting up the agent's connection: that task, not
+    #: whoever takes the party off the call meanwhile, releases the agent.
+    offering: bool = False
 
     @property
     def name(self) -> str:
@@ -703,7 +706,10 @@ class Router:
     async def _release(self, agent: RoutedAgent, call: Call) -> None:
         """The agent's part in ``call`` is over. They stay busy until their
         connection is kept or closed, so no new call is routed onto a
-        connection that is being torn down."""
+        connection that is being torn down. An agent already on another call
+        (``agent.call``) is left as they are."""
+        if agent.call is not None and agent.call is not call:
+            return
         try:
             await self._connections.call_finished(agent)
         finally:
@@ -790,8 +796,7 @@ class Router:
             other = call.parties[0]
             raise RequestError(
                 "wrong_state",
-                f"{other.agent.name} is already on call {call.id!r} ({other.role});"
-                " finish that first",
+                f"{other.name} is already on call {call.id!r} ({other.role}); finish that first",
                 call.id,
             )
 
@@ -835,12 +840,13 @@ class Router:
                 )
             # Blind: this agent's part ends; the customer hears the waiting
             # tone while the number rings, and talks with it once it answers.
-            await self._owner_leaves(call, "transferred")
+            self._owner_out(call, "transferred")
             self._transferred(call, agent.name, number, consult=False)
             call.held = False
             call.customer.hear(Hearing.WAITING)
             call.parties.append(party)
             self._invite(call, party)
+            await self._release(agent, call)
             return
         if to_queue is not None:
             if consult:
@@ -861,20 +867,25 @@ class Router:
                 " consult first, or transfer it to a queue",
                 call_id,
             )
-        await self._owner_leaves(call, "transferred")
+        self._owner_out(call, "transferred")
         self._transferred(call, agent.name, target.name, consult=False)
         call.held = False
         call.attempt += 1
         call.customer.hear(Hearing.WAITING)
         call.offered_by = agent.name
         # Offered like a routed call: declined or not answered, it goes back
-        # to the head of its queue (_take_back), and is never lost.
+        # to the head of its queue (_take_back), and is never lost. (No wait
+        # since the target was checked: nobody else can have taken them.)
         self._start_delivery(call, target)
+        await self._release(agent, call)
 
     async def _transfer_to_queue(self, call: Call, agent: RoutedAgent, queue: str) -> None:
-        await self._owner_leaves(call, "transferred")
+        self._owner_out(call, "transferred")
         self._transferred(call, agent.name, queue, consult=False)
         call.held = False
+        # In a queue, a call an agent placed is a customer's call like any
+        # other: requeued, not ended, if its next agent's phone fails.
+        call.direction = "inbound"
         call.queue = queue
         call.state = CallState.QUEUED
         call.attempt += 1
@@ -892,6 +903,7 @@ class Router:
             queue=queue,
         )
         self.dispatch()
+        await self._release(agent, call)
 
     def _transferred(self, call: Call, source: str, target: str, consult: bool) -> None:
         self._events.emit(
@@ -940,6 +952,7 @@ class Router:
         assert party.agent is not None
         party.agent.call = call
         self._connections.begin_call(party.agent)
+        party.offering = True
         self._tasks.spawn(self._offer_to_party(call, party), f"invite-{call.id}")
 
     def _ring_number(self, call: Call, party: Party, callee: Callee) -> None:
@@ -975,8 +988,13 @@ class Router:
             link = await self._connections.establish(target, "call")
         except LinkError as exc:
             logger.warning("%s: could not reach %s: %s", call.id, target.name, exc)
-            await self._party_gone(call, party, "connection_failed")
+            party.offering = False
+            if party in call.parties:
+                await self._party_gone(call, party, "connection_failed")
+            else:
+                await self._release(target, call)
             return
+        party.offering = False
         owner = call.agent
         ringing = call.internal and call.state is CallState.RINGING
         live = call.state is CallState.CONNECTED or ringing
@@ -1125,7 +1143,7 @@ class Router:
         if party.leg is not None:
             self._cut(call)
             await party.leg.close()
-        if release and party.agent is not None:
+        if release and party.agent is not None and not party.offering:
             await self._release(party.agent, call)
 
     def _drop_parties(self, call: Call, reason: str) -> None:
@@ -1171,41 +1189,42 @@ class Router:
     async def _hand_over(self, call: Call, party: Party, reason: str) -> None:
         """The call's agent leaves it; ``party`` (connected) goes on talking
         with the customer: as the call's agent, or (a number) as the only
-        other party, the call then having no agent."""
-        previous = call.agent
-        assert previous is not None
-        if party.agent is None:
-            await self._owner_leaves(call, reason)
-            call.held = False
-            self._bridge(call)
-            call.notify_customer(CallConnected(call_id=call.id, agent=party.name))
-            return
-        call.parties.remove(party)
-        await self._owner_leaves(call, reason)
-        call.agent = party.agent
-        call.link = party.link
+        other party, the call then having no agent. The call takes its new
+        shape in one step; the agent who left is released last."""
+        previous = self._owner_out(call, reason)
         call.held = False
-        call.answered_at = time.monotonic()
-        party.agent.send(
-            PartyChanged(
-                call_id=call.id, agent=previous.name, role=party.role, state="ended", reason=reason
+        if party.agent is not None:
+            call.parties.remove(party)
+            call.agent = party.agent
+            call.link = party.link
+            call.answered_at = time.monotonic()
+            party.agent.send(
+                PartyChanged(
+                    call_id=call.id,
+                    agent=previous.name,
+                    role=party.role,
+                    state="ended",
+                    reason=reason,
+                )
             )
-        )
         self._bridge(call)
-        call.notify_customer(CallConnected(call_id=call.id, agent=party.agent.name))
-        self._events.emit(
-            "call_answered",
-            call_id=call.id,
-            agent=party.agent.name,
-            answer_ms=round((time.monotonic() - party.invited_at) * 1000, 2),
-            direction=call.direction,
-            handed_over_by=previous.name,
-        )
+        call.notify_customer(CallConnected(call_id=call.id, agent=party.name))
+        if party.agent is not None:
+            self._events.emit(
+                "call_answered",
+                call_id=call.id,
+                agent=party.name,
+                answer_ms=round((time.monotonic() - party.invited_at) * 1000, 2),
+                direction=call.direction,
+                handed_over_by=previous.name,
+            )
+        await self._release(previous, call)
 
-    async def _owner_leaves(self, call: Call, reason: str) -> None:
+    def _owner_out(self, call: Call, reason: str) -> RoutedAgent:
         """The call's agent leaves it (a transfer, leaving a conference): their
         phone is told, their connection carries nothing more, and after-call
-        work follows where the queue has it."""
+        work follows where the queue has it. All in one step, with no wait:
+        the caller finishes the call's new shape, then ``_release``s them."""
         agent = call.agent
         assert agent is not None
         self._release_link(call)
@@ -1214,7 +1233,7 @@ class Router:
             agent.begin_after_call_work(call.id, self._config.queues[call.queue])
         call.agent = None
         call.link = None
-        await self._release(agent, call)
+        return agent
 
     # --- ending calls ----------------------------------------------------------
 
@@ -1303,6 +1322,12 @@ class Router:
             await self._party_gone(call, party, reason, release=False)
             agent.call = None
             return
+        if (heir := self._heir(call, agent)) is not None:
+            # Another agent was talking with them (a consult, a conference):
+            # the customer stays with that agent.
+            await self._hand_over(call, heir, reason)
+            agent.call = None
+            return
         agent.call = None
         if call.state is CallState.CONNECTED and call.link is not None:
             self._release_link(call)
@@ -1322,7 +1347,13 @@ class Router:
         if call is not None and party is not None and party.link is link:
             self._tasks.spawn(self._party_gone(call, party, "connection_lost"), f"lost-{call.id}")
             return
+        heir = self._heir(call, agent) if call is not None and call.link is link else None
+        if call is not None and heir is not None:
+            self._set_not_responding(agent, "connection_lost")
+            self._tasks.spawn(self._hand_over(call, heir, "connection_lost"), f"lost-{call.id}")
+            return
         if call is not None and call.link is link and call.outbound:
+            self._release_link(call)
             agent.call = None
             agent.send(CallEnded(call_id=call.id, reason="connection_lost"))
             self._tasks.spawn(self.end_call(call, "connection_lost"), f"lost-{call.id}")
@@ -1335,6 +1366,16 @@ class Router:
             self._set_not_responding(agent, "connection_lost")
             self._requeue(call, "connection_lost")
             self.dispatch()
+
+    def _heir(self, call: Call, agent: RoutedAgent) -> Party | None:
+        """Who takes a connected call whose agent is gone: an agent on it
+        who was talking with them (consulted, or in a conference), if any."""
+        if call.agent is not agent or call.state is not CallState.CONNECTED or call.internal:
+            return None
+        return next(
+            (p for p in call.parties if p.agent is not None and p.state is PartyState.CONNECTED),
+            None,
+        )
 
     def _cancel_alert(self, call: Call) -> None:
         if call.alert_timer is not None:

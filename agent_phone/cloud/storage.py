@@ -89,8 +89,11 @@ class CallRecord:
     #: How long the after-call work lasted, in seconds.
     acw_s: float | None = None
     #: Each transfer, in order: ``{"from", "to", "consult", "at"}`` (``to``
-    #: an agent or a queue).
+    #: an agent, a queue or a number).
     transfers: list[dict[str, Any]] = field(default_factory=list)
+    #: Every agent's after-call work on the call, in order: ``{"agent",
+    #: "code", "acw_s"}`` (``wrap_up_code`` is the last agent's).
+    wrap_ups: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -238,7 +241,8 @@ CREATE TABLE IF NOT EXISTS calls (
     direction TEXT NOT NULL DEFAULT 'inbound',
     wrap_up_code TEXT,
     acw_s REAL,
-    transfers TEXT NOT NULL DEFAULT '[]'
+    transfers TEXT NOT NULL DEFAULT '[]',
+    wrap_ups TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS calls_created ON calls (created_at);
 CREATE INDEX IF NOT EXISTS calls_open ON calls (ended_at) WHERE ended_at IS NULL;
@@ -272,7 +276,14 @@ CREATE TABLE IF NOT EXISTS sign_in_locks (
 # ignores them.
 
 _CALL_COLUMNS = [f.name for f in dataclasses.fields(CallRecord)]
-_JSON_COLUMNS = {"requeue_reasons", "offered_to", "quality", "heard_by_agent", "transfers"}
+_JSON_COLUMNS = {
+    "requeue_reasons",
+    "offered_to",
+    "quality",
+    "heard_by_agent",
+    "transfers",
+    "wrap_ups",
+}
 
 
 def _to_row(record: CallRecord) -> tuple[Any, ...]:
@@ -376,6 +387,7 @@ class SqliteStorage:
                 "ALTER TABLE calls ADD COLUMN wrap_up_code TEXT",
                 "ALTER TABLE calls ADD COLUMN acw_s REAL",
                 "ALTER TABLE calls ADD COLUMN transfers TEXT NOT NULL DEFAULT '[]'",
+                "ALTER TABLE calls ADD COLUMN wrap_ups TEXT NOT NULL DEFAULT '[]'",
             ],
         }
         for target in range(version + 1, SCHEMA_VERSION + 1):

@@ -68,6 +68,8 @@ class AgentPanel(QWidget):
         self.status_menu = QMenu("&Status", self)
         self.status_menu.setEnabled(False)
         self._status: events.Status | None = None
+        #: The agent's calls that have not ended (the strip says "on a call").
+        self._calls: set[str] = set()
         self._status_actions = QActionGroup(self)
         self._status_clock = QTimer(self)
         self._status_clock.setInterval(1000)
@@ -76,6 +78,7 @@ class AgentPanel(QWidget):
         phone.signed_in.connect(self._on_signed_in)
         phone.presence.connect(self._on_presence)
         phone.status.connect(self._on_status)
+        phone.call.connect(self._on_call)
         controller.state_changed.connect(self._on_session)
         self._show()
 
@@ -145,6 +148,13 @@ class AgentPanel(QWidget):
         self._show_status()  # the check mark stays on the platform's status until it answers
         self._controller.set_status(status, reason)
 
+    def _on_call(self, event: events.CallChanged) -> None:
+        if event.state == "ended":
+            self._calls.discard(event.call_id)
+        else:
+            self._calls.add(event.call_id)
+        self._show_status()
+
     def _on_status(self, event: events.Status) -> None:
         self._status = event
         self._show_status()
@@ -166,8 +176,11 @@ class AgentPanel(QWidget):
         hours, minutes = divmod(minutes, 60)
         spent = f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
         name = STATUS_NAMES.get(event.status, event.status)
+        if self._calls and event.status == "available":
+            name = "Available"  # (on queue, but no call comes while on one)
         reason = f" ({event.reason})" if event.reason else ""
-        self.status.setText(f"{name}{reason} · {spent}")
+        on_call = " · on a call" if self._calls else ""
+        self.status.setText(f"{name}{reason}{on_call} · {spent}")
 
     def _on_presence(self, event: events.Presence) -> None:
         self._on_queue = event.on_queue
@@ -177,6 +190,7 @@ class AgentPanel(QWidget):
     def _on_session(self, state: SessionState) -> None:
         if state is not SessionState.SIGNED_IN:
             self._status = None
+            self._calls.clear()
             self._show_status()
         if state is SessionState.SIGNED_OUT:
             self._on_queue = False
