@@ -37,6 +37,8 @@ def test_a_consult_transfer_by_keyboard(qloop, virtual_audio, platform, start_ca
             await until(lambda: panel.buttons["answer"].isVisible(), "the call alerting", 20)
             panel.buttons["answer"].click()
             await until(lambda: panel.view is CallView.CONNECTED, "connected", 20)
+            # The strip says the agent is on a call, not just "on queue".
+            assert strip.status.text().startswith("Available · on a call")
             assert (
                 panel.buttons["transfer"].isVisible() and not panel.buttons["complete"].isVisible()
             )
