@@ -68,9 +68,13 @@ def _child(request: dict[str, Any], fds: list[int], listener: socket.socket) -> 
     try:
         listener.close()
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        # As a fresh interpreter has it: ignored, so a write to a socket whose
+        # peer is gone raises (BrokenPipeError) instead of killing the
+        # program. (SIG_DFL here killed platforms now and then: exit -13.)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         _die_with_parent()
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
