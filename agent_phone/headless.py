@@ -102,9 +102,7 @@ class Headless:
                     raise PhoneError('"status" (and "reason", if given) must be strings')
                 await e.set_status(status, reason)
             case "transfer":
-                targets = {k: c[k] for k in ("agent", "queue", "number") if k in c}
-                if len(targets) != 1 or not all(isinstance(v, str) for v in targets.values()):
-                    raise PhoneError('name one target: "agent", "queue" or "number" (a string)')
+                targets = _one_of(c, ("agent", "queue", "number"), "name one target")
                 consult = c.get("consult", False)
                 if not isinstance(consult, bool):
                     raise PhoneError('"consult" must be true or false')
@@ -114,9 +112,7 @@ class Headless:
             case "cancel_transfer":
                 await e.cancel_transfer(call_id)
             case "conference":
-                targets = {k: c[k] for k in ("agent", "number") if k in c}
-                if len(targets) != 1 or not all(isinstance(v, str) for v in targets.values()):
-                    raise PhoneError('name one party: "agent" or "number" (a string)')
+                targets = _one_of(c, ("agent", "number"), "name one party")
                 await e.conference(**targets, call_id=call_id)
             case "leave_conference":
                 await e.leave_conference(call_id)
@@ -160,6 +156,15 @@ class Headless:
         finally:
             quit_task.cancel()
             closed_task.cancel()
+
+
+def _one_of(command: dict[str, Any], keys: tuple[str, ...], what: str) -> dict[str, str]:
+    """Exactly one of ``keys`` in ``command``, a string: as keyword arguments."""
+    given = {k: command[k] for k in keys if k in command}
+    if len(given) != 1 or not all(isinstance(v, str) for v in given.values()):
+        names = ", ".join(f'"{k}"' for k in keys)
+        raise PhoneError(f"{what}: one of {names} (a string)")
+    return given
 
 
 def _flag(command: dict[str, Any]) -> bool:

@@ -55,6 +55,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+def customer_plan(platform: PlatformProcess) -> CallPlan:
+    """A customer calling queue ``support`` until told to hang up."""
+    return CallPlan(
+        platform.url,
+        "support",
+        caller="Dana",
+        duration_s=None,
+        wait_s=20,
+        trunk_token=platform.trunk_token or "",
+    )
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -82,14 +94,7 @@ def first_heard(ear: Ear, since: float, hz: float, other: float) -> float | None
 async def one_run(platform: PlatformProcess, bob: Agent, carol: Agent, workdir: Path) -> dict:
     ear = Ear(workdir / "customer.wav")
     hangup = asyncio.Event()
-    plan = CallPlan(
-        platform.url,
-        "support",
-        caller="Dana",
-        duration_s=None,
-        wait_s=20,
-        trunk_token=platform.trunk_token or "",
-    )
+    plan = customer_plan(platform)
     customer = asyncio.create_task(place_call(plan, ToneSource(CUSTOMER_HZ), ear, hangup=hangup))
     try:
         mark = bob.mark()
@@ -136,14 +141,7 @@ async def cpu_share(platform: PlatformProcess, bob: Agent, carol: Agent, workdir
     """The platform's CPU over a two-party call, then over a conference."""
     pid = platform.proc.pid
     hangup = asyncio.Event()
-    plan = CallPlan(
-        platform.url,
-        "support",
-        caller="Dana",
-        duration_s=None,
-        wait_s=20,
-        trunk_token=platform.trunk_token or "",
-    )
+    plan = customer_plan(platform)
     customer = asyncio.create_task(
         place_call(plan, ToneSource(CUSTOMER_HZ), Ear(workdir / "c.wav"), hangup=hangup)
     )

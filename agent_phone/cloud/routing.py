@@ -371,15 +371,31 @@ class Router:
 
     # --- outbound calls ----------------------------------------------------------
 
-    def dial(self, agent: RoutedAgent, call_id: str, number: str, callee: Callee | None) -> Call:
-        """The agent calls ``number``: rings ``callee`` (the trunk awaiting
-        calls to it) once the agent's connection is up."""
+    def _can_place(self, agent: RoutedAgent, call_id: str) -> None:
         if call_id in self.calls:
             raise RequestError("invalid", f"the call id {call_id!r} is taken", call_id)
         if agent.call is not None:
             raise RequestError(
                 "wrong_state", f"you are on call {agent.call.id!r}; end it first", call_id
             )
+
+    def _place(self, call: Call, agent: RoutedAgent, ring: Callable[[], None]) -> Call:
+        """The agent's own call (to a number, to another agent) is theirs
+        from now on; once their connection is up (set up first when there is
+        none: R1), ``ring`` rings the far end and the phone is told."""
+        call.routed_at = time.monotonic()
+        self.calls[call.id] = call
+        agent.call = call
+        # Activity for the persistent connection (R11): its timeout stops
+        # now, and starts again from the end of this call.
+        self._connections.begin_call(agent)
+        self._tasks.spawn(self._ring(call, agent, ring), f"dial-{call.id}")
+        return call
+
+    def dial(self, agent: RoutedAgent, call_id: str, number: str, callee: Callee | None) -> Call:
+        """The agent calls ``number``: rings ``callee`` (the trunk awaiting
+        calls to it) once the agent's connection is up."""
+        self._can_place(agent, call_id)
         if callee is None:
             raise RequestError("unknown_number", f"{number} cannot be reached", call_id)
         if callee.call is not None:
@@ -395,26 +411,22 @@ class Router:
             direction="outbound",
             callee=callee,
         )
-        call.routed_at = time.monotonic()
-        self.calls[call.id] = call
-        agent.call = call
         callee.call = call
-        # Activity for the persistent connection (R11): its timeout stops
-        # now, and starts again from the end of this call.
-        self._connections.begin_call(agent)
+
+        def ring() -> None:
+            call.notify_customer = callee.send
+            callee.send(IncomingCall(call_id=call.id, number=number, agent=agent.name))
+            call.alert_timer = asyncio.get_running_loop().call_later(
+                self._config.ring_timeout_s, self._ring_timed_out, call
+            )
+
         self._events.emit("call_dialed", call_id=call.id, agent=agent.name, number=number)
-        self._tasks.spawn(self._ring(call, agent, callee), f"dial-{call.id}")
-        return call
+        return self._place(call, agent, ring)
 
     def dial_agent(self, agent: RoutedAgent, call_id: str, name: str) -> Call:
         """The agent calls another agent by name (an internal call): their
         phone is offered it over their connection, as a call from a queue."""
-        if call_id in self.calls:
-            raise RequestError("invalid", f"the call id {call_id!r} is taken", call_id)
-        if agent.call is not None:
-            raise RequestError(
-                "wrong_state", f"you are on call {agent.call.id!r}; end it first", call_id
-            )
+        self._can_place(agent, call_id)
         target = self._target(agent, name, call_id)
         call = Call(
             queue="",
@@ -426,15 +438,11 @@ class Router:
             agent=agent,
             direction="internal",
         )
-        call.routed_at = time.monotonic()
-        self.calls[call.id] = call
-        agent.call = call
         party = Party("internal", agent=target)
         call.parties.append(party)
-        # Both are taken for this call from now: no queue's call reaches the
-        # target while the caller's connection sets up.
+        # The agent called is taken for this call from now: no queue's call
+        # reaches them while the caller's connection sets up.
         target.call = call
-        self._connections.begin_call(agent)
         self._connections.begin_call(target)
         self._events.emit(
             "call_dialed",
@@ -444,10 +452,9 @@ class Router:
             to=name,
             direction="internal",
         )
-        self._tasks.spawn(self._ring_agent(call, agent, party), f"dial-{call.id}")
-        return call
+        return self._place(call, agent, lambda: self._invite(call, party))
 
-    async def _ring_agent(self, call: Call, agent: RoutedAgent, party: Party) -> None:
+    async def _ring(self, call: Call, agent: RoutedAgent, ring: Callable[[], None]) -> None:
         existing = self._connections.active_link(agent.name)
         try:
             link = await self._connections.establish(agent, "call")
@@ -460,32 +467,7 @@ class Router:
             await self._release(agent, call)  # hung up while the connection was set up
             return
         over, delivery_ms = self._carried(call, agent, existing, link, CallState.RINGING)
-        agent.send(
-            CallRinging(
-                call_id=call.id,
-                number=party.name,
-                connection_id=link.id,
-                over_persistent_connection=over,
-                delivery_ms=delivery_ms,
-            )
-        )
-        self._invite(call, party)
-
-    async def _ring(self, call: Call, agent: RoutedAgent, callee: Callee) -> None:
-        existing = self._connections.active_link(agent.name)
-        try:
-            link = await self._connections.establish(agent, "call")
-        except LinkError as exc:
-            logger.warning("%s: could not reach %s: %s", call.id, agent.name, exc)
-            await self.end_call(call, "connection_failed")
-            await self._release(agent, call)
-            return
-        if call.state is not CallState.ROUTING or agent.call is not call:
-            await self._release(agent, call)  # hung up while the connection was set up
-            return
-        over, delivery_ms = self._carried(call, agent, existing, link, CallState.RINGING)
-        call.notify_customer = callee.send
-        callee.send(IncomingCall(call_id=call.id, number=call.caller, agent=agent.name))
+        ring()
         agent.send(
             CallRinging(
                 call_id=call.id,
@@ -504,9 +486,7 @@ class Router:
             over_persistent_connection=over,
             delivery_ms=delivery_ms,
             dtls_transport=link.dtls_transport,
-        )
-        call.alert_timer = asyncio.get_running_loop().call_later(
-            self._config.ring_timeout_s, self._ring_timed_out, call
+            direction=call.direction,
         )
 
     def _ring_timed_out(self, call: Call) -> None:
