@@ -121,7 +121,8 @@ class Call:
     alert_timer: asyncio.TimerHandle | None = None
     #: On hold (connected calls only): the customer hears the hold music.
     held: bool = False
-    #: ``inbound`` (from a queue) or ``outbound`` (dialed by ``agent``).
+    #: ``inbound`` (from a queue), ``outbound`` (dialed by ``agent`` to a number)
+    #: or ``internal`` (to another agent).
     direction: str = "inbound"
     #: The answering customer's trunk, for an outbound call.
     callee: Callee | None = None
@@ -136,7 +137,7 @@ class Call:
         return next((p for p in self.parties if p.agent is agent), None)
 
     @property
-    def outbound(self) -> bool:
+    def placed_by_agent(self) -> bool:
         """Placed by its agent (to a number, or to another agent): never
         queued, and ended rather than handed to someone else when it fails."""
         return self.direction in ("outbound", "internal")
@@ -1209,7 +1210,7 @@ class Router:
         assert agent is not None
         self._release_link(call)
         agent.send(CallEnded(call_id=call.id, reason=reason))
-        if call.queue and not call.outbound:
+        if call.queue and not call.placed_by_agent:
             agent.begin_after_call_work(call.id, self._config.queues[call.queue])
         call.agent = None
         call.link = None
@@ -1224,7 +1225,7 @@ class Router:
             await self._party_gone(found[0], found[1], why)
             return
         call = self._own_call(agent, call_id)
-        if call.outbound:
+        if call.placed_by_agent:
             # Hung up in any state (dialing, ringing, connected); with no
             # queue to go back to, a phone that cannot carry it ends it.
             await self.end_call(call, "phone_failure" if requeue else "agent_hangup")
@@ -1246,7 +1247,7 @@ class Router:
         await self.end_call(call, "agent_hangup")
 
     async def customer_hangup(self, call: Call) -> None:
-        ringing = call.outbound and call.state is CallState.RINGING
+        ringing = call.placed_by_agent and call.state is CallState.RINGING
         await self.end_call(call, "declined" if ringing else "customer_hangup")
 
     async def end_call(self, call: Call, reason: str) -> None:
@@ -1263,10 +1264,10 @@ class Router:
         # A call still routing is released by its delivery task.
         if agent is not None and agent.call is call:
             if previous in (CallState.ALERTING, CallState.RINGING, CallState.CONNECTED) or (
-                call.outbound  # the agent's phone is dialing it
+                call.placed_by_agent  # the agent's phone is dialing it
             ):
                 agent.send(CallEnded(call_id=call.id, reason=reason))
-            if previous is CallState.CONNECTED and not call.outbound:
+            if previous is CallState.CONNECTED and not call.placed_by_agent:
                 # After-call work, where the queue has it: nothing is routed
                 # to the agent until they wrap up (sessions.py).
                 agent.begin_after_call_work(call.id, self._config.queues[call.queue])
@@ -1311,7 +1312,7 @@ class Router:
         agent.call = None
         if call.state is CallState.CONNECTED and call.link is not None:
             self._release_link(call)
-        if call.outbound:  # nobody else can carry the agent's own call
+        if call.placed_by_agent:  # nobody else can carry the agent's own call
             await self.end_call(call, reason)
             return
         if call.state in (CallState.ROUTING, CallState.ALERTING, CallState.CONNECTED):
@@ -1332,7 +1333,7 @@ class Router:
             self._set_not_responding(agent, "connection_lost")
             self._tasks.spawn(self._hand_over(call, heir, "connection_lost"), f"lost-{call.id}")
             return
-        if call is not None and call.link is link and call.outbound:
+        if call is not None and call.link is link and call.placed_by_agent:
             self._release_link(call)
             agent.call = None
             agent.send(CallEnded(call_id=call.id, reason="connection_lost"))
