@@ -7,100 +7,28 @@ checked with an FFT for whom it hears in each phase.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
-from audio_analysis import has_tone, tone_snr_db
-from inprocess import Agent, Ear, signed_in_agent
+from audio_analysis import has_tone
+from parties import (
+    BOB_HZ,
+    CAROL_HZ,
+    CUSTOMER_HZ,
+    NUMBER_HZ,
+    Customer,
+    Number,
+    agents,
+    answered,
+    hears,
+    phase,
+    rms,
+)
 
-from agent_phone.caller.client import CallPlan, CallResult, place_call
-from agent_phone.media.wav import ToneSource
 from agent_phone.phone import events
 from agent_phone.phone.errors import PhoneError
 
-CUSTOMER_HZ, BOB_HZ, CAROL_HZ = 440.0, 660.0, 1000.0
 BILLING = '[queues.billing]\nmembers = ["carol"]'
-#: Each phase is heard this long before its ears are checked.
-PHASE_S = 1.2
-
-
-class Customer:
-    """A customer's call in this loop, saying CUSTOMER_HZ, with an ``Ear``."""
-
-    def __init__(self, platform, tmp_path: Path) -> None:
-        self.ear = Ear(tmp_path / "customer.wav")
-        self.hangup = asyncio.Event()
-        plan = CallPlan(
-            platform.url,
-            "support",
-            caller="Dana",
-            duration_s=None,
-            wait_s=30,
-            trunk_token=platform.trunk_token or "",
-        )
-        self.task = asyncio.create_task(
-            place_call(plan, ToneSource(CUSTOMER_HZ), self.ear, hangup=self.hangup)
-        )
-
-    async def end(self) -> CallResult:
-        self.hangup.set()
-        return await asyncio.wait_for(self.task, 20)
-
-
-@asynccontextmanager
-async def agents(platform, tmp_path: Path) -> AsyncIterator[tuple[Agent, Agent]]:
-    """bob (on queue: the customer's calls go to him) and carol (busy: no
-    queue's calls, but another agent may still offer her one)."""
-    async with AsyncExitStack() as stack:
-        bob = await stack.enter_async_context(signed_in_agent(platform, "bob", tmp_path, hz=BOB_HZ))
-        carol = await stack.enter_async_context(
-            signed_in_agent(platform, "carol", tmp_path, hz=CAROL_HZ)
-        )
-        await carol.engine.set_status("busy")
-        await carol.wait_for(events.Status, lambda e: e.status == "busy")
-        yield bob, carol
-
-
-async def answered(agent: Agent, since: int = 0, **match: str) -> str:
-    """The agent answers the first call offered to them (from the
-    ``since``-th event on) that matches."""
-    offered = await agent.wait_for(
-        events.CallChanged,
-        lambda e: e.state == "alerting" and all(getattr(e, k) == v for k, v in match.items()),
-        since,
-    )
-    mark = agent.mark()
-    await agent.engine.answer(offered.call_id)  # type: ignore[attr-defined]
-    await agent.wait_for(
-        events.CallChanged,
-        lambda e: e.call_id == offered.call_id and e.state == "connected",  # type: ignore[attr-defined]
-        mark,
-    )
-    return offered.call_id  # type: ignore[attr-defined]
-
-
-async def phase() -> float:
-    """Let a phase be heard; returns when it began (after ~0.3 s to settle)."""
-    await asyncio.sleep(0.3)
-    start = time.monotonic()
-    await asyncio.sleep(PHASE_S)
-    return start
-
-
-def hears(ear: Ear | None, start: float, *voices: float) -> bool:
-    """Between ``start`` and now ``ear`` heard exactly ``voices`` of the three."""
-    assert ear is not None
-    samples = ear.since(start)
-    if not voices:
-        return not any(has_tone(samples, hz) for hz in (CUSTOMER_HZ, BOB_HZ, CAROL_HZ))
-    if len(voices) == 1:
-        return has_tone(samples, voices[0])
-    levels = {hz: tone_snr_db(samples, hz, tolerance_hz=10)[0] for hz in voices}
-    return all(level > -6 for level in levels.values())
 
 
 async def test_a_consult_is_cancelled_then_completed(start_platform, tmp_path: Path):
@@ -248,10 +176,6 @@ async def test_a_conference_of_three_then_the_agent_leaves(start_platform, tmp_p
     assert [e["party"] for e in left] == ["bob"]
 
 
-def rms(samples: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if samples.size else 0.0
-
-
 async def test_an_internal_call_from_agent_to_agent(start_platform, tmp_path: Path):
     platform = start_platform()
     async with agents(platform, tmp_path) as (bob, carol):
@@ -296,34 +220,6 @@ async def test_an_internal_call_from_agent_to_agent(start_platform, tmp_path: Pa
     record = platform.call_records()[call.call_id]
     assert record["direction"] == "internal" and record["caller"] == "carol"
     assert record["answered_by"] == "carol" and record["end_reason"] == "agent_hangup"
-
-
-class Number:
-    """A trunk answering calls to ``number`` in this loop (the caller's
-    ``--answer``), saying ``hz``, with an ``Ear``."""
-
-    def __init__(self, platform, tmp_path: Path, number: str, hz: float, decline=False) -> None:
-        self.ear = Ear(tmp_path / f"{number}.wav")
-        self.hangup = asyncio.Event()
-        plan = CallPlan(
-            platform.url,
-            "",
-            duration_s=None,
-            wait_s=30,
-            trunk_token=platform.trunk_token or "",
-            answer_number=number,
-            decline=decline,
-        )
-        self.task = asyncio.create_task(
-            place_call(plan, ToneSource(hz), self.ear, hangup=self.hangup)
-        )
-
-    async def end(self) -> CallResult:
-        self.hangup.set()
-        return await asyncio.wait_for(self.task, 20)
-
-
-NUMBER_HZ = 1500.0
 
 
 async def test_numbers_in_a_conference_and_a_declined_blind_transfer(
