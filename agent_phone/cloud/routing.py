@@ -15,6 +15,14 @@ fails it ends, and the agent is told why.
 A connected call from a queue with wrap-up codes leaves its agent in
 after-call work (the agent's session keeps it: ``begin_after_call_work``),
 so they are not ``available`` and nothing is routed to them until it ends.
+
+Call waiting: an agent may be in ``MAX_CALLS`` calls at once, one of them
+live on their connection and the others held (the customer hears the hold
+music). A queue's call never waits: it goes to a free agent. A call another
+agent offers (an internal call, a transfer, a consult, a conference) may
+wait for an agent whose calls are all connected; answering it puts their
+live call on hold first, as taking a held call off hold does: one call is
+live at a time, and the connection carries that one.
 """
 
 from __future__ import annotations
@@ -50,6 +58,9 @@ from agent_phone.protocol import (
 from agent_phone.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
+
+#: Calls one agent can be in at once: one live, the other held or waiting.
+MAX_CALLS = 2
 
 
 class CallState(enum.Enum):
@@ -169,8 +180,9 @@ class RoutedAgent(AgentEndpoint, Protocol):
 
     #: Monotonic time the agent last became free (the longest idle goes first).
     idle_since: float
-    #: The call the agent has, routed, alerting or connected.
-    call: Call | None
+    #: The calls the agent is in (their own, or as another agent on one),
+    #: from routing to their end: at most ``MAX_CALLS``.
+    calls: list[Call]
 
     @property
     def on_queue(self) -> bool: ...
@@ -179,13 +191,25 @@ class RoutedAgent(AgentEndpoint, Protocol):
     def available(self) -> bool: ...
 
     @property
-    def free(self) -> bool:
-        """Signed in and reachable, with no call and no after-call work: may
-        be offered a call by another agent, whatever their status."""
+    def reachable(self) -> bool:
+        """Signed in, their socket up, and not in after-call work: may be
+        offered a call by another agent (waiting, if they are on one),
+        whatever their status."""
 
     def set_status(self, status: str, reason: str, cause: str) -> None: ...
 
     def begin_after_call_work(self, call_id: str, queue: QueueConfig) -> None: ...
+
+
+def _take(agent: RoutedAgent, call: Call) -> None:
+    """``agent`` is in ``call`` from now: routed it, offered it, placing it."""
+    if call not in agent.calls:
+        agent.calls.append(call)
+
+
+def _leave(agent: RoutedAgent, call: Call) -> None:
+    if call in agent.calls:
+        agent.calls.remove(call)
 
 
 def _need_customer(call: Call, why: str) -> None:
@@ -296,7 +320,7 @@ class Router:
         call.state = CallState.ROUTING
         call.agent = agent
         call.routed_at = time.monotonic()
-        agent.call = call
+        _take(agent, call)
         self._connections.begin_call(agent)
         self._events.emit(
             "call_routed",
@@ -319,7 +343,11 @@ class Router:
                 logger.warning("%s: could not reach %s: %s", call.id, agent.name, exc)
             self.dispatch()
             return
-        if call.attempt != attempt or call.state is not CallState.ROUTING or agent.call is not call:
+        if (
+            call.attempt != attempt
+            or call.state is not CallState.ROUTING
+            or (call not in agent.calls)
+        ):
             # Cancelled by the customer, or the agent left, while connecting:
             # the connection is kept or closed like after any call.
             await self._release(agent, call)
@@ -373,12 +401,18 @@ class Router:
     # --- outbound calls ----------------------------------------------------------
 
     def _can_place(self, agent: RoutedAgent, call_id: str) -> None:
+        """The agent may place a call: their other calls (if any) are on hold."""
         if call_id in self.calls:
             raise RequestError("invalid", f"the call id {call_id!r} is taken", call_id)
-        if agent.call is not None:
+        if len(agent.calls) >= MAX_CALLS:
             raise RequestError(
-                "wrong_state", f"you are on call {agent.call.id!r}; end it first", call_id
+                "wrong_state", f"you are on {len(agent.calls)} calls; end one first", call_id
             )
+        for other in agent.calls:
+            if not (other.agent is agent and other.state is CallState.CONNECTED and other.held):
+                raise RequestError(
+                    "wrong_state", f"you are on call {other.id!r}; hold it first", call_id
+                )
 
     def _place(self, call: Call, agent: RoutedAgent, ring: Callable[[], None]) -> Call:
         """The agent's own call (to a number, to another agent) is theirs
@@ -386,7 +420,7 @@ class Router:
         none: R1), ``ring`` rings the far end and the phone is told."""
         call.routed_at = time.monotonic()
         self.calls[call.id] = call
-        agent.call = call
+        _take(agent, call)
         # Activity for the persistent connection (R11): its timeout stops
         # now, and starts again from the end of this call.
         self._connections.begin_call(agent)
@@ -443,7 +477,7 @@ class Router:
         call.parties.append(party)
         # The agent called is taken for this call from now: no queue's call
         # reaches them while the caller's connection sets up.
-        target.call = call
+        _take(target, call)
         self._connections.begin_call(target)
         self._events.emit(
             "call_dialed",
@@ -464,7 +498,7 @@ class Router:
             await self.end_call(call, "connection_failed")
             await self._release(agent, call)
             return
-        if call.state is not CallState.ROUTING or agent.call is not call:
+        if call.state is not CallState.ROUTING or call not in agent.calls:
             await self._release(agent, call)  # hung up while the connection was set up
             return
         over, delivery_ms = self._carried(call, agent, existing, link, CallState.RINGING)
@@ -589,17 +623,28 @@ class Router:
             call.leg.hear(Hearing.HOLD)
         else:
             speakers.append(call.leg)
-        if call.link is not None:
-            speakers.append(call.link)
-        speakers += [
+        others = [
             p.media for p in call.parties if p.state is PartyState.CONNECTED and p.media is not None
         ]
+        # Its agent talks in it unless they hold it (in a consult they hold
+        # the customer, not the agent they consult).
+        if call.link is not None and (not call.held or others):
+            speakers.append(call.link)
+        speakers += others
         if len(speakers) >= 2:
             call.path = join(speakers)
             logger.info("%s: %r", call.id, call.path)
-        else:
-            for party in speakers:
-                party.hear(Hearing.HOLD if party is call.leg else Hearing.NOTHING)
+        elif speakers and speakers[0] is call.leg:
+            call.leg.hear(Hearing.HOLD)
+        if call.link is not None and call.link not in speakers:
+            self._quiet(call.agent, call.link, call)
+
+    def _quiet(self, agent: RoutedAgent | None, link: AgentLink, call: Call) -> None:
+        """``link`` hears nothing of ``call`` any more: silence, unless
+        another of its agent's calls is live on it (call waiting)."""
+        others = agent.calls if agent is not None else []
+        if not any(c is not call and c.path is not None and link in c.path.parties for c in others):
+            link.hear(Hearing.NOTHING)
 
     def _cut(self, call: Call) -> None:
         if call.path is not None:
@@ -611,7 +656,7 @@ class Router:
         until their next call."""
         self._cut(call)
         if call.link is not None:
-            call.link.hear(Hearing.NOTHING)
+            self._quiet(call.agent, call.link, call)
 
     # --- the agent's answers ---------------------------------------------------
 
@@ -624,7 +669,11 @@ class Router:
         return call
 
     def answer(self, agent: RoutedAgent, call_id: str) -> None:
+        """The agent takes a call offered to them; a call they are on is put
+        on hold first (call waiting)."""
         if (found := self._party_call(agent, call_id)) is not None:
+            if found[1].state is PartyState.ALERTING:
+                self._set_aside(agent, found[0])
             self._party_answered(*found)
             return
         call = self._own_call(agent, call_id)
@@ -633,6 +682,7 @@ class Router:
                 "wrong_state", f"call {call_id!r} is {call.state.value}, not alerting", call_id
             )
         assert call.link is not None
+        self._set_aside(agent, call)
         self._cancel_alert(call)
         call.state = CallState.CONNECTED
         call.answered_at = time.monotonic()
@@ -673,7 +723,10 @@ class Router:
         if call.attempt != attempt or call.state is not CallState.ALERTING or call.agent is None:
             return
         agent = call.agent
-        self._set_not_responding(agent, "not_responding")
+        if not any(other is not call for other in agent.calls):
+            # (A call that waited while they talked on another is no sign
+            # that they are gone.)
+            self._set_not_responding(agent, "not_responding")
         self._tasks.spawn(self._take_back(call, agent, "alert_timeout"), "alert-timeout")
         self.dispatch()
 
@@ -685,17 +738,19 @@ class Router:
         self.dispatch()
 
     async def _release(self, agent: RoutedAgent, call: Call) -> None:
-        """The agent's part in ``call`` is over. They stay busy until their
-        connection is kept or closed, so no new call is routed onto a
-        connection that is being torn down. An agent already on another call
-        (``agent.call``) is left as they are."""
-        if agent.call is not None and agent.call is not call:
+        """The agent's part in ``call`` is over. With no other call they stay
+        busy until their connection is kept or closed, so no new call is
+        routed onto a connection that is being torn down; with another call
+        (call waiting, or one they took meanwhile) it goes on over the
+        connection as it is."""
+        if any(other is not call for other in agent.calls):
+            _leave(agent, call)
             return
         try:
             await self._connections.call_finished(agent)
         finally:
-            if agent.call is call:
-                agent.call = None
+            _leave(agent, call)
+            if not agent.calls:
                 agent.idle_since = time.monotonic()
 
     def _set_not_responding(self, agent: RoutedAgent, reason: str) -> None:
@@ -713,16 +768,50 @@ class Router:
         return call
 
     def hold(self, agent: RoutedAgent, call_id: str, on: bool) -> None:
-        """Hold or take off hold; the media edge cuts or restores the bridge."""
+        """Hold or take off hold; the media edge cuts or restores the bridge.
+        Taking a call off hold puts the agent's live one on hold first: they
+        swap."""
         verb = "hold" if on else "unhold"
         call = self._connected_call(agent, call_id, f"only a connected call can {verb}")
         if call.held == on:
             state = "already on hold" if on else "not on hold"
             raise RequestError("wrong_state", f"call {call_id!r} is {state}", call_id)
-        assert call.link is not None
-        _need_customer(call, "an internal call has no customer to hold")
+        self._can_hold(call)
+        if not on:
+            self._set_aside(agent, call)
+        self._hold(agent, call, on)
+
+    def _can_hold(self, call: Call) -> None:
+        _need_customer(call, f"call {call.id!r} is an internal call: it has no customer to hold")
         if call.parties:
-            raise RequestError("wrong_state", f"call {call_id!r} has another agent on it", call_id)
+            raise RequestError("wrong_state", f"call {call.id!r} has another agent on it", call.id)
+
+    def _set_aside(self, agent: RoutedAgent, keep: Call) -> None:
+        """``keep`` goes live for ``agent``: their live call, if any, is put
+        on hold first (refused, changing nothing, when it cannot be)."""
+        live = [c for c in agent.calls if c is not keep and self._live(agent, c)]
+        for call in live:
+            if call.agent is not agent:
+                raise RequestError(
+                    "wrong_state",
+                    f"you are on another agent's call {call.id!r}: leave it first",
+                    keep.id,
+                )
+            self._can_hold(call)
+        for call in live:
+            self._hold(agent, call, True)
+
+    def _live(self, agent: RoutedAgent, call: Call) -> bool:
+        """``call`` is the one on ``agent``'s connection: connected, and not
+        held by them (in a consult they hold the customer, not the agent)."""
+        if (party := call.party(agent)) is not None:
+            return party.state is PartyState.CONNECTED
+        if call.agent is not agent or call.state is not CallState.CONNECTED:
+            return False
+        return not call.held or any(p.state is PartyState.CONNECTED for p in call.parties)
+
+    def _hold(self, agent: RoutedAgent, call: Call, on: bool) -> None:
+        assert call.link is not None
         call.held = on
         # Cut both ways here, on the platform, whatever the phone does: the
         # customer hears the hold music, the agent nothing.
@@ -768,9 +857,19 @@ class Router:
         target = next((a for a in self._agents() if a.name == name), None)
         if target is None:
             raise RequestError("unavailable", f"{name} is not signed in", call_id)
-        if not target.free:
-            raise RequestError("busy", f"{name} is on a call or in after-call work", call_id)
+        if not target.reachable:
+            raise RequestError("busy", f"{name} is in after-call work", call_id)
+        if len(target.calls) >= MAX_CALLS:
+            raise RequestError("busy", f"{name} is on {len(target.calls)} calls", call_id)
+        if any(not self._settled(target, c) for c in target.calls):
+            raise RequestError("busy", f"{name} is taking another call", call_id)
         return target
+
+    def _settled(self, agent: RoutedAgent, call: Call) -> bool:
+        """``agent`` is connected in ``call`` (so another call may wait for them)."""
+        if (party := call.party(agent)) is not None:
+            return party.state is PartyState.CONNECTED
+        return call.agent is agent and call.state is CallState.CONNECTED
 
     def _no_parties(self, call: Call) -> None:
         if call.parties:
@@ -931,7 +1030,7 @@ class Router:
             self._ring_number(call, party, party.callee)
             return
         assert party.agent is not None
-        party.agent.call = call
+        _take(party.agent, call)
         self._connections.begin_call(party.agent)
         party.offering = True
         self._tasks.spawn(self._offer_to_party(call, party), f"invite-{call.id}")
@@ -1116,7 +1215,7 @@ class Router:
             party.agent.send(CallEnded(call_id=call.id, reason=reason))
         if party.link is not None:
             self._cut(call)  # (the path included their link)
-            party.link.hear(Hearing.NOTHING)
+            self._quiet(party.agent, party.link, call)
         if party.callee is not None:
             if party.callee.call is call:
                 party.callee.call = None
@@ -1262,7 +1361,7 @@ class Router:
             self._update_positions(call.queue)
         agent = call.agent
         # A call still routing is released by its delivery task.
-        if agent is not None and agent.call is call:
+        if agent is not None and call in agent.calls:
             if previous in (CallState.ALERTING, CallState.RINGING, CallState.CONNECTED) or (
                 call.placed_by_agent  # the agent's phone is dialing it
             ):
@@ -1295,21 +1394,22 @@ class Router:
         self.dispatch()
 
     async def agent_gone(self, agent: RoutedAgent, reason: str) -> None:
-        """The agent signed out or their phone vanished: save their call."""
-        call = agent.call
-        if call is None:
-            return
+        """The agent signed out or their phone vanished: save their calls."""
+        for call in list(agent.calls):
+            await self._gone_from(agent, call, reason)
+
+    async def _gone_from(self, agent: RoutedAgent, call: Call, reason: str) -> None:
         if (party := call.party(agent)) is not None:
             await self._party_gone(call, party, reason, release=False)
-            agent.call = None
+            _leave(agent, call)
             return
         if (heir := self._heir(call, agent)) is not None:
             # Another agent was talking with them (a consult, a conference):
             # the customer stays with that agent.
             await self._hand_over(call, heir, reason)
-            agent.call = None
+            _leave(agent, call)
             return
-        agent.call = None
+        _leave(agent, call)
         if call.state is CallState.CONNECTED and call.link is not None:
             self._release_link(call)
         if call.placed_by_agent:  # nobody else can carry the agent's own call
@@ -1323,24 +1423,28 @@ class Router:
         agent = next((a for a in self._agents() if a.name == name), None)
         if agent is None:
             return
-        call = agent.call
-        party = call.party(agent) if call is not None else None
-        if call is not None and party is not None and party.link is link:
+        for call in list(agent.calls):
+            self._lost_on(agent, call, link)
+
+    def _lost_on(self, agent: RoutedAgent, call: Call, link: AgentLink) -> None:
+        """``agent``'s connection ``link`` died under ``call``."""
+        party = call.party(agent)
+        if party is not None and party.link is link:
             self._tasks.spawn(self._party_gone(call, party, "connection_lost"), f"lost-{call.id}")
             return
-        heir = self._heir(call, agent) if call is not None and call.link is link else None
-        if call is not None and heir is not None:
+        heir = self._heir(call, agent) if call.link is link else None
+        if heir is not None:
             self._set_not_responding(agent, "connection_lost")
             self._tasks.spawn(self._hand_over(call, heir, "connection_lost"), f"lost-{call.id}")
             return
-        if call is not None and call.link is link and call.placed_by_agent:
+        if call.link is link and call.placed_by_agent:
             self._release_link(call)
-            agent.call = None
+            _leave(agent, call)
             agent.send(CallEnded(call_id=call.id, reason="connection_lost"))
             self._tasks.spawn(self.end_call(call, "connection_lost"), f"lost-{call.id}")
             return
-        if call is not None and call.link is link and call.state is not CallState.ENDED:
-            agent.call = None
+        if call.link is link and call.state is not CallState.ENDED:
+            _leave(agent, call)
             agent.send(CallEnded(call_id=call.id, reason="connection_lost"))
             # The phone stopped answering mid-delivery: don't route the
             # customer straight back to it.

@@ -134,7 +134,8 @@ class AgentSession:
         self.status_reason = ""
         self.status_since = time.time()
         self.idle_since = time.monotonic()
-        self.call: Call | None = None
+        #: The calls the agent is in, the router's to change (routing.py).
+        self.calls: list[Call] = []
         #: The after-call work the agent is in, the status to go back to
         #: after it, and the timer that ends it without a code.
         self.acw: AfterCallWork | None = None
@@ -158,16 +159,14 @@ class AgentSession:
 
     @property
     def available(self) -> bool:
-        return self.signed_in and self.on_queue and self.call is None and self.detached_at is None
+        return self.signed_in and self.on_queue and not self.calls and self.detached_at is None
 
     @property
-    def free(self) -> bool:
-        """May be offered a call by another agent (a transfer, a consult, a
-        conference), whatever their status: signed in, reachable, no call
-        and no after-call work."""
-        return (
-            self.signed_in and self.call is None and self.detached_at is None and self.acw is None
-        )
+    def reachable(self) -> bool:
+        """May be offered a call by another agent (an internal call, a
+        transfer, a consult, a conference), whatever their status, waiting if
+        they are on a call: signed in, their socket up, no after-call work."""
+        return self.signed_in and self.detached_at is None and self.acw is None
 
     def send(self, message: Message) -> None:
         # While detached nothing is sent: the resume's snapshot carries the state.
@@ -493,7 +492,7 @@ class AgentSession:
         self._expiry = None
         if not self.signed_in:
             return
-        if self.call is not None:
+        if self.calls:
             self._expiry = asyncio.get_running_loop().call_later(5.0, self._token_ran_out)
             return
         self._services.events.emit("token_expired", agent=self.name)
@@ -545,7 +544,7 @@ class AgentSession:
             "agent_detached",
             agent=self.name,
             grace_s=grace,
-            call_id=self.call.id if self.call else None,
+            call_id=self.calls[0].id if self.calls else None,
         )
 
     def _grace_ran_out(self) -> None:
@@ -555,7 +554,7 @@ class AgentSession:
         self._services.events.emit(
             "resume_grace_expired",
             agent=self.name,
-            call_id=self.call.id if self.call else None,
+            call_id=self.calls[0].id if self.calls else None,
         )
         self._services.tasks.spawn(self.sign_out("connection_lost"), "grace-expired")
 
@@ -577,7 +576,7 @@ class AgentSession:
             "session_resumed",
             agent=self.name,
             away_s=round(away_s, 3),
-            call_id=self.call.id if self.call else None,
+            call_id=self.calls[0].id if self.calls else None,
             took_over_open_socket=old_close is not None,
         )
         if old_close is not None:
@@ -596,10 +595,13 @@ class AgentSession:
             caller=call.caller,
             queue=call.queue,
             connection_id=link.id if link is not None else None,
+            held=party is None and call.held,
         )
 
     def snapshot(self) -> SessionResumed:
-        call = self.call
+        calls = [self._snapshot_of(c) for c in self.calls if c.state is not CallState.ENDED]
+        # ``call``, for phones that know of one call only: the one not held.
+        call = next((c for c in calls if not c.held), calls[0] if calls else None)
         assert self.token is not None
         tokens = self._services.tokens
         remaining = tokens.remaining_s(self.token)
@@ -610,7 +612,8 @@ class AgentSession:
             after_call_work=self.acw,
             persistent=self.persistent,
             connection=self._services.connections.describe(self),
-            call=None if call is None or call.state is CallState.ENDED else self._snapshot_of(call),
+            call=call,
+            calls=calls,
             token_expires_in_s=round(remaining, 3),
             token_expires_at=time.time() + remaining,
             resume_grace_s=self._services.config.resume_grace_s,

@@ -131,6 +131,21 @@ def waiting_tone() -> np.ndarray:
     return _frozen(np.rint(out).astype(DTYPE))
 
 
+#: The call-waiting beep in the agent's headset: two short bursts (ITU-T
+#: E.180's 400-450 Hz), quiet, over the call they are on.
+CALL_WAITING_HZ = 425.0
+CALL_WAITING_BURST_S = 0.2
+CALL_WAITING_DBM0 = -24.0
+
+
+@functools.cache
+def call_waiting_beep() -> np.ndarray:
+    """Two 200 ms bursts 200 ms apart; made once, read-only."""
+    n = int(SAMPLE_RATE * CALL_WAITING_BURST_S)
+    burst = _fade(_sine(CALL_WAITING_HZ, n, _amplitude(CALL_WAITING_DBM0)), 5.0)
+    return _frozen(np.rint(np.concatenate([burst, np.zeros(n), burst])).astype(DTYPE))
+
+
 @functools.cache
 def hold_music() -> np.ndarray:
     """One bar of the hold music (loop it); made once, read-only."""

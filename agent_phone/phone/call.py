@@ -117,7 +117,9 @@ class Call:
         self.heard = False
         #: The call's quality reporter while its audio flows.
         self.quality: QualityReporter | None = None
-        #: Key feedback still to be mixed into the speaker.
+        #: Offered while the agent was on another call (call waiting).
+        self.waiting = False
+        #: Key feedback (and call-waiting beeps) still to be mixed into the speaker.
         self.key_feedback = np.zeros(0, dtype=np.int16)
 
     def __repr__(self) -> str:
@@ -196,9 +198,12 @@ class Call:
 
     def add_key_feedback(self, digits: str) -> None:
         """Queue the tones of ``digits`` for the agent's speaker (bounded)."""
+        self.add_sound(dtmf_samples(digits, level_dbm0=KEY_FEEDBACK_DBM0))
+
+    def add_sound(self, samples: np.ndarray) -> None:
+        """Queue ``samples`` for the agent's speaker only, over the call (bounded)."""
         if self.key_feedback.size < KEY_FEEDBACK_MAX_SAMPLES:
-            tones = dtmf_samples(digits, level_dbm0=KEY_FEEDBACK_DBM0)
-            self.key_feedback = np.concatenate([self.key_feedback, tones])
+            self.key_feedback = np.concatenate([self.key_feedback, samples])
 
     def mix_key_feedback(self, samples: np.ndarray) -> np.ndarray:
         """``samples`` with the next stretch of the key feedback added."""

@@ -22,7 +22,7 @@ import numpy as np
 from agent_phone.media import voice_processing
 from agent_phone.media.playout import Pull
 from agent_phone.media.receiver import AudioReceiver
-from agent_phone.media.tones import validate_dtmf
+from agent_phone.media.tones import call_waiting_beep, validate_dtmf
 from agent_phone.phone import events
 from agent_phone.phone.audio_io import CallAudio
 from agent_phone.phone.call import Call, CallState, Direction
@@ -81,6 +81,9 @@ Observer = Callable[[events.PhoneEvent], None]
 
 #: A received frame louder than this (int16 peak, about -50 dBFS) is audible.
 AUDIBLE = 100
+#: A call waiting is beeped in the headset this often, this many times at most.
+WAITING_BEEP_PERIOD_S = 5.0
+MAX_WAITING_BEEPS = 24
 
 
 class PhoneEngine:
@@ -99,6 +102,8 @@ class PhoneEngine:
         self.after_call_work: events.AfterCallWork | None = None
         #: The agent's calls that have not ended, in the order they began.
         self.calls: dict[str, Call] = {}
+        #: The calls the headset is open for: it closes when the last ends.
+        self._audio_calls: set[str] = set()
         self.connection: PhoneConnection | None = None
         self._observers: list[Observer] = []
         self._tasks = TaskSet("phone")
@@ -266,12 +271,13 @@ class PhoneEngine:
 
     @property
     def call(self) -> Call | None:
-        """The call that commands naming none act on: the connected (or held)
-        one, else the first alerting or dialed one."""
+        """The call that commands naming none act on: the connected one, else
+        a held one, else the first alerting or dialed one."""
         live = list(self.calls.values())
-        for call in live:
-            if call.state in (CallState.CONNECTED, CallState.HELD):
-                return call
+        for state in (CallState.CONNECTED, CallState.HELD):
+            for call in live:
+                if call.state is state:
+                    return call
         return live[0] if live else None
 
     def _begin_call(self, call: Call, reason: str) -> None:
@@ -302,6 +308,7 @@ class PhoneEngine:
                 duration_s=round(call.talk_s, 3),
                 from_agent=call.from_agent,
                 purpose=call.purpose,
+                waiting=call.waiting,
             )
         )
         if old is None and new is CallState.ALERTING:
@@ -336,14 +343,18 @@ class PhoneEngine:
             )
 
     async def _offered(self, offer: CallOffered) -> None:
-        if self.calls or self.connection is None:
-            # The platform thinks we are free; we are not. Let it re-route.
-            # (Call waiting comes with the platform's conversations.)
-            why = "busy" if self.calls else "no connection"
+        connection = self.connection
+        alerting = [c for c in self.calls.values() if c.state is CallState.ALERTING]
+        if connection is None or connection.id != offer.connection_id or alerting:
+            # Not over the connection we have, or a second offer at once: let
+            # the platform take it elsewhere.
+            why = "another call is alerting" if alerting else "no such connection"
             logger.warning("declining %s: %s", offer.call_id, why)
             await self._send(DeclineCall(call_id=offer.call_id))
             return
-        auto = self.settings.auto_answer
+        # A call offered while the agent is on another waits (call waiting):
+        # never answered automatically.
+        auto = self.settings.auto_answer and not self.calls
         call = Call(
             offer.call_id,
             Direction.INTERNAL if offer.purpose == "internal" else Direction.INBOUND,
@@ -358,9 +369,22 @@ class PhoneEngine:
             from_agent=offer.from_agent,
             purpose=offer.purpose,
         )
+        call.waiting = bool(self.calls)
         self._begin_call(call, "offered")
         if auto:
             await self.answer(offer.call_id)
+        elif call.waiting:
+            self._tasks.spawn(self._beep_while_waiting(call), f"waiting-{call.call_id}")
+
+    async def _beep_while_waiting(self, call: Call) -> None:
+        """The call-waiting beep over the live call, every few seconds, while
+        ``call`` waits to be answered (bounded, whatever the events do)."""
+        for _ in range(MAX_WAITING_BEEPS):
+            if call.state is not CallState.ALERTING or call.answering:
+                return
+            if (live := self._live_call()) is not None:
+                live.add_sound(call_waiting_beep())
+            await asyncio.sleep(WAITING_BEEP_PERIOD_S)
 
     def _ringing(self, message: CallRinging) -> None:
         call = self.calls.get(message.call_id)
@@ -389,8 +413,10 @@ class PhoneEngine:
             call.quality = quality
             await quality.begin()
             await self._start_audio(call, connection)
+            self._hold_microphone(call)
             return
         call.set_state(CallState.CONNECTED, "connected")
+        self._hold_microphone(call)
 
     def _held(self, call_id: str, on: bool) -> None:
         call = self.calls.get(call_id)
@@ -400,12 +426,21 @@ class PhoneEngine:
         self._hold_microphone(call)
 
     def _hold_microphone(self, call: Call) -> None:
-        """The microphone sends silence while the call is held, unless the
+        """The microphone sends silence while every call is held, unless the
         agent is talking with another agent meanwhile (a consult: the
         customer is held, not the agent)."""
         if self.connection is not None and self.connection.id == call.connection_id:
-            consulting = "connected" in call.parties.values()
-            self.connection.held = call.state is CallState.HELD and not consulting
+            self.connection.held = self._live_call() is None
+
+    def _live_call(self) -> Call | None:
+        """The call the agent talks in now (the one their headset carries):
+        connected, or held with another agent consulted meanwhile."""
+        for call in self.calls.values():
+            if call.state is CallState.CONNECTED or (
+                call.state is CallState.HELD and "connected" in call.parties.values()
+            ):
+                return call
+        return None
 
     def _party(self, message: PartyChanged) -> None:
         call = self.calls.get(message.call_id)
@@ -436,11 +471,15 @@ class PhoneEngine:
         if quality is not None:
             await quality.finish()
             await self._report_heard(call, quality)
-        if call.has_media:
-            if self.connection is not None and self.connection.id == call.connection_id:
-                await self.connection.detach()
-            await self.audio.end()
+        if call.call_id in self._audio_calls:
+            self._audio_calls.discard(call.call_id)
+            if not self._audio_calls:
+                if self.connection is not None and self.connection.id == call.connection_id:
+                    await self.connection.detach()
+                await self.audio.end()
         call.set_state(CallState.ENDED, reason)
+        if self.connection is not None and self.calls:
+            self._hold_microphone(next(iter(self.calls.values())))
 
     async def _end_all_calls(self, reason: str) -> None:
         for call in list(self.calls.values()):
@@ -516,30 +555,35 @@ class PhoneEngine:
             conn is None or conn.connection_id != self.connection.id
         ):
             await self._drop_connection("resumed")
-        theirs = snapshot.call
+        # (``calls`` from platforms with call waiting; ``call`` from older ones.)
+        theirs_calls = snapshot.calls or ([snapshot.call] if snapshot.call else [])
+        theirs_by_id = {c.call_id: c for c in theirs_calls}
         for ours in list(self.calls.values()):
-            if theirs is None or theirs.call_id != ours.call_id:
+            theirs = theirs_by_id.get(ours.call_id)
+            if theirs is None:
                 await self._end_call(ours, "ended_while_disconnected")
             elif theirs.state == "connected":
                 await self._connected(theirs.call_id)
-        if theirs is None or theirs.call_id in self.calls:
-            pass  # in step, or nothing to take up
-        elif theirs.state == "alerting":
-            # Offered while the offer was in flight: alert now (or decline, when
-            # the phone has no such connection, so it goes to the next agent).
-            await self._offered(
-                CallOffered(
-                    call_id=theirs.call_id,
-                    caller=theirs.caller,
-                    queue=theirs.queue,
-                    connection_id=theirs.connection_id or "",
-                    over_persistent_connection=False,
-                    alert_timeout_s=self.session.alert_timeout_s,
+                self._held(theirs.call_id, theirs.held)
+        for theirs in theirs_calls:
+            if theirs.call_id in self.calls:
+                continue  # in step
+            if theirs.state == "alerting":
+                # Offered while the offer was in flight: alert now (or decline,
+                # when the phone has no such connection, so it goes elsewhere).
+                await self._offered(
+                    CallOffered(
+                        call_id=theirs.call_id,
+                        caller=theirs.caller,
+                        queue=theirs.queue,
+                        connection_id=theirs.connection_id or "",
+                        over_persistent_connection=False,
+                        alert_timeout_s=self.session.alert_timeout_s,
+                    )
                 )
-            )
-        elif theirs.state == "connected":
-            # Connected on the platform but not here: hand the customer on.
-            await self._send(Hangup(call_id=theirs.call_id, requeue=True))
+            elif theirs.state == "connected":
+                # Connected on the platform but not here: hand the customer on.
+                await self._send(Hangup(call_id=theirs.call_id, requeue=True))
         if conn is not None:
             self.connection_state.platform_reported(conn)
         elif (shown := self.connection_state.status).connection_id is not None:
@@ -563,13 +607,18 @@ class PhoneEngine:
     # --- commands ----------------------------------------------------------------
 
     def _require_call(self, call_id: str | None, *phases: str) -> Call:
-        """The call named (or, with none named, the current one), when its
-        phase (``Call.phase``) is one of ``phases`` (any, with none given)."""
+        """The call named (or, with none named, the current one, or else the
+        one call in one of ``phases``: a waiting call to answer, a held one to
+        resume), when its phase (``Call.phase``) is one of ``phases`` (any,
+        with none given)."""
         current = self.call
         if call_id is None:
             if current is None:
                 raise PhoneError("there is no call")
             call = current
+            fitting = [c for c in self.calls.values() if c.phase in phases]
+            if phases and call.phase not in phases and len(fitting) == 1:
+                call = fitting[0]
         elif (found := self.calls.get(call_id)) is not None:
             call = found
         elif current is not None:
@@ -600,17 +649,25 @@ class PhoneEngine:
         await self._start_audio(call, connection)
 
     async def _start_audio(self, call: Call, connection: PhoneConnection) -> None:
-        """Open the headset for ``call`` and put it on ``connection``; a device
+        """Open the headset for ``call`` and put it on ``connection`` (or, with
+        it open for another call already, just count this one too); a device
         that fails hands the customer on rather than losing them."""
         if call.ended:
             return
+        opened = bool(self._audio_calls)
+        self._audio_calls.add(call.call_id)
+        if opened:
+            return  # the headset is open: it carries whichever call is live
         try:
             await self.audio.begin()
             if call.ended or self.connection is not connection:
-                await self.audio.end()  # the call ended while the devices opened
+                # The call ended while the devices opened.
+                if not self._audio_calls - {call.call_id}:
+                    self._audio_calls.clear()
+                    await self.audio.end()
                 return
             connection.attach(self.audio.outgoing)
-            self.audio.play(self._listen(call, connection.receiver))
+            self.audio.play(self._listen(connection.receiver))
             self._tasks.spawn(self._audio_clock(call, connection), "audio-clock")
         except Exception as exc:
             # The customer must not be lost to a broken headset: the platform
@@ -619,15 +676,20 @@ class PhoneEngine:
                 events.Error(message=f"audio device: {exc}", code="audio", call_id=call.call_id)
             )
             logger.error("audio device failed; handing %s back: %s", call.call_id, exc)
+            self._audio_calls.discard(call.call_id)
             await self._send(Hangup(call_id=call.call_id, requeue=True))
             await self._end_call(call, "audio_failure")
 
-    def _listen(self, call: Call, receiver: AudioReceiver) -> Pull:
-        """What the speaker plays: the jitter buffer's audio with the agent's
-        key feedback mixed in, noting when the customer is first heard."""
+    def _listen(self, receiver: AudioReceiver) -> Pull:
+        """What the speaker plays: the jitter buffer's audio (the connection
+        carries the live call) with the agent's key feedback mixed in,
+        noting when the far end of each call is first heard."""
 
         def pull(play_at: float, now: float) -> np.ndarray:
             samples = receiver.pull(play_at, now)
+            call = self._live_call()
+            if call is None:
+                return samples
             if call.key_feedback.size:
                 samples = call.mix_key_feedback(samples)
             if not call.heard and samples.size and np.abs(samples).max() > AUDIBLE:
@@ -672,9 +734,9 @@ class PhoneEngine:
             raise PhoneError("an agent's name is 1 to 64 characters")
         if agent == self.agent:
             raise PhoneError("that is you: name another agent")
-        if self.calls:
-            current = next(iter(self.calls.values()))
-            raise PhoneError(f"finish the current call ({current.call_id}) first")
+        for other in self.calls.values():
+            if other.state is not CallState.HELD:
+                raise PhoneError(f"put call {other.call_id} on hold first, or end it")
         call = Call(
             "call-" + secrets.token_hex(6),
             Direction.OUTBOUND if agent is None else Direction.INTERNAL,
@@ -713,7 +775,9 @@ class PhoneEngine:
         await self._send(HoldCall(call_id=call.call_id))
 
     async def unhold(self, call_id: str | None = None) -> None:
-        call = self._require_call(call_id)
+        """Take a held call off hold; the platform holds the call the agent
+        is on meanwhile, if any (they swap)."""
+        call = self._require_call(call_id, "held")
         await self._send(UnholdCall(call_id=call.call_id))
 
     # --- transfer and conference (the platform decides; ``party`` and the

@@ -153,6 +153,9 @@ class CallChanged(PhoneEvent):
     #: ``conference``).
     from_agent: str = ""
     purpose: str = ""
+    #: Offered while the agent is on another call (call waiting): it beeps
+    #: in the headset rather than ringing, and is never auto-answered.
+    waiting: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,7 +3,8 @@
 ``AlertSounds`` is an engine observer (``engine.subscribe(sounds.on_event)``)
 with no Qt in it, so every front-end rings the same way:
 
-* ``alerting`` for a call the agent must answer: the ring cadence loops on
+* ``alerting`` for a call the agent must answer (unless they are on another
+  call: the engine beeps in their headset then): the ring cadence loops on
   the ringer device at the ringer volume, until the call is answered,
   declined or ended (the alert timeout ends it too), the agent signs out, or
   ``MAX_RING_S`` passes, whichever comes first;
@@ -93,7 +94,9 @@ class AlertSounds:
         if not self.settings.enabled:
             return
         match event:
-            case events.CallChanged(state="alerting", previous=None, auto_answer=False):
+            case events.CallChanged(
+                state="alerting", previous=None, auto_answer=False, waiting=False
+            ):
                 self._start_ring(event.call_id)
             case events.CallChanged(state="ringing", direction="outbound"):
                 self._start_ring(event.call_id, ringback=True)

@@ -514,6 +514,8 @@ class CallSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     caller: str
     queue: str
     connection_id: str | None = None
+    #: On hold by the agent (the customer hears the hold music).
+    held: bool = False
 
 
 class SessionResumed(Message, tag="session_resumed", frozen=True):
@@ -530,7 +532,10 @@ class SessionResumed(Message, tag="session_resumed", frozen=True):
     after_call_work: AfterCallWork | None = None
     #: The media connection (as in ``connection_state``), or none.
     connection: ConnectionState | None = None
+    #: The call on the agent's connection (the one not held), or their only one.
     call: CallSnapshot | None = None
+    #: Every call the agent is in, held and waiting ones too (call waiting).
+    calls: list[CallSnapshot] = []
     token_expires_in_s: float = 0.0
     token_expires_at: float = 0.0
     resume_grace_s: float = 0.0
