@@ -12,6 +12,11 @@ connected (and not held) the DTMF keypad is enabled, and the digits, ``*``
 and ``#`` typed while the panel (or any of its buttons) has focus send
 those keys too.
 
+With two calls (call waiting), the panel shows the one the agent talks in
+(else the one offered, else the held one) and ``OtherCallBar`` under it the
+other, with its own actions: answering a waiting call or swapping to a held
+one makes that the call shown.
+
 Beside the talk time, while the call is connected, the call-quality icon
 (``quality_view.QualityIndicator``) shows the current call's latest
 ``quality`` report; while its grade is poor, the detail lines say so in one
@@ -40,6 +45,7 @@ from PySide6.QtWidgets import (
 from agent_phone.phone import events
 from agent_phone.ui.bridges import PhoneBridge
 from agent_phone.ui.controller import PhoneController, SessionState
+from agent_phone.ui.other_call import OtherCallBar
 from agent_phone.ui.quality_view import POOR_NETWORK_TEXT, QualityGrade, QualityIndicator
 
 logger = logging.getLogger(__name__)
@@ -122,6 +128,20 @@ class CallView(enum.Enum):
     ANSWERING = "answering"
     CONNECTED = "connected"
     ENDED = "ended"
+
+
+def _facts_of(event: events.CallChanged) -> list[str]:
+    """What the panel says of an offered call: who offered it, its queue,
+    how it was delivered."""
+    if event.direction == "outbound":
+        return ["Outbound call"]
+    how = "Over the kept connection" if event.over_persistent_connection else "New connection"
+    facts = [f"{how}, delivered in {event.delivery_ms:.1f} ms"]
+    if event.queue:
+        facts.insert(0, f"Queue: {event.queue}")
+    if event.from_agent:
+        facts.insert(0, PURPOSES.get(event.purpose, "From {agent}").format(agent=event.from_agent))
+    return facts
 
 
 def _duration(seconds: float) -> str:
@@ -207,6 +227,10 @@ class CallPanel(QFrame):
         self._consulted = False
         #: The agent is in after-call work (their status says so).
         self._after_call_work = False
+        #: The shown call's direction: inbound, outbound or internal.
+        self._direction = "inbound"
+        #: Every call not ended: its latest event, and when that came (monotonic).
+        self._known: dict[str, tuple[events.CallChanged, float]] = {}
         self.call_actions = CallActions(self)
         self._clock = QTimer(self)
         self._clock.setInterval(1000)
@@ -286,6 +310,7 @@ class CallPanel(QFrame):
             self.buttons[name] = button
             others.addWidget(button)
         others.addStretch(1)
+        self.other_call = OtherCallBar(self._controller, self)
         self._setup_keypad()
         info = QVBoxLayout()
         info.setSpacing(8)
@@ -311,6 +336,7 @@ class CallPanel(QFrame):
         # The buttons sit right under what they act on, not at the far bottom.
         layout.addLayout(row)
         layout.addLayout(others)
+        layout.addWidget(self.other_call)
         layout.addStretch(1)
 
     def _setup_keypad(self) -> None:
@@ -355,18 +381,39 @@ class CallPanel(QFrame):
     # --- engine events ---------------------------------------------------------------
 
     def _on_call(self, event: events.CallChanged) -> None:
-        """Every change of every call; the panel shows one, the latest begun."""
-        if event.call_id != self._call_id and event.previous is not None:
-            if self._view in (
-                CallView.CALLING,
-                CallView.INCOMING,
-                CallView.ANSWERING,
-                CallView.CONNECTED,
-            ):
+        """Every change of every call. The panel shows one: the latest begun,
+        unless it is busy with another; a call that becomes the one the
+        agent talks in (a waiting call answered, a held one resumed) is shown
+        instead, and an ended one gives way to the agent's other call."""
+        if event.state == "ended":
+            self._known.pop(event.call_id, None)
+        else:
+            self._known[event.call_id] = (event, time.monotonic())
+        busy = self._view in (
+            CallView.CALLING,
+            CallView.INCOMING,
+            CallView.ANSWERING,
+            CallView.CONNECTED,
+        )
+        if event.call_id != self._call_id and busy:
+            if event.state == "connected":
+                self._adopt(event, time.monotonic())
+            else:
                 logger.debug("%s %s: not the call shown", event.call_id, event.state)
-                return
+            self._show_other()
+            return
+        if event.call_id != self._call_id and event.previous is not None:
             self._caller = event.peer  # begun before the panel saw it
             self._new_call(event.call_id)
+        self._direction = event.direction
+        self._follow(event)
+        if event.state == "ended" and self._known:
+            # The agent's other call takes the panel.
+            self._adopt(*self._known[self._focus()])
+        self._show_other()
+
+    def _follow(self, event: events.CallChanged) -> None:
+        """A change of the call shown."""
         match event.state:
             case "dialing" | "ringing":
                 self._on_calling(event)
@@ -381,17 +428,45 @@ class CallPanel(QFrame):
             case "ended":
                 self._on_ended(event)
 
+    def _focus(self) -> str:
+        """Of the calls not ended, the one to show: the one the agent talks
+        in, else the one offered, else the one being dialed, else a held one."""
+        order = ("connected", "alerting", "dialing", "ringing", "held")
+        return min(self._known, key=lambda c: order.index(self._known[c][0].state))
+
+    def _show_other(self) -> None:
+        others = [e for call_id, (e, _at) in self._known.items() if call_id != self._call_id]
+        swappable = self._direction != "internal" and not self._parties
+        self.other_call.show_call(others[0] if others else None, swappable)
+        self._show()
+
+    def _adopt(self, event: events.CallChanged, at: float) -> None:
+        """Show ``event``'s call (told at ``at``) in place of the one shown,
+        from what its latest event says of it."""
+        self._new_call(event.call_id)
+        self._caller = event.peer
+        self._direction = event.direction
+        self._facts = _facts_of(event)
+        self._consulted = event.purpose == "consult"
+        self._hearing = False
+        talking = event.state in ("connected", "held")
+        self._connected_at = at - event.duration_s if talking else None
+        self._answered = ""
+        if talking and event.direction == "outbound":
+            self._answered = "They answered"
+        elif talking:
+            self._answered = "Answered automatically" if event.auto_answer else "Answered"
+        self._set_held(event.state == "held")
+        self._show_facts()
+        views = {"alerting": CallView.INCOMING, "dialing": CallView.CALLING}
+        views["ringing"] = CallView.CALLING
+        self._set_view(views.get(event.state, CallView.CONNECTED), f"{event.call_id} shown")
+
     def _on_alerting(self, event: events.CallChanged) -> None:
         self._caller = event.peer
         self._new_call(event.call_id)
         self._connected_at = None
-        how = "Over the kept connection" if event.over_persistent_connection else "New connection"
-        self._facts = [f"Queue: {event.queue}", f"{how}, delivered in {event.delivery_ms:.1f} ms"]
-        if event.from_agent:
-            said = PURPOSES.get(event.purpose, "From {agent}").format(agent=event.from_agent)
-            self._facts.insert(0, said)
-        if not event.queue:
-            self._facts = [f for f in self._facts if not f.startswith("Queue:")]
+        self._facts = _facts_of(event)
         self._consulted = event.purpose == "consult"
         self._answered = ""
         self._hearing = False
@@ -430,9 +505,11 @@ class CallPanel(QFrame):
         self._show_facts()
         self._set_view(CallView.CONNECTED, event.call_id)
 
-    def _on_hearing(self, _event: events.Hearing) -> None:
+    def _on_hearing(self, event: events.Hearing) -> None:
         # May come just before "answered": the customer's audio can beat the
         # platform's confirmation.
+        if event.call_id != self._call_id:
+            return
         self._hearing = True
         self._show_facts()
 
@@ -455,7 +532,7 @@ class CallPanel(QFrame):
         else:
             self._parties[event.agent] = (event.role, event.state)
         self._show_facts()
-        self._show()
+        self._show_other()
 
     def _on_quality(self, event: events.Quality) -> None:
         if event.call_id != self._call_id:
@@ -490,7 +567,8 @@ class CallPanel(QFrame):
         if self._held and not self._parties:
             lines.append("On hold: the customer hears music, and neither of you the other")
         elif self._hearing and not self._held:
-            lines.append("You can hear the customer")
+            who = self._caller if self._direction == "internal" else "the customer"
+            lines.append(f"You can hear {who}")
         if self._poor:
             lines.append(POOR_NETWORK_TEXT)
         self.detail.setText("\n".join(lines))
@@ -624,25 +702,30 @@ class CallPanel(QFrame):
         talking = view in (CallView.ANSWERING, CallView.CONNECTED)
         calling = view is CallView.CALLING
         free = view in (CallView.IDLE, CallView.ENDED)
-        self.call_actions.dial.setEnabled(free and self._controller.state is SessionState.SIGNED_IN)
+        # (With the one call on hold, the agent may place another.)
+        can_dial = free or (view is CallView.CONNECTED and self._held and len(self._known) == 1)
+        signed_in = self._controller.state is SessionState.SIGNED_IN
+        self.call_actions.dial.setEnabled(can_dial and signed_in)
         self.call_actions.answer.setEnabled(ringing)
         self.call_actions.decline.setEnabled(ringing)
         self.call_actions.hangup.setEnabled(talking or calling)
         self.call_actions.mute.setEnabled(talking)
-        self.buttons["dial"].setVisible(free)
+        self.buttons["dial"].setVisible(can_dial)
         self.buttons["answer"].setVisible(ringing)
         self.buttons["decline"].setVisible(ringing)
         self.buttons["hangup"].setVisible(talking or calling)
         self.buttons["mute"].setVisible(talking)
         connected = view is CallView.CONNECTED
         roles = {role: state for role, state in self._parties.values()}
-        self.call_actions.hold.setEnabled(connected and not self._parties)
+        # (An internal call has no customer to hold, transfer or add to.)
+        customer = self._direction != "internal"
+        self.call_actions.hold.setEnabled(connected and not self._parties and customer)
         # (in a consult the customer is held by the platform, not by the button)
-        self.buttons["hold"].setVisible(talking and not self._parties)
+        self.buttons["hold"].setVisible(talking and not self._parties and customer)
         # Other agents: transfer or add one while none is on the call; then
         # complete or cancel a consult (the consulting agent's), or leave.
         a = self.call_actions
-        alone = connected and not self._parties
+        alone = connected and not self._parties and customer
         consulting = "consult" in roles and not self._consulted
         a.transfer.setEnabled(alone)
         a.conference.setEnabled(alone and not self._held)

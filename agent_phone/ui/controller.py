@@ -220,6 +220,24 @@ class PhoneController(QObject):
     def hangup(self) -> None:
         self._command("hang up", lambda e: e.hangup())
 
+    # (Named calls, for call waiting: the call beside the one shown. Not
+    # keyword arguments of the methods above, which QAction.triggered calls
+    # with its ``checked``.)
+
+    def answer_call(self, call_id: str) -> None:
+        """Answer a waiting call: the platform holds the call the agent is on."""
+        self._command("answer the waiting call", lambda e: e.answer(call_id))
+
+    def decline_call(self, call_id: str) -> None:
+        self._command("decline the waiting call", lambda e: e.decline(call_id))
+
+    def resume_call(self, call_id: str) -> None:
+        """Take a held call off hold: the platform holds the one the agent is on (a swap)."""
+        self._command("swap calls", lambda e: e.unhold(call_id))
+
+    def hangup_call(self, call_id: str) -> None:
+        self._command("hang up the held call", lambda e: e.hangup(call_id))
+
     def set_on_queue(self, on: bool) -> None:
         self._command("go on queue" if on else "go off queue", lambda e: e.set_on_queue(on))
 

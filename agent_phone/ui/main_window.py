@@ -63,6 +63,10 @@ SHORTCUTS = """\
 <tr><td><b>Ctrl+T</b></td><td>Transfer the call (to an agent, a queue or a number)</td></tr>
 <tr><td><b>Ctrl+Shift+T</b> / <b>R</b></td><td>Complete / cancel a consult transfer</td></tr>
 <tr><td><b>Ctrl+Shift+C</b> / <b>L</b></td><td>Add an agent to the call / leave it</td></tr>
+<tr><td><b>Ctrl+Shift+A</b> / <b>D</b></td><td>Answer / decline a call waiting (yours goes on
+hold)</td></tr>
+<tr><td><b>Ctrl+Shift+S</b></td><td>Swap to the held call (the other goes on hold)</td></tr>
+<tr><td><b>Ctrl+Shift+Backspace</b></td><td>Hang up the held call</td></tr>
 <tr><td><b>0-9, *, #</b></td><td>DTMF keys (call panel focused, call connected)</td></tr>
 <tr><td><b>Ctrl+Shift+H</b></td><td>Call history</td></tr>
 <tr><td><b>Ctrl+Q</b></td><td>Quit (hangs up first)</td></tr>
@@ -194,6 +198,8 @@ class MainWindow(QMainWindow):
         self.menuBar().addMenu(self.agent_panel.status_menu)
         call = self.menuBar().addMenu("&Call")
         call.addActions(list(self.call_panel.call_actions.all()))
+        call.addSeparator()
+        call.addActions(list(self.call_panel.other_call.actions_.all()))
         self.call_panel.call_actions.dial.triggered.connect(self._on_dial)
         self.call_panel.call_actions.transfer.triggered.connect(lambda: self._on_transfer(False))
         self.call_panel.call_actions.conference.triggered.connect(lambda: self._on_transfer(True))

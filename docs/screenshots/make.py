@@ -20,7 +20,8 @@ in this process (agent_phone/media/netem.py: loss in bursts, delay and
 jitter), shown once the phone's own quality report grades it fair or poor,
 with the call-quality icon's tooltip. ``--scene quality`` takes only that
 picture (``--scene main`` all the others). ``--scene control``: the
-transfer dialog, a consult and the wrap-up form (``control_scene``).
+call waiting, the transfer dialog, a consult and the wrap-up form
+(``control_scene``).
 """
 
 from __future__ import annotations
@@ -361,7 +362,9 @@ async def dial_scene(url: str, out: Path, workdir: Path) -> None:
 
 async def control_scene(out: Path, workdir: Path) -> None:
     """Call control against a platform of its own (queue ``support`` with
-    wrap-up codes): the transfer dialog over a call (``transfer.png``), the
+    wrap-up codes): carol's call waiting while bob talks with a customer
+    (``call-waiting.png``), then answered with the customer held
+    (``call-waiting-held.png``); the transfer dialog over a call (``transfer.png``), the
     call while bob consults carol (``consult.png``), and the wrap-up form
     once the transfer is complete (``wrap-up.png``). carol is a phone
     engine in this process, answering when offered."""
@@ -414,6 +417,22 @@ async def control_scene(out: Path, workdir: Path) -> None:
             panel.buttons["answer"].click()
             await until(lambda: panel.view is CallView.CONNECTED, "connected")
             await asyncio.sleep(2.0)
+            # carol calls bob meanwhile: her call waits under his.
+            bar = panel.other_call
+            await carol.engine.dial(agent="bob")
+            await until(lambda: bar.isVisible(), "the call waiting")
+            await asyncio.sleep(0.5)
+            win.grab().save(str(out / "call-waiting.png"))
+            print("wrote", out / "call-waiting.png", flush=True)
+            bar.actions_.answer.trigger()
+            await until(lambda: bar.buttons["swap"].isVisible(), "the customer held")
+            await asyncio.sleep(1.5)
+            win.grab().save(str(out / "call-waiting-held.png"))
+            print("wrote", out / "call-waiting-held.png", flush=True)
+            await carol.engine.hangup()
+            await until(lambda: panel.held and not bar.isVisible(), "the customer shown")
+            panel.call_actions.hold.trigger()  # resume
+            await until(lambda: not panel.held, "the customer back")
             panel.call_actions.transfer.trigger()
             await until(lambda: win.transfer_dialog is not None, "the transfer dialog")
             dialog = win.transfer_dialog
