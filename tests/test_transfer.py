@@ -146,7 +146,9 @@ async def test_blind_transfers_to_a_queue_and_an_agent_and_a_decline(
     assert "declined" in record["requeue_reasons"]
 
 
-async def test_a_conference_of_three_then_the_agent_leaves(start_platform, tmp_path: Path):
+async def test_a_conference_of_three_then_the_agent_leaves_then_a_hang_up_ends_it_for_all(
+    start_platform, tmp_path: Path
+):
     platform = start_platform()
     async with agents(platform, tmp_path) as (bob, carol):
         customer = Customer(platform, tmp_path)
@@ -169,11 +171,29 @@ async def test_a_conference_of_three_then_the_agent_leaves(start_platform, tmp_p
             await carol.wait_for(events.Party, lambda e: e.state == "ended" and e.agent == "bob")
             t = await phase()
             assert hears(customer.ear, t, CAROL_HZ) and hears(carol.ear, t, CUSTOMER_HZ)
+
+            # carol adds bob back, then hangs up: the call ends for all three.
+            mark, carol_mark = bob.mark(), carol.mark()
+            await carol.engine.conference(agent="bob")
+            await answered(bob, mark, from_agent="carol", purpose="conference")
+            await carol.wait_for(
+                events.Party, lambda e: (e.agent, e.state) == ("bob", "connected"), carol_mark
+            )
+            await carol.engine.hangup()
+            ended = await bob.wait_for(
+                events.CallChanged, lambda e: e.state == "ended" and e.call_id == call_id, mark
+            )
+            assert ended.reason == "agent_hangup"  # type: ignore[attr-defined]
+            result = await asyncio.wait_for(customer.task, 10)
+            assert result.ended_by == "agent"
         finally:
-            result = await customer.end()
+            if not customer.task.done():
+                await customer.end()
     assert result.answered and result.agent == "carol"
     left = platform.matching("conference_left", call_id=call_id)
     assert [e["party"] for e in left] == ["bob"]
+    record = platform.call_records()[call_id]
+    assert record["end_reason"] == "agent_hangup" and record["answered_by"] == "carol"
 
 
 async def test_an_internal_call_from_agent_to_agent(start_platform, tmp_path: Path):
