@@ -9,14 +9,17 @@ from ``AGENT_PHONE_TRUNK_TOKEN``, is answered.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import aiohttp
+import pytest
 from audio_analysis import make_tone
 from test_tls import stderr_of
 
-from agent_phone.media.wav import write_wav
+from agent_phone.caller.client import CallPlan, place_call
+from agent_phone.media.wav import ToneSource, write_wav
 
 CONFIGURED = "trunk-" + "k3y" * 8
 
@@ -91,3 +94,22 @@ async def test_refused_place_call_over_a_raw_socket(platform):
             assert error["code"] == "invalid" and "SDP" in error["message"]
     assert platform.wait_for("trunk_refused", caller="raw")["reason"] == "missing_token"
     assert not platform.matching("call_queued")
+
+
+async def test_a_call_cancelled_while_it_waits_ends_cleanly_and_leaves_the_queue(
+    platform, tmp_path: Path
+):
+    """A caller's task cancelled while it waits for a message (a demo closed
+    mid-call): it ends with CancelledError, nothing else, and the platform
+    takes the call off its queue. (Before: closing the message generator
+    that the cancelled wait was still running raised RuntimeError.)"""
+    plan = CallPlan(
+        platform.url, "support", caller="Erin", wait_s=30, trunk_token=platform.trunk_token or ""
+    )
+    task = asyncio.create_task(place_call(plan, ToneSource(440.0), None))
+    queued = await asyncio.to_thread(platform.wait_for, "call_queued", 15, caller="Erin")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    ended = await asyncio.to_thread(platform.wait_for, "call_ended", 15, call_id=queued["call_id"])
+    assert ended["agent"] is None

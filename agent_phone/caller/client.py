@@ -167,6 +167,7 @@ async def place_call(
     ending = False
     answered_at = 0.0
     messages: AsyncGenerator[Message, None] | None = None
+    next_message: asyncio.Future[Message | None] | None = None
     try:
         await source.start()
         if sink is not None:
@@ -199,7 +200,6 @@ async def place_call(
         deadline = started + plan.wait_s
         #: With --ring: when to answer the call that rings here (0: not yet).
         accept_at = 0.0
-        next_message: asyncio.Future[Message | None] | None = None
         while True:
             if answered_at:
                 talk_s = MAX_TALK_S if plan.duration_s is None else plan.duration_s
@@ -317,6 +317,11 @@ async def place_call(
             result.waiting_tone_s = round(heard.waiting_s, 1)
             result.hold_tone_s = round(heard.hold_s, 1)
             result.heard_timeline = list(heard.timeline)
+        if next_message is not None and not next_message.done():
+            # Cancelled while it waited for a message: the generator is still
+            # running in that task, and cannot be closed until it stops.
+            next_message.cancel()
+            await asyncio.gather(next_message, return_exceptions=True)
         if messages is not None:
             await messages.aclose()
         await tasks.close()
