@@ -31,6 +31,7 @@ format is documented in docs/administration.md; an example:
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -48,6 +49,8 @@ KNOWN_PERMISSIONS = frozenset({ACCEPT_OFF_QUEUE})
 DEFAULT_PERSISTENT_TIMEOUT_S = 600.0
 DEFAULT_ALERT_TIMEOUT_S = 12.0
 DEFAULT_RING_TIMEOUT_S = 30.0
+#: A customer's media that stops this long ends their call (media_edge.py).
+DEFAULT_CUSTOMER_MEDIA_TIMEOUT_S = 5.0
 DEFAULT_ACW_TIMEOUT_S = 60.0
 DEFAULT_TOKEN_LIFETIME_S = 3600.0
 DEFAULT_RESUME_GRACE_S = 30.0
@@ -99,6 +102,13 @@ class PlatformConfig:
     ring_timeout_s: float = DEFAULT_RING_TIMEOUT_S
     #: How long setting up a media connection may take before it is abandoned.
     connect_timeout_s: float = 10.0
+    #: A customer's leg that sends no media this long ends its call
+    #: (``customer_media_lost``), as one whose ICE or DTLS fails or closes.
+    customer_media_timeout_s: float = DEFAULT_CUSTOMER_MEDIA_TIMEOUT_S
+    #: Web pages (origins: ``https://example.com``) whose scripts may open the
+    #: WebSocket, besides the platform's own pages; ``"*"``: any. A client
+    #: that sends no ``Origin`` (the phone, the caller) is not concerned.
+    allowed_origins: tuple[str, ...] = ()
     ice_addresses: tuple[str, ...] = ("127.0.0.1",)
     #: Bearer token for the admin HTTP API; a random one is made when unset.
     admin_token: str | None = None
@@ -392,6 +402,11 @@ def load_config(path: Path) -> PlatformConfig:
         ring_timeout_s=_number(platform, "ring_timeout_s", "platform", DEFAULT_RING_TIMEOUT_S)
         or DEFAULT_RING_TIMEOUT_S,
         connect_timeout_s=_number(platform, "connect_timeout_s", "platform", 10.0) or 10.0,
+        customer_media_timeout_s=_number(
+            platform, "customer_media_timeout_s", "platform", DEFAULT_CUSTOMER_MEDIA_TIMEOUT_S
+        )
+        or DEFAULT_CUSTOMER_MEDIA_TIMEOUT_S,
+        allowed_origins=_origins(platform),
         ice_addresses=ice,
         admin_token=_token(platform),
         trunk_token=_token(platform, "trunk_token"),
@@ -407,6 +422,29 @@ def load_config(path: Path) -> PlatformConfig:
         or DEFAULT_MEMORY_REPORT_S,
         gc_collect_s=_seconds_or_off(platform, "gc_collect_s", DEFAULT_GC_COLLECT_S),
     )
+
+
+def _origins(platform: dict[str, object]) -> tuple[str, ...]:
+    """``allowed_origins``: web origins (a scheme, a host, maybe a port; no
+    path), or ``"*"``."""
+    value = platform.get("allowed_origins", [])
+    if not isinstance(value, list):
+        raise ConfigError('platform.allowed_origins must be a list, e.g. ["https://example.com"]')
+    origins = []
+    for origin in value:
+        if origin == "*":
+            origins.append(origin)
+            continue
+        if not isinstance(origin, str) or not re.fullmatch(_ORIGIN, origin):
+            raise ConfigError(
+                f"platform.allowed_origins: {origin!r} is not a web origin"
+                " (a scheme, a host and maybe a port, such as https://example.com:8443)"
+            )
+        origins.append(origin.lower())
+    return tuple(origins)
+
+
+_ORIGIN = r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
 
 
 def _database(platform: dict[str, object], path: Path) -> str | None:

@@ -83,10 +83,29 @@ def _audio_sender(pc_senders: list[RTCRtpSender]) -> RTCRtpSender:
     raise LinkError("no audio sender")
 
 
-class CustomerLeg:
-    """The WebRTC leg to one customer; answers the caller's offer."""
+#: A customer's media that stops this long (no RTP packet: endpoints send
+#: silence, or DTX frames at least every 400 ms, while they are muted) is
+#: taken for a customer who is gone (``CustomerLeg.on_dead``).
+DEFAULT_CUSTOMER_MEDIA_TIMEOUT_S = 5.0
+#: How often a leg's media is looked at.
+_WATCH_S = 0.5
 
-    def __init__(self, call_id: str, name: str = "") -> None:
+
+class CustomerLeg:
+    """The WebRTC leg to one customer; answers the caller's offer.
+
+    Its liveness is its own: once connected, a leg whose ICE or DTLS
+    fails or closes, or whose RTP stops for ``media_timeout_s`` while the
+    customer's WebSocket may well live on (a browser's peer connection
+    closed, a network change), tells ``on_dead`` once, with why
+    (``ice_failed``, ``ice_closed``, ``media_stopped``)."""
+
+    def __init__(
+        self,
+        call_id: str,
+        name: str = "",
+        media_timeout_s: float = DEFAULT_CUSTOMER_MEDIA_TIMEOUT_S,
+    ) -> None:
         self.pc = new_peer_connection()
         #: What the customer hears: the waiting tone until an agent is bridged.
         self.feed = CustomerFeed(call_id)
@@ -98,7 +117,23 @@ class CustomerLeg:
         self._tasks = TaskSet(f"leg-{call_id}")
         self._closed = False
         self._connected = asyncio.Event()
+        self._on_dead: Callable[[CustomerLeg, str], None] | None = None
+        self._media_timeout_s = media_timeout_s
+        #: Why the customer's media is gone ("" while it is not).
+        self.dead_reason = ""
         self.pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def on_dead(self) -> Callable[[CustomerLeg, str], None] | None:
+        """Told once when the customer's media is gone (the class docstring);
+        at once, if it is gone already when this is set."""
+        return self._on_dead
+
+    @on_dead.setter
+    def on_dead(self, callback: Callable[[CustomerLeg, str], None] | None) -> None:
+        self._on_dead = callback
+        if callback is not None and self.dead_reason and not self._closed:
+            callback(self, self.dead_reason)
 
     @property
     def call_id(self) -> str:
@@ -109,8 +144,34 @@ class CustomerLeg:
         self.feed.call_id = call_id
 
     def _on_state(self) -> None:
-        if self.pc.connectionState == "connected":
+        state = self.pc.connectionState
+        if state == "connected" and not self._connected.is_set():
             self._connected.set()
+            self._tasks.spawn(self._watch_media(), "media-watch")
+        elif state in ("failed", "closed") and self._connected.is_set():
+            self._dead(f"ice_{state}")
+
+    async def _watch_media(self) -> None:
+        """``media_stopped`` once no packet came for the timeout (bounded:
+        ends with the leg, or once told)."""
+        seen, since = -1, time.monotonic()
+        while not self._closed and not self.dead_reason:
+            packets = self.tap.packets if self.tap is not None else 0
+            now = time.monotonic()
+            if packets != seen:
+                seen, since = packets, now
+            elif now - since >= self._media_timeout_s:
+                self._dead("media_stopped")
+                return
+            await asyncio.sleep(_WATCH_S)
+
+    def _dead(self, reason: str) -> None:
+        if self._closed or self.dead_reason:
+            return
+        self.dead_reason = reason
+        logger.info("%s: the customer's media is gone (%s)", self.name, reason)
+        if self._on_dead is not None:
+            self._on_dead(self, reason)
 
     # --- as a MediaParty ---------------------------------------------------------------
 

@@ -246,6 +246,8 @@ class Router:
 
     def enqueue(self, call: Call) -> None:
         self.calls[call.id] = call
+        if call.leg is not None:
+            self._watch(call, call.leg)
         self._queues[call.queue].append(call)
         self._update_positions(call.queue)
         self._events.emit(
@@ -277,6 +279,27 @@ class Router:
         self._events.emit(
             "call_requeued", call_id=call.id, agent=agent, reason=reason, position=call.position
         )
+
+    def _watch(self, call: Call, leg: CustomerLeg) -> None:
+        """A customer's (or a number's) leg of ``call`` whose media dies
+        leaves it: a customer's call ends ``customer_media_lost``, a number
+        added to it is gone (``media_lost``)."""
+        leg.on_dead = lambda _leg, why: self._leg_dead(call, leg, why)
+
+    def _leg_dead(self, call: Call, leg: CustomerLeg, why: str) -> None:
+        if call.state is CallState.ENDED:
+            return
+        party = next((p for p in call.parties if p.leg is leg), None)
+        self._events.emit(
+            "customer_media_lost",
+            call_id=call.id,
+            why=why,
+            party=party.name if party is not None else None,
+        )
+        if party is not None:
+            self._tasks.spawn(self._party_gone(call, party, "media_lost"), f"lost-{call.id}")
+        elif leg is call.leg:
+            self._tasks.spawn(self.end_call(call, "customer_media_lost"), f"lost-{call.id}")
 
     def _update_positions(self, queue: str) -> None:
         for index, call in enumerate(self._queues[queue], start=1):
@@ -438,7 +461,7 @@ class Router:
         call = Call(
             queue="",
             caller=number,
-            leg=CustomerLeg(call_id),
+            leg=CustomerLeg(call_id, media_timeout_s=self._config.customer_media_timeout_s),
             notify_customer=_nobody,
             id=call_id,
             state=CallState.ROUTING,
@@ -447,6 +470,8 @@ class Router:
             callee=callee,
         )
         callee.call = call
+        assert call.leg is not None
+        self._watch(call, call.leg)
 
         def ring() -> None:
             call.notify_customer = callee.send
@@ -1040,7 +1065,10 @@ class Router:
         with ``accept_incoming`` (then ``incoming_media``), as for an
         agent's outbound call."""
         callee.call = call
-        party.leg = CustomerLeg(call.id, name=party.number)
+        party.leg = CustomerLeg(
+            call.id, name=party.number, media_timeout_s=self._config.customer_media_timeout_s
+        )
+        self._watch(call, party.leg)
         party.state = PartyState.ALERTING
         by = call.agent.name if call.agent is not None else party.number
         callee.send(IncomingCall(call_id=call.id, number=party.number, agent=by))

@@ -243,7 +243,33 @@ class Platform:
     async def _health(self, _request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "agents": len(self.agents)})
 
-    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+    def _origin_refused(self, request: web.Request) -> str:
+        """Why a web page's script may not open the WebSocket ('' if it may).
+
+        A browser names the page's origin; a page of another site than the
+        platform's own, and not in ``allowed_origins``, could otherwise use a
+        visitor's browser to talk to the platform. Clients that send no
+        ``Origin`` (the phone, the caller) are not web pages."""
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return ""
+        allowed = self.config.allowed_origins
+        own = f"{request.scheme}://{request.host}".lower()
+        if origin.lower() == own or "*" in allowed or origin.lower() in allowed:
+            return ""
+        return (
+            f"origin {origin[:200]!r} is not allowed: the platform's"
+            " [platform] allowed_origins lists the web pages that may connect"
+        )
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if refused := self._origin_refused(request):
+            self.events.emit(
+                "origin_refused",
+                origin=request.headers.get("Origin", "")[:200],
+                address=self.proxies.of(request),
+            )
+            return web.Response(status=403, text=refused + "\n")
         ws = web.WebSocketResponse(max_msg_size=_TRANSPORT_MAX_BYTES, heartbeat=5.0)
         await ws.prepare(request)
         self._sockets.add(ws)

@@ -692,7 +692,9 @@ class CallerSession:
                 _check_version(message.version)
                 if not router.has_queue(message.queue):
                     raise RequestError("unknown_queue", f"there is no queue {message.queue!r}")
-                leg = CustomerLeg("pending")
+                leg = CustomerLeg(
+                    "pending", media_timeout_s=self._services.config.customer_media_timeout_s
+                )
                 try:
                     sdp = await leg.answer(message.sdp)
                 except Exception as exc:

@@ -62,6 +62,7 @@ END_REASONS = {
     "left": "You left the conference; the others are still talking.",
     "cancelled": "The consult was cancelled; the customer is back with the other agent.",
     "closed": "The phone closed.",
+    "customer_media_lost": "The customer's audio stopped: their connection was lost.",
     # An outbound call's own endings.
     "unknown_number": "Nobody can be reached at that number.",
     "busy": "That number is on another call.",
