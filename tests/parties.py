@@ -42,6 +42,7 @@ class Trunk:
         hz: float = CUSTOMER_HZ,
         caller: str = "Dana",
         decline: bool = False,
+        trickle: bool = False,
     ) -> None:
         self.ear = Ear(tmp_path / f"{number or caller}.wav")
         self.hangup = asyncio.Event()
@@ -54,6 +55,7 @@ class Trunk:
             trunk_token=platform.trunk_token or "",
             answer_number=number or None,
             decline=decline,
+            trickle=trickle,
         )
         self.task = asyncio.create_task(
             place_call(plan, ToneSource(hz), self.ear, hangup=self.hangup)
@@ -69,9 +71,11 @@ def Customer(platform, tmp_path: Path, queue: str = "support", **kwargs) -> Trun
     return Trunk(platform, tmp_path, queue=queue, **kwargs)
 
 
-def Number(platform, tmp_path: Path, number: str, hz: float, decline=False) -> Trunk:  # noqa: N802
+def Number(  # noqa: N802
+    platform, tmp_path: Path, number: str, hz: float, decline=False, trickle=False
+) -> Trunk:
     """A trunk answering calls to ``number``, saying ``hz``."""
-    return Trunk(platform, tmp_path, number=number, hz=hz, decline=decline)
+    return Trunk(platform, tmp_path, number=number, hz=hz, decline=decline, trickle=trickle)
 
 
 @asynccontextmanager

@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--caller", default="customer", help="caller name shown to the agent")
     p.add_argument(
+        "--trickle",
+        action="store_true",
+        help="send the SDP offer without its ICE candidates, then each as an ice_candidate"
+        " message (trickle ICE)",
+    )
+    p.add_argument(
         "--ice-address",
         action="append",
         metavar="ADDR",
@@ -111,6 +117,7 @@ async def _run(args: argparse.Namespace) -> int:
         answer_number=args.answer,
         ring_s=args.ring,
         decline=args.decline,
+        trickle=args.trickle,
     )
     hangup = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -19,6 +19,7 @@ from aiortc import RTCSessionDescription
 
 from agent_phone.media.audio import AudioSink, AudioSource
 from agent_phone.media.dtls import FingerprintError, check_fingerprints
+from agent_phone.media.ice import CandidateError, RemoteCandidates, split_candidates
 from agent_phone.media.peer import new_peer_connection
 from agent_phone.media.playout import Playout, PlayoutSink, WallClockSink
 from agent_phone.media.quality import CallQuality, StatsSample, sample
@@ -35,6 +36,7 @@ from agent_phone.protocol import (
     CallEnded,
     CallerHangup,
     Error,
+    IceCandidate,
     IncomingCall,
     Message,
     PlaceCall,
@@ -114,6 +116,9 @@ class CallPlan:
     #: or decline it.
     ring_s: float = 0.0
     decline: bool = False
+    #: Trickle ICE (RFC 8838): the offer goes without its candidates, which
+    #: follow it as ``ice_candidate`` messages, then their end.
+    trickle: bool = False
 
 
 async def place_call(
@@ -134,6 +139,8 @@ async def place_call(
     result = CallResult()
     signaling = SignalingClient(plan.platform, decode_to_caller, ca_file=plan.ca_file)
     pc = new_peer_connection()
+    #: Candidates the platform trickles (none today: docs/protocol.md).
+    remote = RemoteCandidates(pc)
     track = OutboundAudioTrack(source)
     tasks = TaskSet("caller")
     heard = HeardAnalysis() if plan.listen else None
@@ -177,6 +184,20 @@ async def place_call(
         tap_audio(pc, arrived)
         tasks.spawn(LossFollower(sender, track).run(), "loss")
         await pc.setLocalDescription(await pc.createOffer())
+        offer, candidates = pc.localDescription.sdp, []
+        if plan.trickle:
+            offer, candidates = split_candidates(offer)
+
+        async def trickle(call_id: str | None) -> None:
+            for candidate, mid, index in candidates:
+                await signaling.send(
+                    IceCandidate(
+                        call_id=call_id, candidate=candidate, sdp_mid=mid, sdp_mline_index=index
+                    )
+                )
+            if plan.trickle:
+                await signaling.send(IceCandidate(call_id=call_id, candidate=""))
+
         if plan.answer_number is not None:
             await signaling.send(
                 AwaitCalls(
@@ -191,10 +212,11 @@ async def place_call(
                     version=PROTOCOL_VERSION,
                     queue=plan.queue,
                     caller=plan.caller,
-                    sdp=pc.localDescription.sdp,
+                    sdp=offer,
                     trunk_token=plan.trunk_token,
                 )
             )
+            await trickle(None)
         user_hangup = hangup or asyncio.Event()
         messages = signaling.messages()
         deadline = started + plan.wait_s
@@ -223,9 +245,8 @@ async def place_call(
             ):
                 # It has rung long enough: answer, and go on reading.
                 accept_at = 0.0
-                await signaling.send(
-                    AcceptIncoming(call_id=result.call_id, sdp=pc.localDescription.sdp)
-                )
+                await signaling.send(AcceptIncoming(call_id=result.call_id, sdp=offer))
+                await trickle(result.call_id)
                 continue
             if next_message not in done:
                 next_message.cancel()
@@ -258,6 +279,14 @@ async def place_call(
                         result.error = f"the platform's media answer is refused: {exc}"
                         break
                     await pc.setRemoteDescription(RTCSessionDescription(message.sdp, "answer"))
+                    await remote.flush()
+                case IceCandidate():
+                    try:
+                        await remote.add(
+                            message.candidate, message.sdp_mid, message.sdp_mline_index
+                        )
+                    except CandidateError as exc:
+                        logger.warning("the platform's candidate is refused: %s", exc)
                 case AwaitingCalls():
                     logger.info("awaiting calls to %s", message.number)
                 case IncomingCall() if result.call_id is None:
@@ -273,9 +302,8 @@ async def place_call(
                     if plan.ring_s > 0:
                         accept_at = time.monotonic() + plan.ring_s
                     else:
-                        await signaling.send(
-                            AcceptIncoming(call_id=message.call_id, sdp=pc.localDescription.sdp)
-                        )
+                        await signaling.send(AcceptIncoming(call_id=message.call_id, sdp=offer))
+                        await trickle(message.call_id)
                 case QueuePosition(position=position):
                     result.positions.append(position)
                     if answered_at:

@@ -29,7 +29,14 @@ from agent_phone.cloud.errors import RequestError
 from agent_phone.cloud.events import EventLog
 from agent_phone.cloud.media_edge import AgentLink, LinkError, LinkState
 from agent_phone.media.dtls import FingerprintError, check_fingerprints
-from agent_phone.protocol import ConnectionAnswer, ConnectionOffer, ConnectionState, Message
+from agent_phone.media.ice import CandidateError
+from agent_phone.protocol import (
+    ConnectionAnswer,
+    ConnectionOffer,
+    ConnectionState,
+    IceCandidate,
+    Message,
+)
 from agent_phone.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
@@ -202,6 +209,20 @@ class ConnectionManager:
             # Set up ahead of any call (R5) or for a call already gone.
             await self._after_call(session, link, reason)
         return link
+
+    async def add_candidate(self, session: AgentEndpoint, message: IceCandidate) -> None:
+        """A candidate the phone trickles after its answer (trickle ICE)."""
+        link = self.link(session.name)
+        if link is None or link.id != message.connection_id:
+            raise RequestError(
+                "unknown_connection", f"you have no connection {message.connection_id!r}"
+            )
+        try:
+            await link.remote_candidates.add(
+                message.candidate, message.sdp_mid, message.sdp_mline_index
+            )
+        except CandidateError as exc:
+            raise RequestError("invalid", f"ice_candidate: {exc}") from None
 
     def accept_answer(self, session: AgentEndpoint, message: ConnectionAnswer) -> None:
         link = self.link(session.name)

@@ -27,6 +27,7 @@ from aiortc import RTCRtpSender, RTCSessionDescription
 
 from agent_phone.cloud.customer_audio import CustomerFeed, Feed
 from agent_phone.media.audio import AudioSource
+from agent_phone.media.ice import RemoteCandidates
 from agent_phone.media.liveness import Heartbeat, create_liveness_channel
 from agent_phone.media.peer import new_peer_connection
 from agent_phone.media.receiver import PacketSink, PacketTap, tap_audio
@@ -115,6 +116,8 @@ class CustomerLeg:
         self.tap: PacketTap | None = None
         self.track = OutboundAudioTrack(self.feed)
         self._tasks = TaskSet(f"leg-{call_id}")
+        #: What the customer trickles after their offer (trickle ICE).
+        self.remote_candidates = RemoteCandidates(self.pc)
         self._closed = False
         self._connected = asyncio.Event()
         self._on_dead: Callable[[CustomerLeg, str], None] | None = None
@@ -193,6 +196,7 @@ class CustomerLeg:
 
     async def answer(self, offer_sdp: str) -> str:
         await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        await self.remote_candidates.flush()
         try:
             self.tap = tap_audio(self.pc)  # dropped until bridged
         except ValueError:
@@ -239,6 +243,8 @@ class AgentLink:
         self._track = OutboundAudioTrack(parked=True)
         self._transceiver.sender.replaceTrack(self._track)
         self._tasks = TaskSet(self.id)
+        #: What the phone trickles after its answer (trickle ICE).
+        self.remote_candidates = RemoteCandidates(self.pc)
         self._connected = asyncio.Event()
         channel = create_liveness_channel(self.pc)
         self._heartbeat = Heartbeat(channel, lambda: self._dead("heartbeat_lost"))
@@ -297,6 +303,7 @@ class AgentLink:
     async def accept_answer(self, sdp: str, timeout: float) -> None:
         """Apply the phone's answer and wait until media can flow."""
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+        await self.remote_candidates.flush()
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
         except TimeoutError:

@@ -31,6 +31,7 @@ from agent_phone.cloud.lockout import LockedOut, SignInGuard, client_address
 from agent_phone.cloud.media_edge import CustomerLeg, LinkError
 from agent_phone.cloud.records import CallRecorder
 from agent_phone.cloud.routing import Call, CallState, Router
+from agent_phone.media.ice import CandidateError
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
     AcceptIncoming,
@@ -51,6 +52,7 @@ from agent_phone.protocol import (
     Error,
     Hangup,
     HoldCall,
+    IceCandidate,
     LeaveConference,
     Message,
     PlaceCall,
@@ -194,6 +196,8 @@ class AgentSession:
                 self.set_status(status, reason, "requested")
             case ConnectionAnswer():
                 p.connections.accept_answer(self, message)
+            case IceCandidate():
+                await p.connections.add_candidate(self, message)
             case AnswerCall(call_id=call_id):
                 p.router.answer(self, call_id)
             case DeclineCall(call_id=call_id):
@@ -708,20 +712,13 @@ class CallerSession:
                 leg.call_id = call.id
                 self.call = call
                 self.send(CallAccepted(call_id=call.id, sdp=sdp, position=0))
-                # Only a call whose customer can be heard is queued: an agent
-                # is never handed a call with no customer on it.
-                try:
-                    await leg.wait_connected(self._services.config.connect_timeout_s)
-                except LinkError as exc:
-                    self.call = None
-                    await leg.close()
-                    raise RequestError("media_failed", str(exc), call.id) from None
-                if self._open:
-                    router.enqueue(call)
+                # Its media connects in a task of its own: meanwhile this
+                # trunk's messages (trickled candidates, a hang-up) are read.
+                self._services.tasks.spawn(self._queue_once_heard(call), f"connect-{call.id}")
             case CallerHangup(call_id=call_id):
                 if self.call is None or self.call.id != call_id:
                     raise RequestError("unknown_call", f"you have no call {call_id!r}", call_id)
-                await router.trunk_hangup(self, self.call)
+                await self._hang_up(self.call)
             case AwaitCalls():
                 self._check_trunk_token(message)
                 _check_version(message.version)
@@ -739,16 +736,72 @@ class CallerSession:
             case AcceptIncoming(call_id=call_id, sdp=offer):
                 sdp = await router.accept_incoming(self, call_id, offer)
                 self.send(CallAccepted(call_id=call_id, sdp=sdp, position=0))
-                await router.incoming_media(self, call_id)
+                self._services.tasks.spawn(self._join_once_heard(call_id), f"connect-{call_id}")
+            case IceCandidate():
+                await self._candidate(message)
             case _:
                 raise RequestError("invalid", f"{type(message).__name__} is not for the platform")
+
+    async def _queue_once_heard(self, call: Call) -> None:
+        """Only a call whose customer can be heard is queued: an agent is
+        never handed a call with no customer on it."""
+        leg = call.leg
+        assert leg is not None
+        try:
+            await leg.wait_connected(self._services.config.connect_timeout_s)
+        except LinkError as exc:
+            if self.call is call:
+                self.call = None
+            await leg.close()
+            refusal = RequestError("media_failed", str(exc), call.id)
+            log_refusal(self._services.events, self, "place_call", refusal)
+            self.send(error_for(refusal, "place_call"))
+            return
+        if self._open and self.call is call:
+            self._services.router.enqueue(call)
+
+    async def _join_once_heard(self, call_id: str) -> None:
+        try:
+            await self._services.router.incoming_media(self, call_id)
+        except RequestError as exc:
+            log_refusal(self._services.events, self, "accept_incoming", exc)
+            self.send(error_for(exc, "accept_incoming"))
+
+    async def _hang_up(self, call: Call) -> None:
+        """The customer hangs up: a call not queued yet (its media still
+        connecting) just ends here; any other as the router says."""
+        if call.state is CallState.QUEUED and call.id not in self._services.router.calls:
+            self.call = None
+            if call.leg is not None:
+                await call.leg.close()
+            return
+        await self._services.router.trunk_hangup(self, call)
+
+    async def _candidate(self, message: IceCandidate) -> None:
+        """A candidate trickled after this trunk's offer (``place_call``'s,
+        named by no call id; ``accept_incoming``'s, by its call id)."""
+        call = self.call
+        if call is None or call.state is CallState.ENDED or message.call_id not in (None, call.id):
+            raise RequestError(
+                "unknown_call", f"you have no call {message.call_id!r}", message.call_id
+            )
+        party = next((p for p in call.parties if p.callee is self), None)
+        leg = party.leg if party is not None else call.leg
+        if leg is None:
+            raise RequestError("wrong_state", "the call has no media of yours yet", call.id)
+        try:
+            await leg.remote_candidates.add(
+                message.candidate, message.sdp_mid, message.sdp_mline_index
+            )
+        except CandidateError as exc:
+            raise RequestError("invalid", f"ice_candidate: {exc}", call.id) from None
 
     async def gone(self) -> None:
         self._open = False
         if self.number and self._services.numbers.get(self.number) is self:
             del self._services.numbers[self.number]
         if self.call is not None and self.call.state is not CallState.ENDED:
-            await self._services.router.trunk_hangup(self, self.call)
+            await self._hang_up(self.call)
 
 
 def error_for(exc: RequestError, in_reply_to: str | None) -> Error:

@@ -16,6 +16,7 @@ from aiortc import RTCRtpTransceiver, RTCSessionDescription
 
 from agent_phone.media.audio import AudioSource
 from agent_phone.media.dtls import FingerprintError, check_fingerprints
+from agent_phone.media.ice import RemoteCandidates
 from agent_phone.media.liveness import Heartbeat, create_liveness_channel
 from agent_phone.media.peer import new_peer_connection
 from agent_phone.media.receiver import AudioReceiver, PacketTap, tap_audio
@@ -45,6 +46,9 @@ class PhoneConnection:
         self._transceiver: RTCRtpTransceiver | None = None
         self._tasks = TaskSet(connection_id)
         self._heartbeat: Heartbeat | None = None
+        #: Candidates the platform trickles after its offer (it sends none
+        #: today: its offers carry every candidate; docs/protocol.md).
+        self.remote_candidates = RemoteCandidates(self.pc)
         self.pc.on("connectionstatechange", self._on_state)
 
     def __repr__(self) -> str:
@@ -97,6 +101,7 @@ class PhoneConnection:
         except FingerprintError as exc:
             raise ConnectionError_(str(exc)) from None
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        await self.remote_candidates.flush()
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
         if len(audio) != 1:
             raise ConnectionError_(f"expected one audio stream in the offer, got {len(audio)}")

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from agent_phone.media import voice_processing
+from agent_phone.media.ice import CandidateError
 from agent_phone.media.playout import Pull
 from agent_phone.media.receiver import AudioReceiver
 from agent_phone.media.tones import call_waiting_beep, validate_dtmf
@@ -55,6 +56,7 @@ from agent_phone.protocol import (
     Hangup,
     HeardQuality,
     HoldCall,
+    IceCandidate,
     LeaveConference,
     Message,
     PartyChanged,
@@ -201,6 +203,8 @@ class PhoneEngine:
                 self._emit(events.Presence(on_queue=on_queue, reason=reason))
             case ConnectionOffer():
                 await self._accept_connection(message)
+            case IceCandidate():
+                await self._remote_candidate(message)
             case ConnectionState():
                 if message.state == "closed" and self.connection is not None:
                     if self.connection.id == message.connection_id:
@@ -252,6 +256,19 @@ class PhoneEngine:
             await self._drop_connection("bad_offer")
             raise PhoneError(f"cannot answer the platform's connection offer: {exc}") from None
         await self._send(ConnectionAnswer(connection_id=offer.connection_id, sdp=sdp))
+
+    async def _remote_candidate(self, message: IceCandidate) -> None:
+        """A candidate the platform trickles after its offer (trickle ICE)."""
+        connection = self.connection
+        if connection is None or connection.id != message.connection_id:
+            logger.info("candidate for connection %s ignored: not ours", message.connection_id)
+            return
+        try:
+            await connection.remote_candidates.add(
+                message.candidate, message.sdp_mid, message.sdp_mline_index
+            )
+        except CandidateError as exc:
+            logger.warning("the platform's candidate is refused: %s", exc)
 
     def _connection_dead(self, connection: PhoneConnection, reason: str) -> None:
         if connection is self.connection:

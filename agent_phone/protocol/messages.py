@@ -43,6 +43,8 @@ __all__ = [
     "PLATFORM_STATUSES",
     "PHONE_NUMBER_PATTERN",
     "IncomingCall",
+    "IceCandidate",
+    "MAX_CANDIDATE_CHARS",
     "AcceptIncoming",
     "AwaitCalls",
     "AwaitingCalls",
@@ -328,6 +330,27 @@ class ResumeSession(Message, tag="resume_session", frozen=True):
         return "ResumeSession(session_token=<hidden>)"
 
 
+# --- trickle ICE: both conversations, both directions --------------------------
+
+#: An ICE candidate line is well under this (RFC 8839: a few hundred chars).
+MAX_CANDIDATE_CHARS = 512
+
+
+class IceCandidate(Message, tag="ice_candidate", frozen=True, kw_only=True):
+    """Trickle ICE (RFC 8838): one more ICE candidate of the sender's side of
+    a media connection, after its offer or answer went without it. It names
+    the connection as the offer and answer do: ``connection_id`` (an agent's
+    connection) or ``call_id`` (a customer's call). ``candidate`` is the
+    ``candidate`` string of an ``RTCIceCandidateInit`` (``candidate:...``);
+    an empty string is the end of the sender's candidates."""
+
+    candidate: Annotated[str, msgspec.Meta(max_length=MAX_CANDIDATE_CHARS)]
+    connection_id: str | None = None
+    call_id: str | None = None
+    sdp_mid: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    sdp_mline_index: Annotated[int, msgspec.Meta(ge=0, le=15)] | None = None
+
+
 AgentToPlatform = (
     SignIn
     | SetPresence
@@ -352,6 +375,7 @@ AgentToPlatform = (
     | CancelTransfer
     | AddToConference
     | LeaveConference
+    | IceCandidate
 )
 
 
@@ -558,6 +582,7 @@ PlatformToAgent = (
     | SessionResumed
     | Error
     | CallHeld
+    | IceCandidate
 )
 
 
@@ -599,7 +624,7 @@ class AcceptIncoming(Message, tag="accept_incoming", frozen=True):
     sdp: str
 
 
-CallerToPlatform = PlaceCall | CallerHangup | AwaitCalls | AcceptIncoming
+CallerToPlatform = PlaceCall | CallerHangup | AwaitCalls | AcceptIncoming | IceCandidate
 
 
 class CallAccepted(Message, tag="call_accepted", frozen=True):
@@ -630,7 +655,14 @@ class IncomingCall(Message, tag="incoming_call", frozen=True):
 
 
 PlatformToCaller = (
-    CallAccepted | QueuePosition | CallConnected | CallEnded | AwaitingCalls | IncomingCall | Error
+    CallAccepted
+    | QueuePosition
+    | CallConnected
+    | CallEnded
+    | AwaitingCalls
+    | IncomingCall
+    | IceCandidate
+    | Error
 )
 
 
