@@ -109,6 +109,9 @@ class PlatformConfig:
     #: WebSocket, besides the platform's own pages; ``"*"``: any. A client
     #: that sends no ``Origin`` (the phone, the caller) is not concerned.
     allowed_origins: tuple[str, ...] = ()
+    #: Queues a customer may call from the platform's web page (``/call``:
+    #: click-to-call, agent_phone/cloud/web.py); none: no page.
+    click_to_call_queues: tuple[str, ...] = ()
     ice_addresses: tuple[str, ...] = ("127.0.0.1",)
     #: Bearer token for the admin HTTP API; a random one is made when unset.
     admin_token: str | None = None
@@ -203,6 +206,7 @@ def demo_config(**overrides: object) -> PlatformConfig:
         )
     }
     overrides.setdefault("status_reasons", DEMO_STATUS_REASONS)
+    overrides.setdefault("click_to_call_queues", ("support",))
     return PlatformConfig(agents=agents, queues=queues, **overrides)  # type: ignore[arg-type]
 
 
@@ -407,6 +411,7 @@ def load_config(path: Path) -> PlatformConfig:
         )
         or DEFAULT_CUSTOMER_MEDIA_TIMEOUT_S,
         allowed_origins=_origins(platform),
+        click_to_call_queues=_click_to_call(platform, queues),
         ice_addresses=ice,
         admin_token=_token(platform),
         trunk_token=_token(platform, "trunk_token"),
@@ -422,6 +427,18 @@ def load_config(path: Path) -> PlatformConfig:
         or DEFAULT_MEMORY_REPORT_S,
         gc_collect_s=_seconds_or_off(platform, "gc_collect_s", DEFAULT_GC_COLLECT_S),
     )
+
+
+def _click_to_call(platform: dict[str, object], queues: dict[str, QueueConfig]) -> tuple[str, ...]:
+    value = platform.get("click_to_call_queues", [])
+    if not isinstance(value, list) or not all(isinstance(q, str) for q in value):
+        raise ConfigError(
+            'platform.click_to_call_queues must be a list of queues, e.g. ["support"]'
+        )
+    for queue in value:
+        if queue not in queues:
+            raise ConfigError(f"platform.click_to_call_queues: there is no queue {queue!r}")
+    return tuple(value)
 
 
 def _origins(platform: dict[str, object]) -> tuple[str, ...]:

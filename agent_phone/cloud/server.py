@@ -39,6 +39,7 @@ from agent_phone.cloud.sessions import (
 )
 from agent_phone.cloud.storage import PLATFORM_RESTART, Storage, default_path, open_storage
 from agent_phone.cloud.tls import fingerprint_of, server_ssl_context
+from agent_phone.cloud.web import CallTokens, ClickToCall
 from agent_phone.media.ice import restrict_ice_addresses
 from agent_phone.protocol import (
     MAX_MESSAGE_BYTES,
@@ -162,6 +163,7 @@ class Platform:
             tasks=self.tasks,
             trunk_token=self.trunk_token,
             numbers={},
+            call_tokens=CallTokens(),
         )
         self.memory = MemoryMonitor(
             self.events, config.memory_report_s, self._counts, config.gc_collect_s
@@ -188,6 +190,13 @@ class Platform:
         app = web.Application()
         app.router.add_get("/ws", self._websocket)
         app.router.add_get("/health", self._health)
+        ClickToCall(
+            self.config,
+            self.events,
+            self.services.call_tokens,
+            self._origin_refused,
+            self.proxies.of,
+        ).add_routes(app)
         AdminApi(
             config=self.config,
             timeouts=self.timeouts,
@@ -216,6 +225,12 @@ class Platform:
             "ready",
             url=self.url,
             admin_url=f"{'https' if tls else 'http'}://{where}:{bound[1]}/admin",
+            # The customers' web page, when a queue has one (web.py).
+            click_to_call_url=(
+                f"{'https' if tls else 'http'}://{where}:{bound[1]}/call"
+                if self.config.click_to_call_queues
+                else None
+            ),
             # Shown only when the configuration names none: the operator's
             # console is the one place it is printed.
             admin_token=None if self.config.admin_token else self.admin_token,

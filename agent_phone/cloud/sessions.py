@@ -31,6 +31,7 @@ from agent_phone.cloud.lockout import LockedOut, SignInGuard, client_address
 from agent_phone.cloud.media_edge import CustomerLeg, LinkError
 from agent_phone.cloud.records import CallRecorder
 from agent_phone.cloud.routing import Call, CallState, Router
+from agent_phone.cloud.web import WEB_TOKEN_PREFIX, CallTokens
 from agent_phone.media.ice import CandidateError
 from agent_phone.protocol import (
     PROTOCOL_VERSION,
@@ -108,6 +109,8 @@ class SessionServices:
     trunk_token: str
     #: Trunks awaiting calls, by number (``await_calls``; one trunk a number).
     numbers: dict[str, CallerSession]
+    #: The click-to-call page's single-use tokens (web.py).
+    call_tokens: CallTokens
 
 
 class AgentSession:
@@ -665,10 +668,21 @@ class CallerSession:
         self._open = True
 
     def _check_trunk_token(self, message: PlaceCall | AwaitCalls) -> None:
-        """Only the platform's trunks place or take calls; every refusal is
-        logged (never the token given)."""
+        """Only the platform's trunks place or take calls, and a web page a
+        call to the queue its call token is for; every refusal is logged
+        (never the token given)."""
+        given = message.trunk_token
+        if isinstance(message, PlaceCall) and given.startswith(WEB_TOKEN_PREFIX):
+            if self._services.call_tokens.take(given, message.queue):
+                return
+            self._services.events.emit(
+                "trunk_refused", reason="bad_call_token", peer=self._peer, queue=message.queue
+            )
+            raise RequestError(
+                "auth_failed", "the call token is used, expired or for another queue"
+            )
         expected = self._services.trunk_token.encode()
-        if not hmac.compare_digest(message.trunk_token.encode(), expected):
+        if not hmac.compare_digest(given.encode(), expected):
             where = (
                 {"queue": message.queue, "caller": message.caller}
                 if isinstance(message, PlaceCall)

@@ -463,17 +463,52 @@ async def control_scene(out: Path, workdir: Path) -> None:
         platform.stop()
 
 
+async def web_scene(out: Path, workdir: Path) -> None:
+    """The click-to-call page in headless Chromium (its fake microphone a
+    tone), connected to bob, a phone engine in this process, answering by
+    auto answer: ``click-to-call.png``."""
+    from audio_analysis import make_tone
+    from browser import Chromium
+    from inprocess import signed_in_agent
+    from procs import PlatformProcess, write_config
+
+    from agent_phone.media.wav import write_wav
+    from agent_phone.phone import events
+
+    config = write_config(workdir / "web.toml", click_to_call_queues=["support"])
+    platform = PlatformProcess(config, log_dir=workdir)
+    microphone = workdir / "web-customer.wav"
+    write_wav(microphone, make_tone(440.0, 4.0))
+    browser = Chromium(microphone, workdir / "chromium")
+    try:
+        await browser.start()
+        async with signed_in_agent(platform, "bob", workdir, auto_answer=True) as bob:
+            base = platform.url.replace("ws://", "http://").removesuffix("/ws")
+            page = await browser.open(f"{base}/call?queue=support")
+            await page.evaluate("document.getElementById('call').click()")
+            await bob.wait_for(events.CallChanged, lambda e: e.state == "connected")
+            await page.wait_for("callPage.state === 'connected'")
+            await page.evaluate("document.getElementById('hangup').focus()")
+            await page.screenshot(out / "click-to-call.png", 560, 400)
+            print("wrote", out / "click-to-call.png", flush=True)
+            await page.evaluate("document.getElementById('hangup').click()")
+            await page.close()
+    finally:
+        browser.stop()
+        platform.stop()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     p.add_argument("--dark", action="store_true", help="a dark palette; writes *-dark.png")
     p.add_argument(
         "--scene",
-        choices=("all", "main", "quality", "dial", "control"),
+        choices=("all", "main", "quality", "dial", "control", "web"),
         default="all",
         help="main: every picture but quality.png and the dial pad's; quality: only quality.png;"
         " dial: only dial-pad.png and outbound-call.png; control: transfer.png, consult.png"
-        " and wrap-up.png",
+        " and wrap-up.png; web: click-to-call.png (headless Chromium)",
     )
     opts = p.parse_args()
     import virtual_audio
@@ -510,6 +545,8 @@ def main() -> int:
                 loop.run_until_complete(dial_scene(platform.url, opts.out, workdir))
             if opts.scene in ("all", "control") and not opts.dark:
                 loop.run_until_complete(control_scene(opts.out, workdir))
+            if opts.scene in ("all", "web") and not opts.dark:
+                loop.run_until_complete(web_scene(opts.out, workdir))
     finally:
         platform.stop()
         stop_process(xvfb)
