@@ -57,6 +57,19 @@ async def test_a_browser_customer_calls_from_the_page_and_is_heard_both_ways(
             assert has_tone(heard_in_browser, BOB_HZ)
             assert has_tone(bob.ear.since(start), CUSTOMER_HZ)
 
+            # Keys the customer presses on the page's keypad reach bob as
+            # RFC 4733 events (the browser's DTMF sender works: negotiated).
+            mark = bob.mark()
+            for key in "12#":
+                await page.evaluate(
+                    f"[...document.querySelectorAll('#keypad button')]"
+                    f".find((b) => b.textContent === {key!r}).click()"
+                )
+                await bob.wait_for(events.DtmfReceived, lambda e, k=key: e.digit == k, mark)
+            keys = [e.digit for e in bob.events[mark:] if isinstance(e, events.DtmfReceived)]
+            assert keys == ["1", "2", "#"]
+            assert not has_tone(bob.ear.since(start), 697.0)  # (no tones in the audio)
+
             # The browser's peer connection closes; its WebSocket stays.
             mark = bob.mark()
             closed_at = time.monotonic()
@@ -88,6 +101,8 @@ async def test_a_browser_customer_calls_from_the_page_and_is_heard_both_ways(
             await page.close()
     finally:
         browser.stop()
+    pressed = platform.matching("dtmf_received", call_id=answered.call_id)  # type: ignore[attr-defined]
+    assert [e["digit"] for e in pressed] == ["1", "2", "#"]
     records = platform.call_records()
     assert records[answered.call_id]["end_reason"] == "customer_media_lost"  # type: ignore[attr-defined]
     assert records[second.call_id]["end_reason"] == "customer_hangup"  # type: ignore[attr-defined]

@@ -164,3 +164,28 @@ def test_the_customer_feed_follows_the_call():
 
     feed.set_mode(Feed.WAITING)  # re-queued: the pending keys are dropped
     assert has_tone(_read(feed, 1.0), WAITING_HZ)
+
+
+def test_rfc4733_telephone_events_become_each_key_once_and_bad_ones_are_refused():
+    from agent_phone.media.telephone_event import EventReceiver, negotiated_payload_type
+
+    now = [0.0]
+    keys: list[str] = []
+    receiver = EventReceiver(keys.append, lambda: now[0])
+
+    def event(number: int, end: bool = False, duration: int = 960) -> bytes:
+        return bytes([number, (0x80 if end else 0) | 10]) + duration.to_bytes(2, "big")
+
+    # A key: its packets, its end sent three times, all at one timestamp.
+    for payload in (event(1), event(1, duration=1920), *[event(1, end=True)] * 3):
+        receiver.put(payload, 1000, 0)
+    now[0] = 0.2
+    receiver.put(event(11, end=True), 9000, 0)  # only the end of "#" came through
+    now[0] = 0.21
+    receiver.put(event(5), 9960, 0)  # 10 ms later: a flood, not a key
+    receiver.put(b"\x01\x0a", 20000, 0)  # short
+    receiver.put(event(200), 30000, 0)  # no DTMF key
+    assert keys == ["1", "#"] and receiver.refused == 3
+    sdp = "a=rtpmap:111 opus/48000/2\r\na=rtpmap:110 telephone-event/48000\r\n"
+    assert negotiated_payload_type(sdp) == 110
+    assert negotiated_payload_type("a=rtpmap:126 telephone-event/8000\r\n") is None

@@ -20,7 +20,7 @@ from aiortc import RTCSessionDescription
 from agent_phone.media.audio import AudioSink, AudioSource
 from agent_phone.media.dtls import FingerprintError, check_fingerprints
 from agent_phone.media.ice import CandidateError, RemoteCandidates, split_candidates
-from agent_phone.media.peer import new_peer_connection
+from agent_phone.media.peer import new_peer_connection, opus_only
 from agent_phone.media.playout import Playout, PlayoutSink, WallClockSink
 from agent_phone.media.quality import CallQuality, StatsSample, sample
 from agent_phone.media.receiver import AudioReceiver, PacketSink, tap_audio
@@ -181,6 +181,7 @@ async def place_call(
             await sink.start()
         await signaling.connect()
         sender = pc.addTrack(track)
+        opus_only(pc)  # (it hears the agent's keys in band)
         tap_audio(pc, arrived)
         tasks.spawn(LossFollower(sender, track).run(), "loss")
         await pc.setLocalDescription(await pc.createOffer())

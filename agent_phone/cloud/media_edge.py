@@ -29,8 +29,9 @@ from agent_phone.cloud.customer_audio import CustomerFeed, Feed
 from agent_phone.media.audio import AudioSource
 from agent_phone.media.ice import RemoteCandidates
 from agent_phone.media.liveness import Heartbeat, create_liveness_channel
-from agent_phone.media.peer import new_peer_connection
+from agent_phone.media.peer import new_peer_connection, opus_only
 from agent_phone.media.receiver import PacketSink, PacketTap, tap_audio
+from agent_phone.media.telephone_event import EventReceiver, negotiated_payload_type
 from agent_phone.media.tracks import FORWARDED, OutboundAudioTrack
 from agent_phone.tasks import TaskSet
 
@@ -121,6 +122,8 @@ class CustomerLeg:
         self._closed = False
         self._connected = asyncio.Event()
         self._on_dead: Callable[[CustomerLeg, str], None] | None = None
+        #: Told each DTMF key the customer presses (RFC 4733 events).
+        self.on_dtmf: Callable[[CustomerLeg, str], None] | None = None
         self._media_timeout_s = media_timeout_s
         #: Why the customer's media is gone ("" while it is not).
         self.dead_reason = ""
@@ -203,7 +206,16 @@ class CustomerLeg:
             raise LinkError("the customer's offer has no audio") from None
         self.pc.addTrack(self.track)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return self.pc.localDescription.sdp
+        answer = self.pc.localDescription.sdp
+        if (event_type := negotiated_payload_type(answer)) is not None:
+            # The customer's endpoint sends keys as RFC 4733 events.
+            self.tap.event_type = event_type
+            self.tap.events = EventReceiver(self._digit, time.monotonic).put
+        return answer
+
+    def _digit(self, digit: str) -> None:
+        if self.on_dtmf is not None and not self._closed:
+            self.on_dtmf(self, digit)
 
     async def close(self) -> None:
         if self._closed:
@@ -238,6 +250,7 @@ class AgentLink:
         self.pc = new_peer_connection()
         self._on_dead = on_dead
         self._transceiver = self.pc.addTransceiver("audio", direction="sendrecv")
+        opus_only(self.pc)  # (the agent's keys go as messages, not RTP events)
         #: What the agent says: dropped until ``speak_to`` points it on.
         self._tap = tap_audio(self.pc)
         self._track = OutboundAudioTrack(parked=True)

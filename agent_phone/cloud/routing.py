@@ -50,6 +50,7 @@ from agent_phone.protocol import (
     CallHeld,
     CallOffered,
     CallRinging,
+    DtmfReceived,
     IncomingCall,
     Message,
     PartyChanged,
@@ -285,6 +286,25 @@ class Router:
         leaves it: a customer's call ends ``customer_media_lost``, a number
         added to it is gone (``media_lost``)."""
         leg.on_dead = lambda _leg, why: self._leg_dead(call, leg, why)
+        leg.on_dtmf = lambda _leg, digit: self._leg_dtmf(call, leg, digit)
+
+    def _leg_dtmf(self, call: Call, leg: CustomerLeg, digit: str) -> None:
+        """A key pressed by the customer (or a number on the call): the
+        agents talking with them are told (``dtmf_received``)."""
+        if call.state is CallState.ENDED:
+            return
+        party = next((p for p in call.parties if p.leg is leg), None)
+        self._events.emit(
+            "dtmf_received",
+            call_id=call.id,
+            digit=digit,
+            party=party.name if party is not None else None,
+        )
+        agents = [call.agent] if call.agent is not None else []
+        agents += [p.agent for p in call.parties if p.agent and p.state is PartyState.CONNECTED]
+        if call.state is CallState.CONNECTED:
+            for agent in agents:
+                agent.send(DtmfReceived(call_id=call.id, digit=digit))
 
     def _leg_dead(self, call: Call, leg: CustomerLeg, why: str) -> None:
         if call.state is CallState.ENDED:

@@ -38,9 +38,17 @@ class PacketTap(_AiortcJitterBuffer):
         super().__init__(capacity=16)
         self.sink = sink
         self.packets = 0
+        #: RFC 4733 telephone-event packets (their payload type, and where
+        #: they go): never into the audio's sink.
+        self.event_type: int | None = None
+        self.events: PacketSink | None = None
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         self.packets += 1
+        if packet.payload_type == self.event_type:
+            if self.events is not None:
+                self.events(packet.payload, packet.timestamp, packet.sequence_number)
+            return False, None
         if self.sink is not None:
             payload = getattr(packet, "_data", packet.payload)
             self.sink(payload, packet.timestamp, packet.sequence_number)

@@ -51,6 +51,7 @@ from agent_phone.protocol import (
     ConnectionState,
     DeclineCall,
     Dial,
+    DtmfReceived,
     EndConnection,
     Error,
     Hangup,
@@ -220,6 +221,8 @@ class PhoneEngine:
                 self._held(call_id, on)
             case PartyChanged():
                 self._party(message)
+            case DtmfReceived(call_id=call_id, digit=digit) if call_id in self.calls:
+                self._emit(events.DtmfReceived(call_id=call_id, digit=digit))
             case CallEnded(call_id=call_id, reason=reason):
                 if (call := self.calls.get(call_id)) is not None:
                     await self._end_call(call, reason)

@@ -274,6 +274,15 @@ class DtmfSent(PhoneEvent):
     digits: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class DtmfReceived(PhoneEvent):
+    """The customer pressed a key (an RFC 4733 event from their endpoint)."""
+
+    name: ClassVar[str] = "dtmf_received"
+    call_id: str
+    digit: str
+
+
 # --- sessions: token refresh and resume after a dropped WebSocket -------------
 
 

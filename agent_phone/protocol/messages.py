@@ -44,6 +44,7 @@ __all__ = [
     "PHONE_NUMBER_PATTERN",
     "IncomingCall",
     "IceCandidate",
+    "DtmfReceived",
     "MAX_CANDIDATE_CHARS",
     "AcceptIncoming",
     "AwaitCalls",
@@ -266,6 +267,14 @@ class SendDtmf(Message, tag="send_dtmf", frozen=True):
 
     call_id: str
     digits: DtmfDigits
+
+
+class DtmfReceived(Message, tag="dtmf_received", frozen=True):
+    """The customer (or a number on the call) pressed a key: an RFC 4733
+    event from their endpoint."""
+
+    call_id: str
+    digit: Annotated[str, msgspec.Meta(pattern=r"^[0-9*#A-D]$")]
 
 
 class CallHeld(Message, tag="call_held", frozen=True):
@@ -583,6 +592,7 @@ PlatformToAgent = (
     | Error
     | CallHeld
     | IceCandidate
+    | DtmfReceived
 )
 
 

@@ -51,6 +51,7 @@ class PhoneBridge(QObject):
     held = Signal(object)  # events.Held
     party = Signal(object)  # events.Party
     dtmf = Signal(object)  # events.DtmfSent
+    dtmf_received = Signal(object)  # events.DtmfReceived
     error = Signal(object)  # events.Error
     quality = Signal(object)  # events.Quality
     audio_clock = Signal(object)  # events.AudioClock
@@ -83,6 +84,7 @@ class PhoneBridge(QObject):
             events.Held: self.held,
             events.Party: self.party,
             events.DtmfSent: self.dtmf,
+            events.DtmfReceived: self.dtmf_received,
             events.Error: self.error,
             events.Quality: self.quality,
             events.AudioClock: self.audio_clock,

@@ -228,6 +228,8 @@ class CallPanel(QFrame):
         self._consulted = False
         #: The agent is in after-call work (their status says so).
         self._after_call_work = False
+        #: Keys the caller pressed on the shown call (RFC 4733 events).
+        self._keys_received = ""
         #: The shown call's direction: inbound, outbound or internal.
         self._direction = "inbound"
         #: Every call not ended: its latest event, and when that came (monotonic).
@@ -247,6 +249,7 @@ class CallPanel(QFrame):
         self.call_actions.leave.triggered.connect(controller.leave_conference)
         phone.call.connect(self._on_call)
         phone.party.connect(self._on_party)
+        phone.dtmf_received.connect(self._on_dtmf_received)
         phone.status.connect(self._on_status)
         phone.hearing.connect(self._on_hearing)
         phone.muted.connect(self._on_muted)
@@ -516,10 +519,18 @@ class CallPanel(QFrame):
 
     def _new_call(self, call_id: str) -> None:
         self._call_id = call_id
+        self._keys_received = ""
         self._poor = False
         self._parties = {}
         self._consulted = False
         self.quality.reset()
+
+    def _on_dtmf_received(self, event: events.DtmfReceived) -> None:
+        """A key the caller pressed: shown, the last 32 of them."""
+        if event.call_id != self._call_id:
+            return
+        self._keys_received = (self._keys_received + event.digit)[-32:]
+        self._show_facts()
 
     def _on_party(self, event: events.Party) -> None:
         """Another agent on the shown call came, answered or went."""
@@ -570,6 +581,8 @@ class CallPanel(QFrame):
         elif self._hearing and not self._held:
             who = self._caller if self._direction == "internal" else "the customer"
             lines.append(f"You can hear {who}")
+        if self._keys_received:
+            lines.append(f"The caller pressed: {' '.join(self._keys_received)}")
         if self._poor:
             lines.append(POOR_NETWORK_TEXT)
         self.detail.setText("\n".join(lines))

@@ -140,6 +140,7 @@ async function onMessage(message) {
       call.agent = message.agent;
       $("position").textContent = "";
       setState("connected", `You are talking with ${message.agent}.`);
+      $("keypad").hidden = false;
       break;
     case "call_ended":
       call.reason = message.reason;
@@ -169,10 +170,23 @@ function finish(how, text) {
   ws = null;
   stream = null;
   $("position").textContent = "";
+  $("keypad").hidden = true;
   $("state").textContent = text;
   $("call").disabled = false;
   $("hangup").disabled = true;
 }
 
+// Keys pressed go to the agent as RFC 4733 events (the platform accepts
+// telephone-event/48000): what an agent asks for ("press 1", an account PIN).
+call.pressKeys = (digits) => {
+  const sender = call.pc && call.pc.getSenders().find((s) => s.track && s.track.kind === "audio");
+  if (!sender || !sender.dtmf || !sender.dtmf.canInsertDTMF) return false;
+  sender.dtmf.insertDTMF(digits, 100, 70);
+  return true;
+};
+
+$("keypad").addEventListener("click", (event) => {
+  if (event.target.tagName === "BUTTON") call.pressKeys(event.target.textContent);
+});
 $("call").addEventListener("click", start);
 $("hangup").addEventListener("click", () => hangUp());
