@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--caller", default="customer", help="caller name shown to the agent")
     p.add_argument(
+        "--rfc4733",
+        action="store_true",
+        help="offer RFC 4733 telephone-events (as browsers do): the agent's keys come as"
+        " events (dtmf_events in the summary), not as tones",
+    )
+    p.add_argument(
         "--trickle",
         action="store_true",
         help="send the SDP offer without its ICE candidates, then each as an ice_candidate"
@@ -118,6 +124,7 @@ async def _run(args: argparse.Namespace) -> int:
         ring_s=args.ring,
         decline=args.decline,
         trickle=args.trickle,
+        rfc4733=args.rfc4733,
     )
     hangup = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -24,6 +24,7 @@ from agent_phone.media.peer import new_peer_connection, opus_only
 from agent_phone.media.playout import Playout, PlayoutSink, WallClockSink
 from agent_phone.media.quality import CallQuality, StatsSample, sample
 from agent_phone.media.receiver import AudioReceiver, PacketSink, tap_audio
+from agent_phone.media.telephone_event import EventReceiver, negotiated_payload_type
 from agent_phone.media.tones import HeardAnalysis
 from agent_phone.media.tracks import LossFollower, OutboundAudioTrack
 from agent_phone.protocol import (
@@ -74,6 +75,8 @@ class CallResult:
     #: customer's playout began, when the first packet arrived; from there
     #: the recording runs on the caller's own clock, as a speaker would).
     dtmf_heard: str = ""
+    #: Keys that came as RFC 4733 events (with ``CallPlan.rfc4733``), in order.
+    dtmf_events: str = ""
     waiting_tone_s: float = 0.0
     hold_tone_s: float = 0.0
     heard_timeline: list[int] = field(default_factory=list)
@@ -119,6 +122,9 @@ class CallPlan:
     #: Trickle ICE (RFC 8838): the offer goes without its candidates, which
     #: follow it as ``ice_candidate`` messages, then their end.
     trickle: bool = False
+    #: Offer RFC 4733 telephone-events, as a browser does: the agent's keys
+    #: then come as events (``dtmf_events``), not as tones.
+    rfc4733: bool = False
 
 
 async def place_call(
@@ -169,6 +175,9 @@ async def place_call(
             playout.start()
             result.record_started_at = getattr(ear, "clock_started_at", None) or result.heard_from
 
+    def key_event(digit: str) -> None:
+        result.dtmf_events += digit
+
     started = time.monotonic()
     baseline = StatsSample()
     ending = False
@@ -181,11 +190,13 @@ async def place_call(
             await sink.start()
         await signaling.connect()
         sender = pc.addTrack(track)
-        opus_only(pc)  # (it hears the agent's keys in band)
-        tap_audio(pc, arrived)
+        if not plan.rfc4733:
+            opus_only(pc)  # (it hears the agent's keys in band)
+        tap = tap_audio(pc, arrived)
         tasks.spawn(LossFollower(sender, track).run(), "loss")
         await pc.setLocalDescription(await pc.createOffer())
-        offer, candidates = pc.localDescription.sdp, []
+        offer = pc.localDescription.sdp
+        candidates: list[tuple[str, str | None, int]] = []
         if plan.trickle:
             offer, candidates = split_candidates(offer)
 
@@ -281,6 +292,9 @@ async def place_call(
                         break
                     await pc.setRemoteDescription(RTCSessionDescription(message.sdp, "answer"))
                     await remote.flush()
+                    if (event_type := negotiated_payload_type(message.sdp)) is not None:
+                        tap.event_type = event_type
+                        tap.events = EventReceiver(key_event, time.monotonic).put
                 case IceCandidate():
                     try:
                         await remote.add(

@@ -25,13 +25,14 @@ from typing import Protocol
 
 from aiortc import RTCRtpSender, RTCSessionDescription
 
-from agent_phone.cloud.customer_audio import CustomerFeed, Feed
+from agent_phone.cloud.customer_audio import MAX_PENDING_DTMF_S, CustomerFeed, DtmfBusy, Feed
 from agent_phone.media.audio import AudioSource
 from agent_phone.media.ice import RemoteCandidates
 from agent_phone.media.liveness import Heartbeat, create_liveness_channel
 from agent_phone.media.peer import new_peer_connection, opus_only
 from agent_phone.media.receiver import PacketSink, PacketTap, tap_audio
 from agent_phone.media.telephone_event import EventReceiver, negotiated_payload_type
+from agent_phone.media.tones import validate_dtmf
 from agent_phone.media.tracks import FORWARDED, OutboundAudioTrack
 from agent_phone.tasks import TaskSet
 
@@ -66,7 +67,8 @@ class Hearing(enum.Enum):
 class MediaParty(Protocol):
     """One party's media at the platform, whoever they are."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def speak_to(self, sink: PacketSink | None) -> None:
         """Where what this party says goes from now on (None: nowhere)."""
@@ -212,6 +214,20 @@ class CustomerLeg:
             self.tap.event_type = event_type
             self.tap.events = EventReceiver(self._digit, time.monotonic).put
         return answer
+
+    def send_dtmf(self, digits: str) -> tuple[float, str]:
+        """The agent's keys to the customer: as RFC 4733 events when their
+        endpoint negotiated them (``rfc4733``), else as tones in the audio
+        (``in_band``); their length in seconds, and how. ValueError for
+        digits that are no keys, DtmfBusy when too many still wait."""
+        validate_dtmf(digits)
+        if self.tap is None or self.tap.event_type is None:
+            return self.feed.play_dtmf(digits), "in_band"
+        try:
+            seconds = self.track.send_events(digits, self.tap.event_type, MAX_PENDING_DTMF_S)
+        except ValueError as exc:
+            raise DtmfBusy(str(exc)) from None
+        return seconds, "rfc4733"
 
     def _digit(self, digit: str) -> None:
         if self.on_dtmf is not None and not self._closed:

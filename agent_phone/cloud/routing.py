@@ -35,7 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from agent_phone.cloud.config import PlatformConfig, QueueConfig
 from agent_phone.cloud.connections import AgentEndpoint, ConnectionManager
@@ -866,7 +866,8 @@ class Router:
         self._events.emit("call_held", call_id=call.id, agent=agent.name, on=on)
 
     def send_dtmf(self, agent: RoutedAgent, call_id: str, digits: str) -> None:
-        """Play the digits to the customer in band; refused while the call is held."""
+        """Send the digits to the customer: as RFC 4733 events where their
+        endpoint negotiated them, else in band; refused while the call is held."""
         call = self._connected_call(agent, call_id, "DTMF needs a connected call")
         if call.held:
             raise RequestError(
@@ -874,13 +875,13 @@ class Router:
             )
         _need_customer(call, "an internal call has no customer to send keys to")
         try:
-            seconds = call.customer.feed.play_dtmf(digits)
+            seconds, how = call.customer.send_dtmf(digits)
         except ValueError as exc:  # the codec checks too; this is the same rule
             raise RequestError("invalid", str(exc), call_id) from None
         except DtmfBusy as exc:
             raise RequestError("wrong_state", str(exc), call_id) from None
         self._events.emit(
-            "dtmf", call_id=call.id, agent=agent.name, digits=digits, duration_s=seconds
+            "dtmf", call_id=call.id, agent=agent.name, digits=digits, duration_s=seconds, how=how
         )
 
     # --- transfer, consult and conference -------------------------------------------
@@ -1100,7 +1101,13 @@ class Router:
             self._config.ring_timeout_s, self._party_timed_out, call, party
         )
 
-    def _tell_owner(self, call: Call, party: Party, state: str, reason: str = "") -> None:
+    def _tell_owner(
+        self,
+        call: Call,
+        party: Party,
+        state: Literal["alerting", "connected", "ended"],
+        reason: str = "",
+    ) -> None:
         if call.agent is not None:
             call.agent.send(
                 PartyChanged(
@@ -1308,10 +1315,10 @@ class Router:
             await self._party_gone(call, party, "left")
             return
         call = self._connected_call(agent, call_id, "there is no conference on it")
-        party = next((p for p in call.parties if p.role == "conference"), None)
-        if party is None or party.state is not PartyState.CONNECTED:
+        added = next((p for p in call.parties if p.role == "conference"), None)
+        if added is None or added.state is not PartyState.CONNECTED:
             raise RequestError("wrong_state", f"call {call_id!r} is no conference", call_id)
-        await self._hand_over(call, party, "left")
+        await self._hand_over(call, added, "left")
         self._events.emit("conference_left", call_id=call.id, party=agent.name, reason="left")
 
     async def _hand_over(self, call: Call, party: Party, reason: str) -> None:

@@ -19,6 +19,11 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from aiortc import rtcrtpsender
+from aiortc.rtp import RtpPacket
 
 logger = logging.getLogger(__name__)
 
@@ -91,3 +96,76 @@ class EventReceiver:
         self._last_at = now
         self.digits += 1
         self.on_digit(event.digit)
+
+
+# --- sending -------------------------------------------------------------------------
+
+#: A key's event lasts this long (5 packets of 20 ms), its end is sent three
+#: times (RFC 4733 2.5.1.4), and 4 frames of the usual audio follow it.
+EVENT_PACKETS = 5
+END_REPEATS = 3
+GAP_FRAMES = 4
+#: The events' volume: -10 dBm0, as the in-band tones (agent_phone/media/tones.py).
+EVENT_VOLUME = 10
+_FRAME = 960  # 20 ms at 48 kHz
+
+
+class EventPayload(bytes):
+    """An RTP payload sent with its own payload type and marker bit (a
+    telephone-event among the audio's packets): ``_EventRtpPacket`` sets them."""
+
+    payload_type: int = 0
+    marker: int = 0
+
+
+@dataclass(frozen=True)
+class EventPacket:
+    """What a track's ``recv()`` returns for one telephone-event packet:
+    aiortc packs it like an encoded ``av.Packet`` (``pts``, ``time_base``,
+    ``bytes()``), and its bytes are an ``EventPayload``."""
+
+    payload: EventPayload
+    pts: int
+    time_base: Fraction = Fraction(1, 48000)
+
+    def __bytes__(self) -> bytes:
+        return self.payload
+
+
+def event_schedule(digits: str) -> list[tuple[str, int, bool] | None]:
+    """The 20 ms frames that send ``digits`` as events: (digit, duration so
+    far, end) for an event packet, None for a frame of audio between keys."""
+    frames: list[tuple[str, int, bool] | None] = []
+    for digit in digits:
+        frames += [(digit, (k + 1) * _FRAME, False) for k in range(EVENT_PACKETS)]
+        frames += [(digit, EVENT_PACKETS * _FRAME, True)] * END_REPEATS
+        frames += [None] * GAP_FRAMES
+    return frames
+
+
+def event_payload(
+    digit: str, duration: int, end: bool, payload_type: int, first: bool
+) -> EventPayload:
+    payload = EventPayload(
+        bytes([EVENT_DIGITS.index(digit), (0x80 if end else 0) | EVENT_VOLUME])
+        + min(duration, 0xFFFF).to_bytes(2, "big")
+    )
+    payload.payload_type = payload_type
+    payload.marker = 1 if first else 0
+    return payload
+
+
+class _EventRtpPacket(RtpPacket):
+    """aiortc's sender makes every packet with the audio codec's payload type
+    (and a marker bit set); one carrying an ``EventPayload`` gets its own."""
+
+    def serialize(self, *args: Any) -> bytes:
+        if isinstance(self.payload, EventPayload):
+            self.payload_type = self.payload.payload_type
+            self.marker = self.payload.marker
+        return super().serialize(*args)
+
+
+# aiortc's sender builds its packets from this module-level name (read at
+# each packet): replaced once, when this module is first imported.
+rtcrtpsender.RtpPacket = _EventRtpPacket  # type: ignore[misc]

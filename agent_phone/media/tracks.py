@@ -46,6 +46,7 @@ from av import Packet
 
 from agent_phone.media.audio import DTYPE, FRAME_SAMPLES, PTIME, SAMPLE_RATE, AudioSource
 from agent_phone.media.opus import OpusEncoder
+from agent_phone.media.telephone_event import EventPacket, event_payload, event_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +181,36 @@ class OutboundAudioTrack(MediaStreamTrack):
         #: follows it at once: ``_encode_next``).
         self._forwarded_last = False
         self._source_ts: int | None = None  # the last source timestamp, unwrapped
+        # RFC 4733 events to send (agent_phone/media/telephone_event.py): the
+        # frames still to go, their payload type, and the current key's start.
+        self._dtmf_frames: deque[tuple[str, int, bool] | None] = deque()
+        self._event_type = 0
+        self._event_start: tuple[str, int] | None = None
 
     # --- what to send ----------------------------------------------------------
+
+    def send_events(self, digits: str, payload_type: int, max_s: float) -> float:
+        """Send ``digits`` as RFC 4733 events with ``payload_type``, in place
+        of the audio (forwarded or encoded) while each key lasts; returns
+        their length in seconds. ValueError when more than ``max_s`` would
+        then be waiting."""
+        frames = event_schedule(digits)
+        waiting_s = (len(self._dtmf_frames) + len(frames)) * PTIME
+        if waiting_s > max_s:
+            raise ValueError(
+                f"{len(self._dtmf_frames) * PTIME:.1f} s of DTMF keys are still being sent;"
+                f" at most {max_s:g} s may wait"
+            )
+        self._event_type = payload_type
+        self._dtmf_frames.extend(frames)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return round(len(frames) * PTIME, 3)
+
+    @property
+    def sending_events(self) -> bool:
+        return bool(self._dtmf_frames)
 
     @property
     def forwarding(self) -> bool:
@@ -264,7 +293,7 @@ class OutboundAudioTrack(MediaStreamTrack):
                 await self._playing.wait()
             if self.readyState != "live":
                 raise MediaStreamError
-            if not self.forwarding:
+            if not self.forwarding or self._dtmf_frames:
                 self._new_spell()
                 packet = await self._encode_next()
                 if packet is not None:
@@ -350,11 +379,14 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._forwarded_last = False
         if due > now:
             await asyncio.sleep(due - now)
-            if self.forwarding or not self._playing.is_set():
+            if (self.forwarding and not self._dtmf_frames) or not self._playing.is_set():
                 return None
         elif now - due > _RESYNC_S:
             index = max(index, int((now - self._epoch) / PTIME))
         self._index = index
+        if self._dtmf_frames:
+            if (event := self._event_packet(index * FRAME_SAMPLES)) is not None:
+                return event  # type: ignore[return-value]  # (packed as a Packet is)
         payload: bytes | None = None
         samples: np.ndarray | None = None
         if self.source is not None and not self.muted:
@@ -377,6 +409,23 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._last_pts = pts
         self.frames_sent += 1
         return _packet(payload, pts)
+
+    def _event_packet(self, pts: int) -> EventPacket | None:
+        """This frame's telephone-event packet; None for a frame of audio
+        between keys. Every packet of a key has its start's timestamp."""
+        frame = self._dtmf_frames.popleft()
+        if frame is None:
+            self._event_start = None
+            return None
+        digit, duration, end = frame
+        first = self._event_start is None
+        if first:
+            self._event_start = (digit, pts)
+        assert self._event_start is not None
+        self._last_pts = pts
+        self.frames_sent += 1
+        payload = event_payload(digit, duration, end, self._event_type, first)
+        return EventPacket(payload, self._event_start[1], TIME_BASE)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -123,7 +123,8 @@ class TransferDialog(QDialog):
             item.setHidden(hidden)
             if not hidden and first is None:
                 first = item
-        self.targets.setCurrentItem(first)
+        # (None clears the selection: nothing matches; the stubs say otherwise)
+        self.targets.setCurrentItem(first)  # type: ignore[arg-type]
         self._selected(first)
 
     def _selected(self, item: QListWidgetItem | None, _previous: object = None) -> None:
