@@ -170,12 +170,16 @@ class Chromium:
             raise RuntimeError(f"chromium did not start (exit {self.process.poll()})")
 
     async def open(self, url: str) -> Page:
+        """A new tab showing ``url`` (navigated to, so its query is its own)."""
         session = aiohttp.ClientSession()
-        async with session.put(f"http://{self.devtools}/json/new?{url}") as response:
+        async with session.put(f"http://{self.devtools}/json/new?about:blank") as response:
             target = await response.json()
         ws = await session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=64 << 20)
         page = Page(ws, session)
-        await page.wait_for("document.readyState === 'complete'")
+        await page._call("Page.navigate", {"url": url})
+        await page.wait_for(
+            f"location.href === {json.dumps(url)} && document.readyState === 'complete'"
+        )
         return page
 
     def stop(self) -> None:
