@@ -67,7 +67,10 @@ def start_phone(tmp_path: Path, virtual_audio: Any) -> Iterator[Callable[..., Ph
     yield start
     for phone in started:
         if phone.proc.poll() is None:
-            phone.send("quit")
+            try:
+                phone.send("quit")
+            except BrokenPipeError:
+                pass  # it was exiting by itself (a platform that died, say)
         phone.stop()
 
 

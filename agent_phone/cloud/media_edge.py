@@ -25,6 +25,7 @@ from typing import Protocol
 
 from aiortc import RTCRtpSender, RTCSessionDescription
 
+from agent_phone.cloud.config import DEFAULT_CUSTOMER_MEDIA_TIMEOUT_S
 from agent_phone.cloud.customer_audio import MAX_PENDING_DTMF_S, CustomerFeed, DtmfBusy, Feed
 from agent_phone.media.audio import AudioSource
 from agent_phone.media.ice import RemoteCandidates
@@ -87,11 +88,9 @@ def _audio_sender(pc_senders: list[RTCRtpSender]) -> RTCRtpSender:
     raise LinkError("no audio sender")
 
 
-#: A customer's media that stops this long (no RTP packet: endpoints send
-#: silence, or DTX frames at least every 400 ms, while they are muted) is
-#: taken for a customer who is gone (``CustomerLeg.on_dead``).
-DEFAULT_CUSTOMER_MEDIA_TIMEOUT_S = 5.0
-#: How often a leg's media is looked at.
+#: How often a leg's media is looked at (``customer_media_timeout_s``: no
+#: RTP packet for that long, while endpoints send silence or DTX frames at
+#: least every 400 ms when muted, is a customer who is gone).
 _WATCH_S = 0.5
 
 

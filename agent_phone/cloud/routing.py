@@ -159,6 +159,12 @@ class Call:
         return self.direction == "internal"
 
     @property
+    def agent_talks(self) -> bool:
+        """Its agent talks in it: it is not held, or it is held only for the
+        customer while the agent talks with another (a consult)."""
+        return not self.held or any(p.state is PartyState.CONNECTED for p in self.parties)
+
+    @property
     def customer(self) -> CustomerLeg:
         """The customer's leg, for what only calls with a customer do."""
         if self.leg is None:
@@ -211,6 +217,11 @@ def _take(agent: RoutedAgent, call: Call) -> None:
 def _leave(agent: RoutedAgent, call: Call) -> None:
     if call in agent.calls:
         agent.calls.remove(call)
+
+
+def _party_on(call: Call, leg: CustomerLeg) -> Party | None:
+    """The number whose leg ``leg`` is (None: the customer's own leg)."""
+    return next((p for p in call.parties if p.leg is leg), None)
 
 
 def _need_customer(call: Call, why: str) -> None:
@@ -282,9 +293,9 @@ class Router:
         )
 
     def _watch(self, call: Call, leg: CustomerLeg) -> None:
-        """A customer's (or a number's) leg of ``call`` whose media dies
-        leaves it: a customer's call ends ``customer_media_lost``, a number
-        added to it is gone (``media_lost``)."""
+        """What a customer's (or a number's) leg of ``call`` says for itself:
+        its media died (a customer's call ends ``customer_media_lost``, a
+        number added to it is gone: ``media_lost``), a key was pressed."""
         leg.on_dead = lambda _leg, why: self._leg_dead(call, leg, why)
         leg.on_dtmf = lambda _leg, digit: self._leg_dtmf(call, leg, digit)
 
@@ -293,7 +304,7 @@ class Router:
         agents talking with them are told (``dtmf_received``)."""
         if call.state is CallState.ENDED:
             return
-        party = next((p for p in call.parties if p.leg is leg), None)
+        party = _party_on(call, leg)
         self._events.emit(
             "dtmf_received",
             call_id=call.id,
@@ -309,7 +320,7 @@ class Router:
     def _leg_dead(self, call: Call, leg: CustomerLeg, why: str) -> None:
         if call.state is CallState.ENDED:
             return
-        party = next((p for p in call.parties if p.leg is leg), None)
+        party = _party_on(call, leg)
         self._events.emit(
             "customer_media_lost",
             call_id=call.id,
@@ -671,9 +682,7 @@ class Router:
         others = [
             p.media for p in call.parties if p.state is PartyState.CONNECTED and p.media is not None
         ]
-        # Its agent talks in it unless they hold it (in a consult they hold
-        # the customer, not the agent they consult).
-        if call.link is not None and (not call.held or others):
+        if call.link is not None and call.agent_talks:
             speakers.append(call.link)
         speakers += others
         if len(speakers) >= 2:
@@ -851,9 +860,7 @@ class Router:
         held by them (in a consult they hold the customer, not the agent)."""
         if (party := call.party(agent)) is not None:
             return party.state is PartyState.CONNECTED
-        if call.agent is not agent or call.state is not CallState.CONNECTED:
-            return False
-        return not call.held or any(p.state is PartyState.CONNECTED for p in call.parties)
+        return call.agent is agent and call.state is CallState.CONNECTED and call.agent_talks
 
     def _hold(self, agent: RoutedAgent, call: Call, on: bool) -> None:
         assert call.link is not None

@@ -168,4 +168,4 @@ class _EventRtpPacket(RtpPacket):
 
 # aiortc's sender builds its packets from this module-level name (read at
 # each packet): replaced once, when this module is first imported.
-rtcrtpsender.RtpPacket = _EventRtpPacket  # type: ignore[misc]
+vars(rtcrtpsender)["RtpPacket"] = _EventRtpPacket

@@ -433,23 +433,22 @@ class PhoneEngine:
             call.quality = quality
             await quality.begin()
             await self._start_audio(call, connection)
-            self._hold_microphone(call)
+            self._hold_microphone()
             return
         call.set_state(CallState.CONNECTED, "connected")
-        self._hold_microphone(call)
+        self._hold_microphone()
 
     def _held(self, call_id: str, on: bool) -> None:
         call = self.calls.get(call_id)
         if call is None or call.state not in (CallState.CONNECTED, CallState.HELD):
             return
         call.set_state(CallState.HELD if on else CallState.CONNECTED, "held" if on else "resumed")
-        self._hold_microphone(call)
+        self._hold_microphone()
 
-    def _hold_microphone(self, call: Call) -> None:
-        """The microphone sends silence while every call is held, unless the
-        agent is talking with another agent meanwhile (a consult: the
-        customer is held, not the agent)."""
-        if self.connection is not None and self.connection.id == call.connection_id:
+    def _hold_microphone(self) -> None:
+        """The microphone sends silence while the agent has calls and none
+        is live (all held; in a consult the customer is held, not the agent)."""
+        if self.connection is not None and self.calls:
             self.connection.held = self._live_call() is None
 
     def _live_call(self) -> Call | None:
@@ -470,7 +469,7 @@ class PhoneEngine:
             call.parties.pop(message.agent, None)
         else:
             call.parties[message.agent] = message.state
-        self._hold_microphone(call)
+        self._hold_microphone()
         self._emit(
             events.Party(
                 call_id=call.call_id,
@@ -498,8 +497,7 @@ class PhoneEngine:
                     await self.connection.detach()
                 await self.audio.end()
         call.set_state(CallState.ENDED, reason)
-        if self.connection is not None and self.calls:
-            self._hold_microphone(next(iter(self.calls.values())))
+        self._hold_microphone()
 
     async def _end_all_calls(self, reason: str) -> None:
         for call in list(self.calls.values()):
